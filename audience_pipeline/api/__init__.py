@@ -1,0 +1,3 @@
+"""The Profile API: Segment-compatible HTTP reads of profiles, traits and memberships."""
+
+from __future__ import annotations

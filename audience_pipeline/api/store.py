@@ -1,0 +1,186 @@
+"""The current generation, and a background thread that loads the next one.
+
+Requests read `store.current` once and use only that object: a swap is one reference assignment,
+so a request sees the old run or the new one, never a mix. The reloader polls the warehouse's
+manifest (its inode, size and mtime change exactly when a run publishes one); a run still being
+written (files not matching the manifest) is retried on the next poll while the old generation
+keeps serving. Loading holds the GIL in short stretches only (Python's switch interval), so
+requests keep being answered during a reload, somewhat slower.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+
+from audience_pipeline.api.tables import Generation, build_generation
+from audience_pipeline.snapshot import (
+    SnapshotChanged,
+    manifest_fingerprint,
+    open_snapshot,
+    open_snapshot_waiting,
+)
+from audience_pipeline.spec.issues import DefinitionsError
+from audience_pipeline.spec.loader import load_definitions
+from audience_pipeline.spec.models import Definitions
+
+log = logging.getLogger(__name__)
+
+RETIRE_CHUNK = 20_000
+
+
+def load_checked_definitions(definitions_dir: str | Path) -> Definitions:
+    definitions, issues = load_definitions(str(definitions_dir))
+    if issues:
+        raise DefinitionsError(issues)
+    return definitions
+
+
+class Store:
+    """Holds the generation being served and replaces it when the warehouse changes."""
+
+    def __init__(
+        self,
+        warehouse: str | Path,
+        definitions_dir: str | Path,
+        *,
+        events_days: int = 14,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.warehouse = Path(warehouse)
+        self.definitions_dir = str(definitions_dir)
+        self.events_days = events_days
+        self.poll_seconds = poll_seconds
+        self._current: Generation | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+
+    @property
+    def current(self) -> Generation:
+        generation = self._current
+        if generation is None:
+            msg = "no generation loaded yet"
+            raise RuntimeError(msg)
+        return generation
+
+    def load(self, *, timeout: float = 60.0) -> Generation:
+        """Load the warehouse's current run now (waiting while a run is being written)."""
+        definitions = load_checked_definitions(self.definitions_dir)
+        snapshot = open_snapshot_waiting(self.warehouse, timeout=timeout)
+        number = self._current.number + 1 if self._current else 1
+        generation = build_generation(number, snapshot, definitions, events_days=self.events_days)
+        self._swap(generation)
+        log.info(
+            "serving generation %d (as of %s) in %.1f s: %d profiles, %d accounts",
+            generation.number, generation.as_of.isoformat(), generation.load_seconds,
+            len(generation.users.ids), len(generation.accounts.ids),
+        )  # fmt: skip
+        return generation
+
+    def _swap(self, generation: Generation, *, retire: bool = False) -> None:
+        box = [self._current]
+        self._current = generation  # one reference assignment: requests see old or new
+        # The indexes are millions of long-lived objects; frozen, the cyclic GC never walks them
+        # (a full collection over them would pause every request for tens of milliseconds).
+        # They are still freed by reference counting when their generation is dropped.
+        gc.freeze()
+        if retire and box[0] is not None:
+            # In its own thread: waiting for the last request on the old generation must not
+            # delay the next reload.
+            threading.Thread(target=_retire, args=(box,), name="retire", daemon=True).start()
+
+    def changed(self) -> bool:
+        """Whether the warehouse published another run than the one being served."""
+        current = self._current
+        stamp = manifest_fingerprint(self.warehouse)
+        if current is None:
+            return True
+        if stamp is None:  # no manifest: a legacy folder, watched through its memberships file
+            try:
+                mtime = (self.warehouse / "memberships.parquet").stat().st_mtime_ns
+            except FileNotFoundError:
+                return False
+            return current.snapshot.manifest.files["memberships"].mtime_ns != mtime
+        return stamp != current.snapshot.manifest_stat
+
+    def reload_once(self) -> bool:
+        """One poll: load and swap in a new run if there is one; True when swapped."""
+        if not self.changed():
+            return False
+        try:
+            definitions = load_checked_definitions(self.definitions_dir)
+        except DefinitionsError as error:
+            definitions = self.current.definitions
+            log.warning("definitions are invalid; keeping the previous ones: %s", error)
+        try:
+            snapshot = open_snapshot(self.warehouse)
+        except SnapshotChanged as error:
+            log.info("warehouse is being written (%s); trying again", error)
+            return False
+        number = self.current.number + 1
+        generation = build_generation(number, snapshot, definitions, events_days=self.events_days)
+        self._swap(generation, retire=True)
+        log.info(
+            "reloaded: generation %d (as of %s) in %.1f s",
+            generation.number, generation.as_of.isoformat(), generation.load_seconds,
+        )  # fmt: skip
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.reload_once()
+                self.last_error = None
+            except Exception as error:  # keep serving the old run whatever went wrong
+                self.last_error = f"{type(error).__name__}: {error}"
+                log.exception("reload failed; still serving generation %d", self.current.number)
+
+    def start(self) -> None:
+        """Start polling the warehouse in a daemon thread."""
+        if self._thread is None and self.poll_seconds > 0:
+            self._thread = threading.Thread(target=self._run, name="warehouse-reload", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+
+def _retire(box: list[Generation | None], *, wait: float = 30.0) -> None:
+    """Free the previous generation in small steps.
+
+    Dropping it at once would free millions of objects in one C call, holding the GIL (and
+    stalling every request) for a second or more at 1M profiles. Once no request holds it any
+    more (its reference count says so; new requests only see the new generation), its big dicts
+    and lists are emptied a chunk at a time, letting request threads run in between.
+    """
+    old = box.pop()
+    assert old is not None
+    deadline = time.monotonic() + wait
+    # References: `old` and getrefcount's argument; anything more is a request still running.
+    while sys.getrefcount(old) > 2:
+        if time.monotonic() > deadline:
+            return  # still in use: reference counting frees it when that request ends
+        time.sleep(0.05)
+    for mapping in [*old.id_index.values(), old.users.index, old.accounts.index]:
+        while mapping:
+            for key in list(itertools.islice(mapping, RETIRE_CHUNK)):
+                del mapping[key]
+            time.sleep(0.0005)  # let the request thread have the GIL (see tables._yield_gil)
+    for collection in (old.users, old.accounts):
+        for items in (collection.ids, collection.external_offsets, collection.link_offsets,
+                      collection.event_offsets, collection.column_names):  # fmt: skip
+            while items:
+                del items[-RETIRE_CHUNK:]
+                time.sleep(0.0005)
+
+
+__all__ = ["Store", "load_checked_definitions"]

@@ -1,0 +1,182 @@
+"""`audience-pipeline`: thin commands over audience_pipeline.service."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import polars as pl
+
+from audience_pipeline import service
+from audience_pipeline.spec.issues import DefinitionsError
+from audience_pipeline.sql.dialects import DIALECTS
+
+DEFAULT_EVENTS = "data/events"
+DEFAULT_WAREHOUSE = "data/warehouse"
+SCHEMA_HELP = (
+    "read events from Segment's warehouse tables in this schema; --events is then a DuckDB "
+    "database file or a PostgreSQL DSN"
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="audience-pipeline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--definitions", default="definitions", help="definitions folder")
+        return p
+
+    command("validate", "check every definition; exit 1 on problems")
+
+    p = command("compute", "compute every table as of a timestamp")
+    p.add_argument("--events", default=DEFAULT_EVENTS, help="event file or folder")
+    p.add_argument("--as-of", default=None, help="ISO-8601 timestamp (default: now)")
+    p.add_argument("--out", default=DEFAULT_WAREHOUSE, help="output folder for the tables")
+    p.add_argument("--engine", choices=["polars", "duckdb"], default="polars")
+    p.add_argument("--events-schema", default=None, help=SCHEMA_HELP)
+
+    p = command("preview", "size and a sample of an audience, computed and not saved")
+    p.add_argument("key")
+    p.add_argument("--events", default=DEFAULT_EVENTS)
+    p.add_argument("--as-of", default=None)
+    p.add_argument("--sample", type=int, default=10)
+    p.add_argument("--events-schema", default=None, help=SCHEMA_HELP)
+
+    p = command("compile", "print an audience's SQL for a warehouse dialect")
+    p.add_argument("key")
+    p.add_argument("--dialect", choices=list(DIALECTS), default="duckdb")
+
+    p = command("sql", "query the warehouse tables with SQL (DuckDB)")
+    p.add_argument("query")
+    p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE)
+
+    p = command("sync", "send membership changes to one destination (definitions/destinations)")
+    p.add_argument("destination")
+    p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE)
+
+    p = command("export", "write an audience as CSV in one of Segment's three formats")
+    p.add_argument("key")
+    p.add_argument("--format", choices=["unformatted", "formatted", "single"], required=True)
+    p.add_argument("--id-type", default=None)
+    p.add_argument("--raw", action="store_true", help="single: do not hash the identifiers")
+    p.add_argument("--out", required=True)
+    p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE)
+
+    p = command("explain", "why a profile or account is (or is not) in an audience")
+    p.add_argument("key", help="audience key")
+    p.add_argument("id", help="ID_TYPE:ID_VALUE (user_id:u1, email:..., group_id:... for accounts)")
+    p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE)
+    p.add_argument("--json", action="store_true", help="print the explanation as JSON")
+
+    p = command("serve", "serve the Profile API (token: AUDIENCE_PIPELINE_API_TOKEN)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE)
+    p.add_argument("--events-days", type=int, default=14, help="days of events kept (0: none)")
+    p.add_argument("--poll", type=float, default=1.0, help="seconds between warehouse checks")
+    p.add_argument("--access-log", action="store_true")
+
+    p = command("generate", "write realistic demo events (Segment spec)")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _print_frame(frame: pl.DataFrame) -> None:
+    with pl.Config(tbl_rows=50, tbl_cols=20, fmt_str_lengths=60, tbl_width_chars=160):
+        print(frame)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except DefinitionsError as error:
+        print(str(error), file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "validate":
+        issues = service.validate(args.definitions)
+        for issue in issues:
+            print(issue)
+        if issues:
+            print(f"{len(issues)} problem(s)", file=sys.stderr)
+            return 1
+        print("definitions are valid")
+        return 0
+    if args.command == "compute":
+        as_of = service.parse_as_of(args.as_of)
+        summary = service.run_compute(
+            args.events, args.definitions, as_of, args.out, engine=args.engine,
+            schema=args.events_schema,
+        )  # fmt: skip
+        print(f"as of {summary.as_of.isoformat()} -> {summary.out}")
+        for name, rows in summary.tables.items():
+            print(f"  {name}: {rows} rows")
+        print(f"  quarantined messages: {summary.quarantined}")
+        for key, size in summary.audience_sizes.items():
+            print(f"  audience {key}: {size} (+{summary.entered[key]} / -{summary.exited[key]})")
+        timing = ", ".join(f"{k} {v:.2f}s" for k, v in summary.seconds.items())
+        print(f"  time: {timing}")
+        return 0
+    if args.command == "preview":
+        as_of = service.parse_as_of(args.as_of)
+        result = service.preview(args.key, args.events, args.definitions, as_of,
+                                 sample=args.sample, schema=args.events_schema)  # fmt: skip
+        print(f"{result.key} ({result.level}): {result.size} of {result.universe}")
+        _print_frame(result.sample)
+        return 0
+    if args.command == "compile":
+        from audience_pipeline.sql import compile_audience
+
+        print(compile_audience(args.definitions, args.key, args.dialect))
+        return 0
+    if args.command == "sql":
+        _print_frame(service.query(args.query, args.warehouse))
+        return 0
+    if args.command == "sync":
+        from audience_pipeline.destinations import sync
+
+        report = sync(args.destination, args.definitions, args.warehouse)
+        print(
+            f"{report.destination}: {report.status}; sent {report.sent}, failed {report.failed}, "
+            f"pending {report.pending}, requests {report.requests}, retries {report.retries}"
+        )
+        for key in sorted(set(report.entered) | set(report.exited)):
+            print(f"  {key}: +{report.entered.get(key, 0)} / -{report.exited.get(key, 0)}")
+        return 0 if report.status == "ok" else 1
+    if args.command == "export":
+        from audience_pipeline.destinations import export
+
+        exported = export(args.key, args.format, args.id_type, args.raw, args.out, args.warehouse,
+                          args.definitions)  # fmt: skip
+        print(
+            f"{exported.key}: {exported.members} members, {exported.rows} rows -> {exported.path}"
+        )
+        return 0
+    if args.command == "explain":
+        from audience_pipeline.explain.command import explain_command
+
+        return explain_command(args.key, args.id, args.warehouse, args.definitions, args.json)
+    if args.command == "serve":
+        from audience_pipeline.api.serve import ServeOptions, serve
+
+        return serve(ServeOptions(args.warehouse, args.definitions, args.host, args.port,
+                                  args.events_days, args.poll, args.access_log))  # fmt: skip
+    if args.command == "generate":
+        from audience_pipeline.demo.generate import main as generate_main
+
+        rest = [a for a in args.rest if a != "--"]
+        return generate_main(rest)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

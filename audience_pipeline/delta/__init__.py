@@ -1,0 +1,7 @@
+"""Parts of the incremental recompute (`audience_pipeline.incremental` is the entry point).
+
+- `reads`: which events each level's results read (names, windows, cuts), hence which events
+  can change a result when the as-of moves, and which events an account pass needs.
+- `known`: run the engine over messages whose profiles are already known (no identity graph).
+- `merge`: replace some entities' rows in the previous tables, as a full run would lay them out.
+"""

@@ -1,0 +1,216 @@
+"""Replace some entities' rows in the previous tables, laid out as a full run lays them out.
+
+A full run decides some column types from all the values it holds: a custom trait column is
+JSON text exactly when its values mix JSON types (or hold containers), a custom key nobody holds
+is no column, an empty first/last column is text. Merging old rows with recomputed ones settles
+those the same way, or raises `NeedsFull` when it cannot (a native column would turn mixed: the
+raw JSON text it came from is gone).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from audience_pipeline.ir import nodes as ir
+
+
+class NeedsFull(Exception):
+    """The merge cannot be proven equal to a full run; recompute everything."""
+
+
+def _all_null(series: pl.Series) -> bool:
+    return series.null_count() == series.len()
+
+
+def _stack(a: pl.DataFrame, b: pl.DataFrame, key: str | None = None) -> pl.DataFrame:
+    """Concatenate two parts of one table; a column missing or all-null on one side takes the
+    other side's type. Clashing types raise `NeedsFull`. With `key`, `a` is sorted by it and
+    the result too: `b` is sorted and merged in (linear, where a sort of the whole table
+    would not be), so equal keys must not span both parts."""
+    columns = list(dict.fromkeys([*a.columns, *b.columns]))
+    target: dict[str, pl.DataType] = {}
+    for name in columns:
+        if name not in b.columns or (name in a.columns and _all_null(b[name])):
+            target[name] = a.schema[name]
+        elif name not in a.columns or _all_null(a[name]):
+            target[name] = b.schema[name]
+        elif a.schema[name] == b.schema[name]:
+            target[name] = a.schema[name]
+        else:
+            msg = f"column {name!r} has types {a.schema[name]} and {b.schema[name]}"
+            raise NeedsFull(msg)
+
+    def conform(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.select(
+            pl.col(n).cast(t) if n in frame.columns else pl.lit(None, dtype=t).alias(n)
+            for n, t in target.items()
+        )
+
+    if key is None:
+        return pl.concat([conform(a), conform(b)])
+    return conform(a).merge_sorted(conform(b).sort(key, maintain_order=True), key)
+
+
+def _json_kind(text: pl.Expr) -> pl.Expr:
+    """The JSON type of a JSON text: s(tring), n(umber), b(oolean), o(bject/array)."""
+    first = text.str.strip_chars().str.slice(0, 1)
+    return (
+        pl.when(text.is_null() | (text.str.strip_chars() == "null"))
+        .then(None)
+        .when(first == '"')
+        .then(pl.lit("s"))
+        .when(first.is_in(["t", "f"]))
+        .then(pl.lit("b"))
+        .when(first.is_in(["{", "["]))
+        .then(pl.lit("o"))
+        .otherwise(pl.lit("n"))
+    )
+
+
+def _kinds(frame: pl.DataFrame, name: str, is_json: bool) -> set[str]:
+    if name not in frame.columns:
+        return set()
+    column = frame[name].drop_nulls()
+    if column.len() == 0:
+        return set()
+    if is_json:
+        kinds = column.to_frame().select(_json_kind(pl.col(name)).alias(name))[name]
+        return set(kinds.drop_nulls().to_list())
+    dtype = frame.schema[name]
+    return {"s" if dtype == pl.String else "b" if dtype == pl.Boolean else "n"}
+
+
+def _to_native(frame: pl.DataFrame, name: str, kind: str) -> pl.DataFrame:
+    """A JSON-text column whose values all have one JSON type -> that type's native column."""
+    text = pl.col(name)
+    if kind == "s":
+        value = text.str.json_decode(pl.String)
+    elif kind == "b":
+        value = text.str.strip_chars() == "true"
+    else:
+        value = text.str.json_decode(pl.Float64)
+    return frame.with_columns(value.alias(name))
+
+
+def _traits(
+    old: pl.DataFrame,
+    new: pl.DataFrame,
+    entity: str,
+    space: ir.Space,
+    level: str,
+    old_json: set[str],
+    new_json: set[str],
+) -> tuple[pl.DataFrame, list[str]]:
+    """Merge two parts of a traits table, settling native vs JSON-text columns as a full run
+    would: JSON text exactly when the merged values mix JSON types (or hold containers)."""
+    json_columns: list[str] = []
+    for name in sorted(old_json | new_json):
+        kinds = _kinds(old, name, name in old_json) | _kinds(new, name, name in new_json)
+        if len(kinds) > 1 or "o" in kinds:
+            # Mixed: a full run keeps raw JSON text, which a native column cannot give back.
+            for frame, flagged in ((old, old_json), (new, new_json)):
+                if name not in flagged and name in frame.columns and not _all_null(frame[name]):
+                    msg = f"trait column {name!r} became mixed"
+                    raise NeedsFull(msg)
+            json_columns.append(name)
+            continue
+        kind = next(iter(kinds), "s")
+        if name in old_json and name in old.columns:
+            old = _to_native(old, name, kind)
+        if name in new_json and name in new.columns:
+            new = _to_native(new, name, kind)
+    computed = {t.key for t in space.traits if t.level == level}
+    merged = _stack(old, new, entity)
+    native = {t.key for t in space.traits if t.level == level and t.kind in ("first", "last")}
+    audiences = {a.key for a in space.audiences if a.level == level}
+    fixed = {entity} | computed | audiences
+    custom = sorted(c for c in merged.columns if c not in fixed)
+    # A custom key no entity holds any more is not a column of a full run; an empty first/last
+    # column is text there.
+    dropped = [c for c in custom if _all_null(merged[c])]
+    merged = merged.drop(dropped).with_columns(
+        pl.col(c).cast(pl.String) for c in native if c in merged.columns and _all_null(merged[c])
+    )
+    custom = [c for c in custom if c not in dropped]
+    rest = [c for c in new.columns if c != entity and c not in custom and c not in dropped]
+    return merged.select(entity, *custom, *rest), json_columns
+
+
+_UTC = pl.Datetime("us", "UTC")
+
+
+def restamp(frame: pl.DataFrame, name: str, as_of: object) -> pl.DataFrame:
+    """The table with the run's as-of (only memberships carries one)."""
+    if name == "memberships":
+        return frame.with_columns(pl.lit(as_of).cast(_UTC).alias("as_of"))
+    return frame
+
+
+def merge_tables(
+    old: dict[str, pl.DataFrame],
+    old_json: dict[str, list[str]],
+    new: dict[str, pl.DataFrame],
+    new_json: dict[str, set[str]],
+    *,
+    identity_profiles: pl.Series,
+    profiles: pl.Series,
+    accounts: pl.Series,
+    space: ir.Space,
+    as_of: object,
+) -> tuple[dict[str, pl.DataFrame], dict[str, list[str]]]:
+    """Replace rows of the previous tables by recomputed ones.
+
+    Args:
+        old: the previous tables; old_json: their JSON-text trait columns.
+        new: recomputed rows, only of replaced entities (identities of the new profiles, user
+            rows of `profiles`' new ids, account rows of `accounts`); new_json: the JSON-text
+            trait columns of the run that computed them.
+        identity_profiles: old profile ids whose identities rows go.
+        profiles: old profile ids whose user rows (traits, user memberships) go.
+        accounts: account ids whose account rows go.
+        space: the compiled space; as_of: the new as-of.
+
+    Returns:
+        The merged tables (each in the engine's row order) and their JSON-text trait columns.
+    """
+    gone_i = pl.col("profile_id").is_in(identity_profiles.implode())
+    gone_p = pl.col("profile_id").is_in(profiles.implode())
+    gone_a = pl.col("account_id").is_in(accounts.implode())
+    gone_m = (
+        pl.when(pl.col("level") == "user")
+        .then(pl.col("entity_id").is_in(profiles.implode()))
+        .otherwise(pl.col("entity_id").is_in(accounts.implode()))
+    )
+    out: dict[str, pl.DataFrame] = {}
+    json: dict[str, list[str]] = {}
+    for table, entity, gone, level in (
+        ("user_traits", "profile_id", gone_p, "user"),
+        ("account_traits", "account_id", gone_a, "account"),
+    ):
+        out[table], json[table] = _traits(
+            old[table].filter(~gone),
+            new[table],
+            entity,
+            space,
+            level,
+            set(old_json.get(table, [])),
+            new_json.get(table, set()),
+        )
+    # New profile ids never equal a kept one (a kept profile shares no value with the touched
+    # components), so merging on profile_id alone keeps the full order.
+    identity_order = ["profile_id", "id_type", "id_value"]
+    out["identities"] = _stack(
+        old["identities"].filter(~gone_i), new["identities"].sort(identity_order), "profile_id"
+    )
+    # The engine's order: user rows, then account rows, each by audience and entity.
+    out["memberships"] = _stack(old["memberships"].filter(~gone_m), new["memberships"]).sort(
+        pl.col("level") != "user", "audience_key", "entity_id"
+    )
+    out["account_user_memberships"] = _stack(
+        old["account_user_memberships"].filter(~gone_a), new["account_user_memberships"]
+    ).sort("audience_key", "account_id", "profile_id")
+    tables = {name: restamp(out[name], name, as_of) for name in old}
+    return tables, json
+
+
+__all__ = ["NeedsFull", "merge_tables", "restamp"]

@@ -1,0 +1,372 @@
+"""The Polars engine's entry point: normalized events + compiled space -> output tables."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import polars as pl
+
+from audience_pipeline.engine.aggregate import ORDER
+from audience_pipeline.engine.audiences import (
+    NodeColumns,
+    audience_column,
+    collect_leaves,
+    condition_expr,
+)
+from audience_pipeline.engine.columns import ENTITY, needed_flat_columns
+from audience_pipeline.engine.level import LevelResult, evaluate_level
+from audience_pipeline.engine.native import native_traits
+from audience_pipeline.engine.traitvalues import computed_column, custom_column
+from audience_pipeline.identity import IdentityResult, resolve_identities
+from audience_pipeline.identity.prepare import processing_rank
+from audience_pipeline.ir import nodes as ir
+from audience_pipeline.ir.walk import iter_conditions
+from audience_pipeline.spec.models import SpaceConfig
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES = ["track", "page", "screen"]
+KNOWN_TYPES = ["user_id", "email"]
+MESSAGE_COLUMNS = (
+    "seq",
+    "message_id",
+    "type",
+    "event",
+    "timestamp",
+    "ids",
+    "previous_id",
+    "group_id",
+)
+
+
+@dataclass
+class ComputeResult:
+    """Every table of one as-of run (SPEC section 6), as Polars frames."""
+
+    as_of: datetime
+    identities: pl.DataFrame
+    user_traits: pl.DataFrame
+    account_traits: pl.DataFrame
+    memberships: pl.DataFrame
+    account_user_memberships: pl.DataFrame
+    message_profiles: pl.DataFrame
+    stats: dict[str, int] = field(default_factory=dict)
+    json_columns: dict[str, set[str]] = field(default_factory=dict)  # table -> JSON-text columns
+
+    def tables(self) -> dict[str, pl.DataFrame]:
+        return {
+            "identities": self.identities,
+            "user_traits": self.user_traits,
+            "account_traits": self.account_traits,
+            "memberships": self.memberships,
+            "account_user_memberships": self.account_user_memberships,
+        }
+
+
+def latest_traits(updates: pl.DataFrame, owner: str) -> pl.DataFrame:
+    """Per (owner, key) the latest non-null value by (timestamp, messageId, read order).
+
+    `updates`: key, value, tagged, <ORDER> (the message's processing order), <owner>.
+    Returns owner, key, value (raw JSON), tagged (tagged text).
+    """
+    return (
+        updates.group_by(owner, "key")
+        .agg(pl.col("value", "tagged").sort_by(ORDER).last())
+        .with_columns(_flat_scalar(pl.col("tagged"), pl.col("value")).alias("tagged"))
+    )
+
+
+def _flat_scalar(tagged: pl.Expr, raw: pl.Expr) -> pl.Expr:
+    """Nested-tagged JSON of a trait value -> a flat-tagged scalar (containers: ``o`` + raw JSON)."""
+    return (
+        pl.when(tagged.str.starts_with('"'))
+        .then(tagged.str.json_path_match("$"))
+        .otherwise(pl.lit("o") + raw)
+    )
+
+
+def _custom_wide(
+    latest: pl.DataFrame, owner: str, entities: pl.DataFrame
+) -> tuple[pl.DataFrame, set[str]]:
+    keys = set(latest["key"].unique().to_list()) if latest.height else set()
+    if not keys:
+        return entities.select(pl.col(owner).alias(ENTITY)), keys
+    wide = latest.pivot(on="key", index=owner, values="tagged")
+    wide = wide.rename({k: custom_column(k) for k in keys}).rename({owner: ENTITY})
+    return entities.select(pl.col(owner).alias(ENTITY)).join(wide, on=ENTITY, how="left"), keys
+
+
+def compute(
+    events: pl.DataFrame,
+    trait_updates: pl.DataFrame,
+    space_config: SpaceConfig,
+    space: ir.Space,
+    as_of: datetime,
+) -> ComputeResult:
+    """Compute identities, traits and memberships as of `as_of` from normalized events."""
+    clock = time.perf_counter()
+    # Only the columns some stage reads, cut before filtering: the filter copies what it keeps.
+    flat = needed_flat_columns(space, set(events.columns))
+    json_text = [c for c, need in (("properties", flat.needs_properties),
+                                   ("context", flat.needs_context)) if need]  # fmt: skip
+    messages = events.select(*MESSAGE_COLUMNS, *json_text, *sorted(flat.columns))
+    if messages.height and messages["timestamp"].max() > as_of:  # type: ignore[operator]
+        messages = messages.filter(pl.col("timestamp") <= as_of)
+    identity = resolve_identities(
+        messages.select("seq", "message_id", "type", "timestamp", "ids", "previous_id"),
+        space_config,
+    )
+    clock = _lap(clock, "identity")
+    profiles = identity.message_profiles
+    # Inside the engine a profile is a dense integer code (joins and group-bys on integers, not
+    # 22-character ids); `names[code]` turns codes back into profile ids in the output tables.
+    codes, names = _profile_codes(identity)
+    aligned = messages["seq"].equals(profiles["seq"])  # identity keeps the seq-sorted input rows
+    if aligned:
+        messages = messages.with_columns(codes.alias("profile_id"))
+    else:
+        coded = profiles.select("seq", codes.alias("profile_id"))
+        messages = messages.join(coded, on="seq", how="inner", maintain_order="left")
+    # Processing order as one integer: "latest" and "first" become arg max / arg min per group
+    # instead of sorts by (timestamp, messageId, seq).
+    if identity.order is not None and aligned:
+        messages = messages.with_columns(identity.order.alias(ORDER))
+    else:
+        messages = messages.with_columns(processing_rank(messages).alias(ORDER))
+
+    code_of = pl.DataFrame({"_id": names, "profile_id": pl.int_range(0, names.len(), eager=True)})
+    universe = (
+        identity.identities.group_by("profile_id")
+        .agg(pl.col("id_type").is_in(KNOWN_TYPES).any().alias("_known"))
+        .join(code_of, left_on="profile_id", right_on="_id", how="inner", suffix="_code")
+        .select(pl.col("profile_id_code").alias("profile_id"), "_known")
+    )
+    # Every profile with a message holds at least one identifier, but be safe: union message owners.
+    owners = messages.select("profile_id").unique()
+    universe = (
+        owners.join(universe, on="profile_id", how="left")
+        .with_columns(pl.col("_known").fill_null(False))
+        .sort("profile_id")
+    )
+
+    clock = _lap(clock, "universe")
+    # One join gives every update its message's processing order, owner and account.
+    is_group = (pl.col("type") == "group") & pl.col("group_id").is_not_null()
+    updates = trait_updates.select("seq", "kind", "key", "value", "tagged").join(
+        messages.select(
+            "seq", ORDER, "profile_id", pl.when(is_group).then(pl.col("group_id")).alias("_acct")
+        ),
+        on="seq",
+        how="inner",
+    )
+    user_latest = latest_traits(updates.filter(pl.col("kind") == "user"), "profile_id")
+    groups = messages.filter(is_group)
+    accounts = groups.select(pl.col("group_id").alias("account_id")).unique().sort("account_id")
+    members = groups.select(pl.col("group_id").alias("account_id"), "profile_id").unique()
+    account_latest = latest_traits(
+        updates.filter((pl.col("kind") == "account") & pl.col("_acct").is_not_null()).rename(
+            {"_acct": "account_id"}
+        ),
+        "account_id",
+    )
+
+    clock = _lap(clock, "latest traits")
+    user_custom, user_custom_keys = _custom_wide(user_latest, "profile_id", universe)
+    account_custom, account_custom_keys = _custom_wide(account_latest, "account_id", accounts)
+
+    clock = _lap(clock, "custom wide")
+    leaves = collect_leaves(space)
+    # The stored flat path columns travel with the events, so conditions read a column instead
+    # of parsing the JSON text (which only paths without a flat column need).
+    event_frame = messages.filter(pl.col("type").is_in(EVENT_TYPES)).select(
+        pl.col("profile_id"), "timestamp", "message_id", "seq", ORDER, "event", *json_text,
+        *sorted(flat.columns),
+    )  # fmt: skip
+    # Event names as an Enum: the dozens of name masks compare small integers, not strings.
+    event_names = set(event_frame["event"].drop_nulls().unique().to_list()) | _event_names(space)
+    event_frame = event_frame.with_columns(pl.col("event").cast(pl.Enum(sorted(event_names))))
+    user_events = event_frame.rename({"profile_id": ENTITY}).lazy()
+    users = evaluate_level(
+        events=user_events,
+        entities=universe.select(pl.col("profile_id").alias(ENTITY)).lazy(),
+        custom=user_custom.lazy(),
+        custom_keys=user_custom_keys,
+        traits=[t for t in space.traits if t.level == "user"],
+        conditions=leaves.of("user", ir.EventCond),  # type: ignore[arg-type]
+        funnels=leaves.of("user", ir.Funnel),  # type: ignore[arg-type]
+        as_of=as_of,
+    )
+    clock = _lap(clock, "user level")
+    user_frame = users.frame.join(universe.rename({"profile_id": ENTITY}), on=ENTITY, how="left")
+    user_audiences = [a for a in space.audiences if a.level == "user"]
+    for audience in user_audiences:
+        in_universe = pl.lit(True) if audience.include_anonymous else pl.col("_known")
+        expr = in_universe & condition_expr(audience.condition, "user", leaves, users.traits)
+        user_frame = user_frame.with_columns(expr.alias(audience_column(audience.key)))
+
+    clock = _lap(clock, "user audiences")
+    account_events = (
+        event_frame.join(members, on="profile_id", how="inner")
+        .drop("profile_id")
+        .rename({"account_id": ENTITY})
+        .lazy()
+    )
+    account_level = evaluate_level(
+        events=account_events,
+        entities=accounts.select(pl.col("account_id").alias(ENTITY)).lazy(),
+        custom=account_custom.lazy(),
+        custom_keys=account_custom_keys,
+        traits=[t for t in space.traits if t.level == "account"],
+        conditions=leaves.of("account", ir.EventCond),  # type: ignore[arg-type]
+        funnels=leaves.of("account", ir.Funnel),  # type: ignore[arg-type]
+        as_of=as_of,
+    )
+    clock = _lap(clock, "account level")
+    account_frame = _users_conditions(account_level, user_frame, members, leaves, users)
+    account_audiences = [a for a in space.audiences if a.level == "account"]
+    for audience in account_audiences:
+        expr = condition_expr(audience.condition, "account", leaves, account_level.traits)
+        account_frame = account_frame.with_columns(expr.alias(audience_column(audience.key)))
+
+    clock = _lap(clock, "account audiences")
+    user_frame = _with_ids(user_frame, ENTITY, names)
+    user_latest = _with_ids(user_latest, "profile_id", names)
+    members = _with_ids(members, "profile_id", names)
+    memberships = _memberships(user_frame, user_audiences, "user", as_of)
+    memberships = pl.concat(
+        [memberships, _memberships(account_frame, account_audiences, "account", as_of)]
+    )
+    account_users = _account_user_memberships(memberships, members)
+
+    clock = _lap(clock, "memberships")
+    user_traits, user_json = native_traits(
+        user_frame, user_latest, "profile_id", space, "user", user_custom_keys, user_audiences
+    )
+    user_traits = user_traits.rename({ENTITY: "profile_id"})
+    account_traits, account_json = native_traits(
+        account_frame, account_latest, "account_id", space, "account", account_custom_keys,
+        account_audiences,
+    )  # fmt: skip
+    account_traits = account_traits.rename({ENTITY: "account_id"})
+    clock = _lap(clock, "native traits")
+    stats = {
+        "messages": messages.height,
+        "profiles": universe.height,
+        "accounts": accounts.height,
+        **{f"identity_{k}": v for k, v in identity.stats.items()},
+    }
+    return ComputeResult(
+        as_of=as_of,
+        identities=identity.identities.sort("profile_id", "id_type", "id_value"),
+        user_traits=user_traits.sort("profile_id"),
+        account_traits=account_traits.sort("account_id"),
+        memberships=memberships,
+        account_user_memberships=account_users,
+        message_profiles=profiles,
+        stats=stats,
+        json_columns={"user_traits": user_json, "account_traits": account_json},
+    )
+
+
+def _profile_codes(identity: IdentityResult) -> tuple[pl.Series, pl.Series]:
+    """Dense Int64 codes aligned with identity.message_profiles, and each code's profile id."""
+    if identity.codes is not None and identity.code_names is not None:
+        return identity.codes.cast(pl.Int64), identity.code_names
+    ids = identity.message_profiles.get_column("profile_id")
+    names = ids.unique().sort()
+    lookup = pl.DataFrame({"profile_id": names, "code": pl.int_range(0, names.len(), eager=True)})
+    codes = ids.to_frame().join(lookup, on="profile_id", how="left", maintain_order="left")
+    return codes.get_column("code"), names
+
+
+def _with_ids(frame: pl.DataFrame, column: str, names: pl.Series) -> pl.DataFrame:
+    """Profile codes in `column` -> profile ids."""
+    return frame.with_columns(names.gather(frame.get_column(column)).alias(column))
+
+
+def _event_names(space: ir.Space) -> set[str]:
+    """Every event name a trait, event condition or funnel step of the space names."""
+    names = {name for trait in space.traits for name in trait.events}
+    for audience in space.audiences:
+        for node in iter_conditions(audience.condition):
+            if isinstance(node, ir.EventCond):
+                names.update(node.events)
+            elif isinstance(node, ir.Funnel):
+                names.update(name for step in node.steps for name in step.events)
+    return names
+
+
+def _lap(started: float, stage: str) -> float:
+    now = time.perf_counter()
+    log.debug("compute stage %s: %.2fs", stage, now - started)
+    return now
+
+
+def _users_conditions(
+    account_level: LevelResult,
+    user_frame: pl.DataFrame,
+    members: pl.DataFrame,
+    leaves: NodeColumns,
+    users: LevelResult,
+) -> pl.DataFrame:
+    """users: any / all / none -> one column per node on the account frame."""
+    frame = account_level.frame
+    for node, col in leaves.of("account", ir.UsersCond).items():
+        assert isinstance(node, ir.UsersCond)
+        holds = user_frame.select(
+            pl.col(ENTITY).alias("profile_id"),
+            condition_expr(node.condition, "user", leaves, users.traits).alias("_holds"),
+        )
+        per_account = (
+            members.join(holds, on="profile_id", how="left")
+            .with_columns(pl.col("_holds").fill_null(False))
+            .group_by("account_id")
+            .agg(pl.col("_holds").any().alias("_any"), pl.col("_holds").all().alias("_all"))
+            .rename({"account_id": ENTITY})
+        )
+        frame = frame.join(per_account, on=ENTITY, how="left").with_columns(
+            pl.col("_any").fill_null(False), pl.col("_all").fill_null(False)
+        )
+        value = {"any": pl.col("_any"), "all": pl.col("_all"), "none": ~pl.col("_any")}[node.mode]
+        frame = frame.with_columns(value.alias(col)).drop("_any", "_all")
+    return frame
+
+
+def _memberships(frame: pl.DataFrame, audiences: list[ir.Audience], level: str,
+                 as_of: datetime) -> pl.DataFrame:  # fmt: skip
+    schema = {"audience_key": pl.String, "level": pl.String, "entity_id": pl.String}
+    if audiences:
+        # One unpivot of the boolean columns instead of one filter pass per audience.
+        columns = {audience_column(a.key): a.key for a in audiences}
+        result = (
+            frame.select(pl.col(ENTITY).cast(pl.String), *columns)
+            .unpivot(index=ENTITY, on=list(columns), variable_name="audience_key")
+            .filter(pl.col("value"))
+            .select(
+                pl.col("audience_key").replace_strict(columns, return_dtype=pl.String),
+                pl.lit(level).alias("level"),
+                pl.col(ENTITY).alias("entity_id"),
+            )
+        )
+    else:
+        result = pl.DataFrame(schema=schema)
+    return result.with_columns(pl.lit(as_of).cast(pl.Datetime("us", "UTC")).alias("as_of")).sort(
+        "audience_key", "entity_id"
+    )
+
+
+def _account_user_memberships(memberships: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
+    accounts = memberships.filter(pl.col("level") == "account").select(
+        "audience_key", pl.col("entity_id").alias("account_id")
+    )
+    return (
+        accounts.join(members, on="account_id", how="inner")
+        .select("audience_key", "account_id", "profile_id")
+        .sort("audience_key", "account_id", "profile_id")
+    )
+
+
+__all__ = ["ComputeResult", "compute", "computed_column"]

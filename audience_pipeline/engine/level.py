@@ -1,0 +1,119 @@
+"""Evaluate one level (users or accounts): traits, event conditions and funnels over its events."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from audience_pipeline.engine.aggregate import LevelPlan
+from audience_pipeline.engine.columns import ENTITY, ColumnNames, extract_paths
+from audience_pipeline.engine.funnels import evaluate_funnel
+from audience_pipeline.engine.traitvalues import (
+    STORAGE_BY_KIND,
+    TraitColumns,
+    computed_column,
+    custom_column,
+)
+from audience_pipeline.ir import nodes as ir
+from audience_pipeline.ir.walk import refs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LevelResult:
+    frame: pl.DataFrame  # entity_id, computed trait columns, custom trait columns, leaf columns
+    traits: TraitColumns
+
+
+def _trait_refs(expr: ir.Expr | None) -> set[str]:
+    return {r.path[0] for r in refs(expr) if r.scope == "trait"}
+
+
+def evaluate_level(
+    *,
+    events: pl.LazyFrame,
+    entities: pl.LazyFrame,
+    custom: pl.LazyFrame,
+    custom_keys: set[str],
+    traits: list[ir.Trait],
+    conditions: dict[ir.EventCond, str],
+    funnels: dict[ir.Funnel, str],
+    as_of: datetime,
+) -> LevelResult:
+    """Computed traits, event-condition and funnel columns for every entity of one level.
+
+    `events` has entity_id, timestamp, message_id, seq, event, properties, context (tagged JSON).
+    `custom` has entity_id and one tagged-text column per custom trait (`_ct_<key>`).
+    """
+    names = ColumnNames()
+    trait_columns = TraitColumns(
+        computed={t.key: STORAGE_BY_KIND[t.kind] for t in traits}, custom=set(custom_keys)
+    )
+    computed_keys = set(trait_columns.computed)
+
+    wanted = []
+    for trait in traits:
+        wanted += refs(trait.where)
+        if trait.property is not None:
+            wanted.append(trait.property)
+    for cond in conditions:
+        wanted += refs(cond.where) + refs(cond.having)
+    for funnel in funnels:
+        for step in funnel.steps:
+            wanted += refs(step.where)
+    events = extract_paths(events, names, wanted)
+
+    # Custom traits named by `trait.k` in a where are joined onto the events once.
+    needed_custom = set()
+    for trait in traits:
+        needed_custom |= _trait_refs(trait.where) & custom_keys
+    second_pass: dict[ir.EventCond, str] = {}
+    first_pass: dict[ir.EventCond, str] = {}
+    for cond, col in conditions.items():
+        named = _trait_refs(cond.where)
+        needed_custom |= (named - computed_keys) & custom_keys
+        (second_pass if named & computed_keys else first_pass)[cond] = col
+    funnel_traits = set()
+    for funnel in funnels:
+        for step in funnel.steps:
+            funnel_traits |= _trait_refs(step.where)
+    needed_custom |= (funnel_traits - computed_keys) & custom_keys
+    if needed_custom:
+        cols = [custom_column(k) for k in sorted(needed_custom)]
+        events = events.join(custom.select(ENTITY, *cols), on=ENTITY, how="left")
+
+    plan = LevelPlan(names, trait_columns, as_of)
+    for trait in traits:
+        plan.add_trait(trait)
+    for cond, col in first_pass.items():
+        plan.add_event_condition(cond, col)
+    started = time.perf_counter()
+    result = plan.run(events, entities).collect()
+    log.debug("level plan: %.2fs", time.perf_counter() - started)
+
+    computed_frame = result.select(ENTITY, *[computed_column(t.key) for t in traits])
+    needs_computed = bool(second_pass) or bool(funnel_traits & computed_keys)
+    if needs_computed:
+        events = events.join(computed_frame.lazy(), on=ENTITY, how="left")
+    if second_pass:
+        plan2 = LevelPlan(names, trait_columns, as_of)
+        for cond, col in second_pass.items():
+            plan2.add_event_condition(cond, col)
+        more = plan2.run(events, entities.select(ENTITY)).collect()
+        result = result.join(more, on=ENTITY, how="left")
+
+    started = time.perf_counter()
+    for funnel, col in funnels.items():
+        holds = evaluate_funnel(funnel, events, names, trait_columns, as_of).collect()
+        result = result.with_columns(pl.col(ENTITY).is_in(holds[ENTITY].implode()).alias(col))
+    log.debug("funnels: %.2fs", time.perf_counter() - started)
+
+    result = result.join(
+        custom.collect() if isinstance(custom, pl.LazyFrame) else custom, on=ENTITY, how="left"
+    )
+    return LevelResult(result, trait_columns)

@@ -1,0 +1,184 @@
+"""Run the engine on a few entities' own messages: the frames explain reads node values from.
+
+This follows `engine.compute.compute` step for step after identity resolution (which explain
+does not redo: each message already carries the profile the run gave it), and calls the same
+functions: `latest_traits`, `evaluate_level` (the fused per-level plan), `condition_expr` and
+the `users:` fold. Only the entities differ: the profiles asked about (plus, for an account, all
+its members), so a node's value here is the value the run computed. The agreement test
+(tests/api/test_explain_agreement.py) holds explain to the memberships of a full run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from audience_pipeline.engine.aggregate import ORDER
+from audience_pipeline.engine.audiences import (
+    NodeColumns,
+    audience_column,
+    collect_leaves,
+    condition_expr,
+)
+from audience_pipeline.engine.columns import ENTITY
+from audience_pipeline.engine.compute import (
+    EVENT_TYPES,
+    KNOWN_TYPES,
+    _custom_wide,
+    _users_conditions,
+    latest_traits,
+)
+from audience_pipeline.engine.level import evaluate_level
+from audience_pipeline.engine.traitvalues import TraitColumns
+from audience_pipeline.identity.prepare import processing_rank
+from audience_pipeline.ir import nodes as ir
+
+EVENT_COLUMNS = ["timestamp", "message_id", "seq", ORDER, "event", "properties", "context"]
+
+
+@dataclass
+class LevelView:
+    """One level's evaluated entities and what a funnel trace needs to re-run its steps."""
+
+    level: str
+    frame: pl.DataFrame  # entity_id, traits, leaf columns, audience columns
+    traits: TraitColumns
+    events: pl.DataFrame  # entity_id + EVENT_COLUMNS (the level's events, pooled for accounts)
+    custom: pl.DataFrame  # entity_id + custom trait columns (tagged)
+
+    def row(self, entity: str) -> pl.DataFrame:
+        return self.frame.filter(pl.col(ENTITY) == entity)
+
+
+@dataclass
+class Evaluation:
+    """The engine's frames for the entities in scope."""
+
+    as_of: datetime
+    leaves: NodeColumns
+    users: LevelView
+    accounts: LevelView | None
+    members: pl.DataFrame  # account_id, profile_id (accounts in scope)
+
+
+def evaluate(
+    messages: pl.DataFrame,
+    trait_updates: pl.DataFrame,
+    identities: pl.DataFrame,
+    space: ir.Space,
+    as_of: datetime,
+    *,
+    profiles: list[str],
+    accounts: list[str],
+) -> Evaluation:
+    """Evaluate every trait, leaf and audience for `profiles` (and `accounts`).
+
+    Args:
+        messages: normalized messages (timestamp <= as_of) with `profile_id`; at least every
+            message of `profiles`. For an account, `profiles` must hold all its members.
+        trait_updates: trait updates (joined to messages by `seq`).
+        identities: profile_id, id_type, id_value (at least for `profiles`).
+        space: the compiled space.
+        as_of: the run's as-of.
+        profiles: profile ids to evaluate at user level.
+        accounts: account ids (groupIds) to evaluate at account level.
+    """
+    messages = messages.filter(
+        pl.col("profile_id").is_in(profiles) & (pl.col("timestamp") <= as_of)
+    ).sort("seq")
+    # Processing order as one integer, as compute numbers it (only the relative order of an
+    # entity's own messages matters to "first"/"latest").
+    messages = messages.with_columns(processing_rank(messages).alias(ORDER))
+    known = identities.filter(pl.col("profile_id").is_in(profiles))
+    universe = (
+        pl.DataFrame({"profile_id": sorted(set(profiles))}, schema={"profile_id": pl.String})
+        .join(
+            known.group_by("profile_id").agg(
+                pl.col("id_type").is_in(KNOWN_TYPES).any().alias("_known")
+            ),
+            on="profile_id",
+            how="left",
+        )
+        .with_columns(pl.col("_known").fill_null(False))
+    )
+    # As compute: one join gives every update its message's order, owner and account.
+    is_group = (pl.col("type") == "group") & pl.col("group_id").is_not_null()
+    updates = trait_updates.select("seq", "kind", "key", "value", "tagged").join(
+        messages.select(
+            "seq", ORDER, "profile_id", pl.when(is_group).then(pl.col("group_id")).alias("_acct")
+        ),
+        on="seq",
+        how="inner",
+    )
+    user_latest = latest_traits(updates.filter(pl.col("kind") == "user"), "profile_id")
+    groups = messages.filter(is_group)
+    members = (
+        groups.select(pl.col("group_id").alias("account_id"), "profile_id")
+        .unique()
+        .filter(pl.col("account_id").is_in(accounts))
+    )
+    account_latest = latest_traits(
+        updates.filter((pl.col("kind") == "account") & pl.col("_acct").is_not_null()).rename(
+            {"_acct": "account_id"}
+        ),
+        "account_id",
+    ).filter(pl.col("account_id").is_in(accounts))
+    user_custom, user_custom_keys = _custom_wide(user_latest, "profile_id", universe)
+
+    leaves = collect_leaves(space)
+    event_frame = messages.filter(pl.col("type").is_in(EVENT_TYPES)).select(
+        "profile_id", *EVENT_COLUMNS
+    )
+    user_events = event_frame.rename({"profile_id": ENTITY})
+    users = evaluate_level(
+        events=user_events.lazy(),
+        entities=universe.select(pl.col("profile_id").alias(ENTITY)).lazy(),
+        custom=user_custom.lazy(),
+        custom_keys=user_custom_keys,
+        traits=[t for t in space.traits if t.level == "user"],
+        conditions=leaves.of("user", ir.EventCond),  # type: ignore[arg-type]
+        funnels=leaves.of("user", ir.Funnel),  # type: ignore[arg-type]
+        as_of=as_of,
+    )
+    user_frame = users.frame.join(universe.rename({"profile_id": ENTITY}), on=ENTITY, how="left")
+    for audience in (a for a in space.audiences if a.level == "user"):
+        in_universe = pl.lit(True) if audience.include_anonymous else pl.col("_known")
+        expr = in_universe & condition_expr(audience.condition, "user", leaves, users.traits)
+        user_frame = user_frame.with_columns(expr.alias(audience_column(audience.key)))
+    user_view = LevelView("user", user_frame, users.traits, user_events, user_custom)
+
+    account_view = None
+    if accounts:
+        entities = pl.DataFrame(
+            {"account_id": sorted(set(accounts))}, schema={"account_id": pl.String}
+        )
+        account_custom, account_custom_keys = _custom_wide(account_latest, "account_id", entities)
+        account_events = (
+            event_frame.join(members, on="profile_id", how="inner")
+            .drop("profile_id")
+            .rename({"account_id": ENTITY})
+            .select(ENTITY, *EVENT_COLUMNS)
+        )
+        account_level = evaluate_level(
+            events=account_events.lazy(),
+            entities=entities.select(pl.col("account_id").alias(ENTITY)).lazy(),
+            custom=account_custom.lazy(),
+            custom_keys=account_custom_keys,
+            traits=[t for t in space.traits if t.level == "account"],
+            conditions=leaves.of("account", ir.EventCond),  # type: ignore[arg-type]
+            funnels=leaves.of("account", ir.Funnel),  # type: ignore[arg-type]
+            as_of=as_of,
+        )
+        account_frame = _users_conditions(account_level, user_frame, members, leaves, users)
+        for audience in (a for a in space.audiences if a.level == "account"):
+            expr = condition_expr(audience.condition, "account", leaves, account_level.traits)
+            account_frame = account_frame.with_columns(expr.alias(audience_column(audience.key)))
+        account_view = LevelView(
+            "account", account_frame, account_level.traits, account_events, account_custom
+        )
+    return Evaluation(as_of, leaves, user_view, account_view, members)
+
+
+__all__ = ["Evaluation", "LevelView", "evaluate"]

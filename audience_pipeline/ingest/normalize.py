@@ -1,0 +1,302 @@
+"""One message -> one normalized row (or a quarantine reason), in plain Python.
+
+This is the hot loop of ingestion (tens of millions of messages), so the per-message work is kept
+lean: type() dispatch instead of isinstance chains, no polars calls, and rows go straight into
+column lists (:class:`Columns`) that become one DataFrame per chunk.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from audience_pipeline.ingest.schema import MESSAGE_TYPES
+from audience_pipeline.ingest.tagging import flat_tag_dict, tagged_text
+from audience_pipeline.spec.models import SpaceConfig
+from audience_pipeline.values import dumps, value_text
+
+# Quarantine reasons (SPEC 1, 5a), in the order they are checked.
+INVALID_JSON = "invalid json"
+NOT_AN_OBJECT = "not an object"
+UNKNOWN_TYPE = "unknown type"
+NO_IDENTIFIER = "no identifier"
+UNPARSEABLE_TIMESTAMP = "unparseable timestamp"
+MISSING_TIMESTAMP = "missing timestamp"
+TRACK_WITHOUT_EVENT = "track without event"
+GROUP_WITHOUT_GROUP_ID = "group without groupId"
+
+_MESSAGE_TYPES = frozenset(MESSAGE_TYPES)
+_EVENT_NAMES = {"page": "Page Viewed", "screen": "Screen Viewed"}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+
+
+def timestamp_us(value: Any) -> int | None:
+    """Microseconds since the epoch (UTC) of a message timestamp, or None when unreadable.
+
+    Text is read by ``datetime.fromisoformat`` (SPEC 5a); a naive time is UTC, an offset is
+    converted. Datetime and date values only come from Parquet input.
+    """
+    if type(value) is str:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    elif isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, date):
+        parsed = datetime(value.year, value.month, value.day)
+    else:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    # Integer arithmetic on timedeltas is exact; float .timestamp() is not far from 1970.
+    return (parsed - _EPOCH) // _ONE_US
+
+
+# orjson reads integers beyond 64 bits as doubles; an identifier that may be one is re-read
+# exactly (stdlib json) so that it keeps its decimal text (SPEC 5a).
+_INEXACT = float(2**64)
+
+
+class InexactInteger(Exception):
+    """An identifier double that may stand for an integer too large for orjson."""
+
+
+def _maybe_inexact(value: Any) -> bool:
+    return type(value) is float and abs(value) >= _INEXACT and value.is_integer()
+
+
+def _identifier_text(value: Any) -> str | None:
+    kind = type(value)
+    if kind is str:
+        return value.strip()
+    if kind is int:
+        return str(value)
+    return None
+
+
+# Field order of Columns.rows.
+ROW_FIELDS = (
+    "seq",
+    "message_id",
+    "type",
+    "event",
+    "timestamp",
+    "received_at",
+    "previous_id",
+    "group_id",
+    "properties",
+    "context",
+    "line",
+)
+
+
+class Columns:
+    """Rows of one chunk as tuples (one append per message; transposed once per chunk)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []  # ROW_FIELDS
+        self.id_counts: list[int] = []  # per row; the identifiers themselves are flat:
+        self.id_types: list[str] = []
+        self.id_values: list[str] = []
+        self.traits: list[tuple[int, str, str, str, str]] = []  # seq, kind, key, value, tagged
+        self.quarantined: list[tuple[str, int, str]] = []  # raw, line, reason
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.quarantined)
+
+    def quarantine(self, raw: str, line: int, reason: str) -> None:
+        """Add one quarantine row."""
+        self.quarantined.append((raw, line, reason))
+
+
+class Normalizer:
+    """Turns parsed messages into rows of :class:`Columns`, following SPEC 1 and 5a."""
+
+    def __init__(self, space: SpaceConfig) -> None:
+        blocked = {value.lower() for value in space.blocked_values}
+        blocked.add("")
+        self._blocked = frozenset(blocked)
+        # True while messages come from orjson (big integers as doubles), see InexactInteger.
+        self.fast_json = True
+        # (priority, type, first key, further keys, is a traits.* path, lower-case the value)
+        self._paths: list[tuple[int, str, str, tuple[str, ...], bool, bool]] = []
+        for spec in sorted(space.identifiers, key=lambda s: s.priority):
+            for path in spec.paths:
+                first, *rest = path.split(".")
+                self._paths.append(
+                    (
+                        spec.priority,
+                        spec.type,
+                        first,
+                        tuple(rest),
+                        first == "traits",
+                        spec.type == "email",
+                    )
+                )
+
+    def identifiers(self, message: dict[str, Any], is_group: bool) -> list[tuple[int, str, str]]:
+        """The message's identifiers as (priority, value, type), sorted by (priority, value)."""
+        found: list[tuple[int, str, str]] = []
+        blocked = self._blocked
+        for priority, id_type, first, rest, traits_path, lower in self._paths:
+            if traits_path and is_group:
+                continue  # a group call's traits belong to the account
+            value: Any = message.get(first)
+            for part in rest:
+                if type(value) is dict:
+                    value = value.get(part)
+                else:
+                    value = None
+                    break
+            kind = type(value)
+            if kind is str:
+                text = value.strip()
+            elif kind is int:
+                text = str(value)
+            else:
+                if self.fast_json and _maybe_inexact(value):
+                    raise InexactInteger
+                continue
+            if text.lower() in blocked:
+                continue
+            if lower:
+                text = text.lower()
+            item = (priority, text, id_type)
+            if item not in found:
+                found.append(item)
+        found.sort()
+        return found
+
+    def _previous_id(self, message: dict[str, Any]) -> str | None:
+        previous = message.get("previousId")
+        if self.fast_json and _maybe_inexact(previous):
+            raise InexactInteger
+        text = _identifier_text(previous)
+        if text is None or text.lower() in self._blocked:
+            return None
+        return text
+
+    def add(self, message: Any, seq: int, line: int, cols: Columns) -> str | None:
+        """Normalize one parsed message into ``cols``, or return why it is unusable.
+
+        Nothing is written to ``cols`` when a reason is returned (the caller owns the raw text).
+        """
+        if type(message) is not dict:
+            return NOT_AN_OBJECT
+        msg_type = message.get("type")
+        if type(msg_type) is not str or msg_type not in _MESSAGE_TYPES:
+            return UNKNOWN_TYPE
+        is_group = msg_type == "group"
+        ids = self.identifiers(message, is_group)
+        if not ids:
+            return NO_IDENTIFIER
+        received = timestamp_us(message.get("receivedAt"))
+        raw_ts = message.get("timestamp")
+        if raw_ts is not None:
+            ts = timestamp_us(raw_ts)
+            if ts is None:
+                return UNPARSEABLE_TIMESTAMP
+        elif received is None:
+            return MISSING_TIMESTAMP
+        else:
+            ts = received
+        event: str | None = None
+        if msg_type == "track":
+            event = message.get("event")
+            if type(event) is not str or not event:
+                return TRACK_WITHOUT_EVENT
+        else:
+            event = _EVENT_NAMES.get(msg_type)
+        group_id: str | None = None
+        if is_group:
+            group_value = message.get("groupId")
+            group_id = value_text(group_value)
+            if not group_id:
+                return GROUP_WITHOUT_GROUP_ID
+
+        context = message.get("context")
+        if type(context) is not dict:
+            context = {}
+        properties = message.get("properties")
+        if type(properties) is not dict:
+            properties = {}
+        if event is not None and msg_type != "track":
+            properties = _fill_page_properties(message, properties, context)
+
+        message_id = message.get("messageId")
+        if message_id is not None and type(message_id) is not str:
+            message_id = value_text(message_id)
+        previous_id = self._previous_id(message) if msg_type == "alias" else None
+
+        traits: dict[str, Any] | None = None
+        if msg_type == "identify":
+            traits = {}
+            context_traits = context.get("traits")
+            if type(context_traits) is dict:
+                traits.update(context_traits)
+            own = message.get("traits")
+            if type(own) is dict:
+                traits.update(own)  # traits win over context.traits, even with a null
+        elif is_group:
+            own = message.get("traits")
+            traits = own if type(own) is dict else None
+        # Everything that can fail (deep nesting, odd values) runs before the first append, so
+        # an exception never leaves the columns misaligned.
+        properties_text = dumps(flat_tag_dict(properties))
+        context_text = dumps(flat_tag_dict(context))
+        trait_rows = _trait_rows(traits) if traits else []
+
+        cols.rows.append(
+            (
+                seq,
+                message_id,
+                msg_type,
+                event,
+                ts,
+                received,
+                previous_id,
+                group_id,
+                properties_text,
+                context_text,
+                line,
+            )
+        )
+        cols.id_counts.append(len(ids))
+        for _, id_value, id_type in ids:
+            cols.id_types.append(id_type)
+            cols.id_values.append(id_value)
+        if trait_rows:
+            kind = "account" if is_group else "user"
+            cols.traits.extend([(seq, kind, key, raw, tagged) for key, raw, tagged in trait_rows])
+        return None
+
+
+def _fill_page_properties(
+    message: dict[str, Any], properties: dict[str, Any], context: dict[str, Any]
+) -> dict[str, Any]:
+    """Page/screen calls: `name` and context.page's `url`/`path` fill missing properties."""
+    fills: dict[str, Any] = {}
+    name = message.get("name")
+    if name is not None and "name" not in properties:
+        fills["name"] = name
+    page = context.get("page")
+    if type(page) is dict:
+        for key in ("url", "path"):
+            value = page.get(key)
+            if value is not None and key not in properties:
+                fills[key] = value
+    if not fills:
+        return properties
+    return {**properties, **fills}
+
+
+def _trait_rows(traits: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(key, raw JSON, tagged JSON) of each non-null trait."""
+    return [
+        (key, dumps(value), tagged_text(value))
+        for key, value in traits.items()
+        if value is not None
+    ]

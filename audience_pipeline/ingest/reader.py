@@ -1,0 +1,226 @@
+"""Reading one input file into normalized frames (the unit of work of the process pool)."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+
+from audience_pipeline.ingest.files import (
+    UnreadableFileError,
+    is_parquet,
+    line_blocks,
+    parquet_rows,
+    row_json,
+)
+from audience_pipeline.ingest.frames import events_frame, quarantine_frame, trait_updates_frame
+from audience_pipeline.ingest.normalize import INVALID_JSON, Columns, InexactInteger, Normalizer
+from audience_pipeline.ingest.schema import (
+    EVENTS_COLUMNS,
+    QUARANTINE_COLUMNS,
+    TRAIT_UPDATES_COLUMNS,
+    empty_frame,
+)
+from audience_pipeline.spec.models import SpaceConfig
+
+logger = logging.getLogger(__name__)
+
+CHUNK_LINES = 500_000
+UNREADABLE_FILE = "unreadable file: "
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """One file's rows; ``seq`` is local to the file (0 = its first non-blank line)."""
+
+    source: str
+    events: pl.DataFrame
+    trait_updates: pl.DataFrame
+    quarantine: pl.DataFrame
+    lines: int  # non-blank lines (Parquet rows): the seq numbers the file used
+    size: int  # bytes on disk
+
+
+def _reject_constant(name: str) -> Any:
+    msg = f"{name} is not JSON"
+    raise ValueError(msg)
+
+
+def parse_line(line: bytes) -> Any:
+    """Parse one JSON line.
+
+    Raises:
+        ValueError: the line is not JSON (NaN and Infinity are not JSON either).
+    """
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        # The stdlib is more lenient on text that is still JSON (lone surrogate escapes).
+        return json.loads(line, parse_constant=_reject_constant)
+
+
+def _line_text(line: bytes) -> str:
+    return line.rstrip(b"\r").decode("utf-8", errors="replace")
+
+
+class _Chunks:
+    """Column lists flushed to DataFrames every ``chunk_lines`` rows."""
+
+    def __init__(self, source: str, chunk_lines: int) -> None:
+        self.source = source
+        self.chunk_lines = chunk_lines
+        self.cols = Columns()
+        self.events: list[pl.DataFrame] = []
+        self.traits: list[pl.DataFrame] = []
+        self.quarantine: list[pl.DataFrame] = []
+
+    def maybe_flush(self) -> None:
+        if len(self.cols) >= self.chunk_lines:
+            self.flush()
+
+    def flush(self) -> None:
+        cols = self.cols
+        if cols.rows:
+            self.events.append(events_frame(cols, self.source))
+        if cols.traits:
+            self.traits.append(trait_updates_frame(cols))
+        if cols.quarantined:
+            self.quarantine.append(quarantine_frame(cols, self.source))
+        self.cols = Columns()
+
+
+def _concat(parts: list[pl.DataFrame], columns: dict[str, pl.DataType]) -> pl.DataFrame:
+    if not parts:
+        return empty_frame(columns)
+    return parts[0] if len(parts) == 1 else pl.concat(parts)
+
+
+def _normalize(
+    normalizer: Normalizer, message: Any, seq: int, line: int, cols: Columns
+) -> str | None:
+    try:
+        return normalizer.add(message, seq, line, cols)
+    except Exception as exc:  # a bug or an odd value must not fail the run: keep the line
+        return _unusable(line, exc)
+
+
+def _unusable(line: int, exc: Exception) -> str:
+    logger.warning("line %d could not be normalized: %r", line, exc)
+    return f"unusable message: {exc!r}"
+
+
+def _slow_line(
+    normalizer: Normalizer, text: bytes, seq: int, line: int, cols: Columns
+) -> str | None:
+    try:
+        # The stdlib parser: lenient on odd escapes, and integers of any size stay exact.
+        message = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return INVALID_JSON
+    normalizer.fast_json = False
+    try:
+        return _normalize(normalizer, message, seq, line, cols)
+    finally:
+        normalizer.fast_json = True
+
+
+def _read_lines(path: Path, normalizer: Normalizer, chunks: _Chunks) -> int:
+    seq = 0
+    line = 0
+    loads = orjson.loads
+    add = normalizer.add
+    for block in line_blocks(path):
+        cols = chunks.cols
+        for text in block:
+            line += 1
+            if not text or text.isspace():
+                continue
+            # The common case inline (this loop runs per line); odd lines take _slow_line.
+            try:
+                reason = add(loads(text), seq, line, cols)
+            except orjson.JSONDecodeError:
+                reason = _slow_line(normalizer, text, seq, line, cols)
+            except InexactInteger:
+                reason = _slow_line(normalizer, text, seq, line, cols)
+            except Exception as exc:  # a bug or an odd value must not fail the run
+                reason = _unusable(line, exc)
+            if reason is not None:
+                cols.quarantine(_line_text(text), line, reason)
+            seq += 1
+        chunks.maybe_flush()
+    return seq
+
+
+def _read_parquet(path: Path, normalizer: Normalizer, chunks: _Chunks) -> int:
+    line = 0
+    for rows in parquet_rows(path):
+        for row in rows:
+            reason = _normalize(normalizer, row, line, line + 1, chunks.cols)
+            if reason is not None:
+                chunks.cols.quarantine(row_json(row), line + 1, reason)
+            line += 1
+        chunks.maybe_flush()
+    return line
+
+
+def read_file(
+    path: Path, space: SpaceConfig, *, source: str | None = None, chunk_lines: int = CHUNK_LINES
+) -> FileResult:
+    """Read and normalize one file; an unreadable file gives one quarantine row (line 0).
+
+    Args:
+        path: the file (JSON lines, gzip-compressed JSON lines, or Parquet).
+        space: identifier rules.
+        source: the name recorded in ``source`` columns (default: the path as given).
+        chunk_lines: rows per intermediate DataFrame.
+
+    Returns:
+        The file's rows with file-local ``seq``.
+    """
+    source = str(path) if source is None else source
+    normalizer = Normalizer(space)
+    chunks = _Chunks(source, chunk_lines)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0
+    # The loop allocates millions of small acyclic objects; cyclic GC passes over them are waste.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        if is_parquet(path):
+            lines = _read_parquet(path, normalizer, chunks)
+        else:
+            lines = _read_lines(path, normalizer, chunks)
+    except (UnreadableFileError, OSError) as exc:
+        logger.warning("unreadable input file %s: %s", source, exc)
+        quarantine = pl.DataFrame(
+            {"raw": [""], "source": [source], "line": [0], "reason": [UNREADABLE_FILE + str(exc)]},
+            schema=QUARANTINE_COLUMNS,
+        )
+        return FileResult(
+            source,
+            empty_frame(EVENTS_COLUMNS),
+            empty_frame(TRAIT_UPDATES_COLUMNS),
+            quarantine,
+            0,
+            size,
+        )
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    chunks.flush()
+    return FileResult(
+        source,
+        _concat(chunks.events, EVENTS_COLUMNS),
+        _concat(chunks.traits, TRAIT_UPDATES_COLUMNS),
+        _concat(chunks.quarantine, QUARANTINE_COLUMNS),
+        lines,
+        size,
+    )

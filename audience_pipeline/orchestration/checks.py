@@ -1,0 +1,103 @@
+"""Asset checks: pandera contracts, unique memberships, audience size swings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import dagster as dg
+import polars as pl
+
+from audience_pipeline.orchestration import warehouse as wh
+from audience_pipeline.orchestration.assets import audience_key
+from audience_pipeline.orchestration.resources import PipelineSettings
+from audience_pipeline.orchestration.schemas import SCHEMAS, problems
+from audience_pipeline.spec.models import AudienceDef
+
+MEMBERSHIP_KEYS = ["audience_key", "level", "entity_id"]
+
+
+def schema_check(table: str) -> dg.AssetChecksDefinition:
+    """The table's pandera schema holds (every problem listed at once)."""
+
+    @dg.asset_check(asset=dg.AssetKey(table), name="pandera_schema", blocking=False)
+    def _check(settings: PipelineSettings) -> dg.AssetCheckResult:
+        frame = _read(settings, table)
+        if frame is None:
+            return dg.AssetCheckResult(passed=False, description=f"{table} is missing")
+        failures = problems(table, frame)
+        if failures is None:
+            return dg.AssetCheckResult(passed=True, metadata={"rows": frame.height})
+        return dg.AssetCheckResult(
+            passed=False,
+            metadata={
+                "failures": failures.height,
+                "sample": dg.MetadataValue.md(str(failures.head(10))),
+            },
+        )
+
+    return _check
+
+
+def _read(settings: PipelineSettings, table: str) -> pl.DataFrame | None:
+    if table in ("quarantine",):
+        parts = wh.read_partitions(settings.warehouse, table)
+        return pl.concat(parts) if parts else None
+    return wh.read_whole(settings.warehouse, table)
+
+
+@dg.asset_check(asset=dg.AssetKey("memberships"), name="unique_memberships", blocking=True)
+def unique_memberships(settings: PipelineSettings) -> dg.AssetCheckResult:
+    """No entity is listed twice in one audience."""
+    frame = wh.read_whole(settings.warehouse, "memberships")
+    if frame is None:
+        return dg.AssetCheckResult(passed=False, description="memberships is missing")
+    duplicated = frame.filter(pl.struct(MEMBERSHIP_KEYS).is_duplicated())
+    return dg.AssetCheckResult(
+        passed=duplicated.height == 0, metadata={"duplicate_rows": duplicated.height}
+    )
+
+
+def size_change(size: int, entered: int, exited: int) -> float | None:
+    """The fraction an audience moved in one run (None on its first run: nothing to compare)."""
+    previous = size - entered + exited
+    if previous == 0:
+        return None if size == entered else float(size > 0)
+    return abs(size - previous) / previous
+
+
+def size_check(audience: AudienceDef, threshold: float) -> dg.AssetChecksDefinition:
+    """Warn when an audience's size moves more than the space's size_change_warning."""
+
+    @dg.asset_check(asset=audience_key(audience.key), name="size_change")
+    def _check(settings: PipelineSettings) -> dg.AssetCheckResult:
+        memberships = wh.read_whole(settings.warehouse, "memberships")
+        changes = wh.read_whole(settings.warehouse, "membership_changes")
+        if memberships is None or changes is None:
+            return dg.AssetCheckResult(passed=True, description="no run yet")
+        size = memberships.filter(pl.col("audience_key") == audience.key).height
+        mine = changes.filter(pl.col("audience_key") == audience.key)
+        entered = mine.filter(pl.col("change") == "entered").height
+        exited = mine.filter(pl.col("change") == "exited").height
+        moved = size_change(size, entered, exited)
+        return dg.AssetCheckResult(
+            passed=moved is None or moved <= threshold,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "size": size,
+                "previous_size": size - entered + exited,
+                "change_fraction": dg.MetadataValue.float(moved if moved is not None else 0.0),
+                "threshold": dg.MetadataValue.float(threshold),
+            },
+        )
+
+    return _check
+
+
+def all_checks(
+    audiences: Iterable[AudienceDef], threshold: float
+) -> list[dg.AssetChecksDefinition]:
+    return [
+        *(schema_check(t) for t in SCHEMAS),
+        unique_memberships,
+        *(size_check(a, threshold) for a in audiences),
+    ]

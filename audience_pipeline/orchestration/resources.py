@@ -1,0 +1,46 @@
+"""Settings shared by assets, sensors and checks (paths; no secrets here)."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+from dagster import AssetExecutionContext
+
+AS_OF_TAG = "audience_pipeline/as_of"
+
+
+class PipelineSettings(dg.ConfigurableResource):
+    """Where the definitions, the landing folder and the warehouse live."""
+
+    definitions_dir: str = "definitions"
+    landing_dir: str = "data/landing"
+    warehouse_dir: str = "data/warehouse"
+
+    @property
+    def warehouse(self) -> Path:
+        return Path(self.warehouse_dir)
+
+    @property
+    def landing(self) -> Path:
+        return Path(self.landing_dir)
+
+
+def settings_from_env() -> PipelineSettings:
+    """Paths from AUDIENCE_PIPELINE_{DEFINITIONS,LANDING,WAREHOUSE}, else the repository's."""
+    return PipelineSettings(
+        definitions_dir=os.environ.get("AUDIENCE_PIPELINE_DEFINITIONS", "definitions"),
+        landing_dir=os.environ.get("AUDIENCE_PIPELINE_LANDING", "data/landing"),
+        warehouse_dir=os.environ.get("AUDIENCE_PIPELINE_WAREHOUSE", "data/warehouse"),
+    )
+
+
+def run_as_of(context: AssetExecutionContext) -> datetime:
+    """The run's as-of: its `audience_pipeline/as_of` tag (schedules and sensors set it), else
+    now (whole seconds, UTC)."""
+    tag = context.run.tags.get(AS_OF_TAG)
+    if tag:
+        return datetime.fromisoformat(tag).astimezone(UTC)
+    return datetime.now(UTC).replace(microsecond=0)

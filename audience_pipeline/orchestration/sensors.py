@@ -1,0 +1,140 @@
+"""Sensors: new landing files, changed definitions (and schedules in schedules.py)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import orjson
+
+from audience_pipeline.incremental import definition_hash
+from audience_pipeline.membership.registry import Registry
+from audience_pipeline.orchestration import warehouse as wh
+from audience_pipeline.orchestration.resources import AS_OF_TAG, PipelineSettings
+from audience_pipeline.spec.loader import load_definitions
+
+# Destinations sync on their own sensor (reverse_etl), not as part of a recompute.
+DOWNSTREAM_GROUPS = ("profiles", "computed_traits", "audiences", "memberships")
+
+
+def _now_tag() -> dict[str, str]:
+    return {AS_OF_TAG: datetime.now(UTC).replace(microsecond=0).isoformat()}
+
+
+def recompute_selection() -> dg.AssetSelection:
+    """Every unpartitioned asset: the engine and all it feeds."""
+    return dg.AssetSelection.groups(*DOWNSTREAM_GROUPS)
+
+
+def landing_sensor(settings: PipelineSettings) -> dg.SensorDefinition:
+    """New or changed files in the landing folder: ingest their days, then recompute.
+
+    The cursor maps each seen file to its size and mtime. One run per day touched ingests that
+    day's partition; the last one also runs the engine (incrementally) and everything
+    downstream. The run queue runs them in order, one at a time.
+    """
+
+    @dg.sensor(
+        name="landing_files",
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        asset_selection=dg.AssetSelection.groups("ingest") | recompute_selection(),
+    )
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        seen: dict[str, str] = orjson.loads(context.cursor) if context.cursor else {}
+        landing = settings.landing
+        current = {str(p): wh.file_stamp(p) for p in wh.landing_files(landing)}
+        ingested = wh.ingested_files(settings.warehouse)
+        fresh = sorted(
+            p for p, stamp in current.items() if stamp not in (seen.get(p), ingested.get(p))
+        )
+        if not fresh:
+            return dg.SkipReason(f"no new files in {landing}")
+        days = sorted({wh.partition_of(Path(p), landing) for p in fresh})
+        token = hashlib.sha256("".join(f"{p}={current[p]}" for p in fresh).encode()).hexdigest()[
+            :12
+        ]
+        tags = _now_tag()
+        requests = []
+        for day in days:
+            selection: dg.AssetSelection = dg.AssetSelection.groups("ingest")
+            if day == days[-1]:
+                selection = selection | recompute_selection()
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"landing-{day}-{token}",
+                    partition_key=day,
+                    asset_selection=list(_keys(context, selection)),
+                    tags=tags,
+                )
+            )
+        return dg.SensorResult(run_requests=requests, cursor=orjson.dumps(current).decode())
+
+    return _sensor
+
+
+def _keys(context: dg.SensorEvaluationContext, selection: dg.AssetSelection) -> set[dg.AssetKey]:
+    repository = context.repository_def
+    if repository is None:  # built outside a repository (tests): the selection's own keys
+        msg = "the sensor needs its repository to resolve an asset selection"
+        raise RuntimeError(msg)
+    return set(selection.resolve(repository.asset_graph))
+
+
+def definitions_state(definitions_dir: str) -> dict[str, str]:
+    """kind/key -> hash of every trait and audience definition, plus the space file."""
+    definitions, _ = load_definitions(definitions_dir)
+    state = {f"trait/{t.key}": definition_hash(t.raw) for t in definitions.traits}
+    state |= {f"audience/{a.key}": definition_hash(a.raw) for a in definitions.audiences}
+    state["space"] = hashlib.sha256(repr(definitions.space).encode()).hexdigest()[:16]
+    return state
+
+
+def definitions_sensor(settings: PipelineSettings) -> dg.SensorDefinition:
+    """A definition added, edited or deleted: recompute that audience and what depends on it.
+
+    The engine always recomputes every audience in one pass (a new audience backfills from all
+    events; an edit is a new version). A deleted key is tombstoned by the run's commit; a
+    tombstoned key defined again is refused here and by the engine.
+    """
+
+    @dg.sensor(
+        name="definitions_changed",
+        minimum_interval_seconds=15,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        asset_selection=recompute_selection(),
+    )
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        definitions, issues = load_definitions(settings.definitions_dir)
+        if issues:
+            return dg.SkipReason(f"definitions are invalid ({len(issues)} problems): {issues[0]}")
+        changes = Registry.of_warehouse(settings.warehouse).diff(definitions)
+        if changes.reused:
+            return dg.SkipReason(
+                "refused: deleted audience keys cannot be reused: " + ", ".join(changes.reused)
+            )
+        state = definitions_state(settings.definitions_dir)
+        previous: dict[str, str] = orjson.loads(context.cursor) if context.cursor else {}
+        cursor = orjson.dumps(state, option=orjson.OPT_SORT_KEYS).decode()
+        if not context.cursor:
+            # First evaluation: remember what exists; only audiences never computed need a run.
+            if not changes.added:
+                return dg.SensorResult(
+                    skip_reason=dg.SkipReason("baseline recorded"), cursor=cursor
+                )
+        elif previous == state:
+            return dg.SkipReason("definitions unchanged")
+        changed = sorted(
+            k for k in state.keys() | previous.keys() if state.get(k) != previous.get(k)
+        )
+        description = ", ".join(changed) or ", ".join(f"audience/{k}" for k in changes.added)
+        request = dg.RunRequest(
+            run_key=f"definitions-{hashlib.sha256(cursor.encode()).hexdigest()[:12]}",
+            asset_selection=list(_keys(context, recompute_selection())),
+            tags={**_now_tag(), "audience_pipeline/changed": description[:200]},
+        )
+        return dg.SensorResult(run_requests=[request], cursor=cursor)
+
+    return _sensor

@@ -1,0 +1,1 @@
+"""The YAML layer: models, loader, expression parsing and validation rules."""

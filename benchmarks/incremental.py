@@ -1,0 +1,154 @@
+"""Incremental vs full recompute after one new day of events.
+
+    python benchmarks/incremental.py --events 10000000
+
+Uses the data of `benchmarks/run.py` (`benchmarks/data/events-<N>/`: N events over 120 days,
+N/10 profiles, --accounts accounts; generated once) and caches its normalized ingest, file by
+file, under `benchmarks/data/normalized-incremental-<N>/`; only the columns the engine reads are
+loaded (see `load_data` for `--lean`, the default from 5M events on). The previous run is a full
+compute as of one day before the end (it sees the events up to then); `refresh` then brings it
+to the end, so the new messages are that last day's. Times `refresh` (incremental, from that
+state) and `full_compute` as of the end, `--repeat` times each, interleaved (medians; `_best`
+compares the fastest runs, the least disturbed on a shared machine); ingestion is not timed.
+Checks that both give the same tables and prints `incremental_vs_full <ratio>` (the issue's
+target: at most 0.15 on 10M events) and the time of each incremental step. `--profile` prints
+the cProfile functions of one incremental run with the most cumulative time (Polars works in
+native code, so time lands on the Python lines that call it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+from polars.testing import assert_frame_equal
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))
+
+from audience_pipeline.delta.reads import engine_columns  # noqa: E402
+from audience_pipeline.demo.generate import generate  # noqa: E402
+from audience_pipeline.incremental import TABLES, Refresh, full_compute, refresh  # noqa: E402
+from audience_pipeline.ingest import ingest, read_normalized, write_normalized  # noqa: E402
+from audience_pipeline.ingest.dedupe import drop_duplicates  # noqa: E402
+from audience_pipeline.ir import nodes as ir  # noqa: E402
+from audience_pipeline.spec.compile import compile_space  # noqa: E402
+from audience_pipeline.spec.loader import load_definitions  # noqa: E402
+from audience_pipeline.spec.models import SpaceConfig  # noqa: E402
+
+AS_OF = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def ensure_data(events: int, accounts: int, space: SpaceConfig) -> Path:
+    """The folder of per-file normalized ingests of the benchmark data (generated and ingested
+    once, file by file so that 10M events never sit in memory whole while ingesting)."""
+    raw = ROOT / "data" / f"events-{events}"
+    if not (raw / ".complete").exists():
+        files = max(1, min(32, events // 500_000))
+        generate(raw, events=events, profiles=max(1, events // 10), accounts=accounts,
+                 as_of=AS_OF, days=120, files=files, gzip=False)  # fmt: skip
+        (raw / ".complete").write_text("ok")
+    parts = ROOT / "data" / f"normalized-incremental-{events}"
+    for index, file in enumerate(sorted(raw.glob("events-*"))):
+        part = parts / f"part-{index:04d}"
+        if not (part / ".complete").exists():
+            write_normalized(ingest(file, space, workers=1), part)
+            (part / ".complete").write_text("ok")
+    return parts
+
+
+def load_data(parts: Path, space: ir.Space, lean: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """All parts as one ingest (seq shifted per part, copies of a messageId across parts
+    dropped), with only the columns the engine reads for `space`. `lean` also blanks the raw
+    context JSON (7 GB at 10M events): every context path the definitions name is read from
+    its flattened column, and both timed paths see the same frame."""
+    events, updates, offset = [], [], 0
+    for part in sorted(parts.glob("part-*")):
+        loaded = read_normalized(part)
+        columns = engine_columns(loaded.events.columns, space)
+        frame = loaded.events.select(columns).with_columns(pl.col("seq") + offset)
+        if lean:
+            frame = frame.with_columns(context=pl.lit("{}"))
+        events.append(frame)
+        updates.append(loaded.trait_updates.with_columns(pl.col("seq") + offset))
+        offset += int(loaded.events["seq"].max() or 0) + 1  # type: ignore[arg-type]
+        del loaded
+    all_events = pl.concat(events, how="diagonal_relaxed")
+    all_updates = pl.concat(updates)
+    del events, updates
+    all_events, all_updates, _ = drop_duplicates(all_events, all_updates)
+    return all_events.sort("seq"), all_updates
+
+
+def timed(runs: dict[str, Callable[[], Refresh]], repeat: int) -> dict[str, list[float]]:
+    """Seconds of each run, `repeat` times, interleaved so that both see the same load."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--accounts", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--definitions", default="definitions")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--lean", action=argparse.BooleanOptionalAction, default=None,
+        help="blank the raw context JSON (default: from 5M events on)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    definitions, issues = load_definitions(args.definitions)
+    assert not issues, issues
+    parts = ensure_data(args.events, args.accounts, definitions.space)
+    space, issues = compile_space(definitions, AS_OF)
+    assert not issues, issues
+    lean = args.events >= 5_000_000 if args.lean is None else args.lean
+    events, updates = load_data(parts, space, lean)
+    before = AS_OF - timedelta(days=1)
+    previous = full_compute(events, updates, definitions, before).state
+
+    def incremental() -> Refresh:
+        return refresh(events, updates, definitions, AS_OF, previous)
+
+    def full() -> Refresh:
+        return full_compute(events, updates, definitions, AS_OF)
+
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.runcall(incremental)
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+    got, want = incremental(), full()
+    times = timed({"incremental": incremental, "full": full}, args.repeat)
+    t_incremental = statistics.median(times["incremental"])
+    t_full = statistics.median(times["full"])
+    for name in TABLES:
+        assert_frame_equal(got.tables[name], want.tables[name], check_row_order=True)
+    print(f"events {events.height}{' (lean)' if lean else ''}")
+    print(f"incremental_mode {got.mode} {got.reason or ''}".rstrip())
+    print(f"messages_recomputed {got.messages_recomputed}")
+    print(f"profiles_recomputed {got.profiles_recomputed} of {want.profiles_recomputed}")
+    print(f"accounts_recomputed {got.accounts_recomputed} of {want.accounts_recomputed}")
+    steps = " ".join(f"{k[3:]}={v}" for k, v in got.stats.items() if k.startswith("ms_"))
+    print(f"incremental_steps_ms {steps}")
+    print(f"incremental_seconds {t_incremental:.2f}")
+    print(f"full_seconds {t_full:.2f}")
+    print(f"incremental_vs_full {t_incremental / t_full:.3f}")
+    print(f"incremental_vs_full_best {min(times['incremental']) / min(times['full']):.3f}")
+
+
+if __name__ == "__main__":
+    main()

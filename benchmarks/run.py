@@ -1,0 +1,266 @@
+"""Core engine benchmark: ingestion speed, compute time against a hand-written floor, memory.
+
+    python benchmarks/run.py --events 10000000
+
+Generates (or reuses) `benchmarks/data/events-<N>/` with the demo generator (N events, N/10
+profiles, 50k accounts), ingests it once (timed: ingest_mb_per_s), then times `compute` from the
+normalized events with the benchmark space (benchmarks/definitions: 20 computed user traits, 50
+user audiences, account traits and audiences), and a hand-written single Polars group-by computing
+10 of those traits from the same normalized events file (floor_s). Medians of --repeat runs, all
+in this one process, so the ratios compare like with like on a noisy machine. Prints one
+`name: value` a line.
+
+In the same run it also times the DuckDB backend on the same loaded events (`polars_vs_duckdb`:
+Polars time / DuckDB time) and an incremental refresh after one day against a full recompute
+(`incremental_vs_full`); `--skip-duckdb` / `--skip-incremental` leave those out.
+Ingestion runs in a child process (`ingest_peak_rss_mb` is its peak): the engine runs then read
+only the columns compute needs from the normalized events (`read_events`), as a warehouse scan
+would, and `peak_rss_mb` is this process's peak after the Polars runs (before DuckDB and the
+incremental runs). `--reuse-normalized` skips ingestion when normalized events from an earlier
+run exist (for profiling; no `ingest_mb_per_s` then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))
+
+from audience_pipeline.demo.generate import generate  # noqa: E402
+from audience_pipeline.engine.columns import needed_flat_columns  # noqa: E402
+from audience_pipeline.engine.compute import compute  # noqa: E402
+from audience_pipeline.incremental import full_compute, refresh  # noqa: E402
+from audience_pipeline.ingest import ingest, write_normalized  # noqa: E402
+from audience_pipeline.ingest.schema import EVENTS_COLUMNS, TRAIT_UPDATES_COLUMNS  # noqa: E402
+from audience_pipeline.ingest.storage import EVENTS_FILE, TRAIT_UPDATES_FILE  # noqa: E402
+from audience_pipeline.ir import nodes as ir  # noqa: E402
+from audience_pipeline.spec.compile import load_space_ir  # noqa: E402
+from audience_pipeline.spec.models import Definitions  # noqa: E402
+from audience_pipeline.sql import compute_duckdb  # noqa: E402
+
+AS_OF = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def median_time(run: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def ensure_data(events: int, accounts: int) -> Path:
+    folder = ROOT / "data" / f"events-{events}"
+    if not (folder / ".complete").exists():
+        files = max(1, min(32, events // 500_000))
+        generate(folder, events=events, profiles=max(1, events // 10), accounts=accounts,
+                 as_of=AS_OF, days=120, files=files, gzip=False)  # fmt: skip
+        (folder / ".complete").write_text("ok")
+    return folder
+
+
+def _num(column: str) -> pl.Expr:
+    body = pl.col(column).str.slice(1)
+    return pl.when(pl.col(column).str.starts_with("n")).then(body.cast(pl.Float64, strict=False))
+
+
+def floor_plan(path: Path, space: ir.Space) -> pl.LazyFrame:
+    """A hand-written group-by of 10 of the space's traits (no where clauses, no engine code)."""
+    simple = [t for t in space.traits if t.level == "user" and t.where is None]
+    simple = [t for t in simple if t.kind in ("count", "sum", "avg", "min", "max", "unique_count")]
+    chosen = simple[:10]
+    lf = pl.scan_parquet(path / "events.parquet")
+    ts = pl.col("timestamp")
+    aggs = []
+    columns = {"ids", "timestamp", "event"}
+    for trait in chosen:
+        mask = pl.col("event").is_in(list(trait.events))
+        if trait.window is not None:
+            mask = mask & (ts > AS_OF - timedelta(seconds=trait.window.lower))
+            mask = mask & (ts <= AS_OF - timedelta(seconds=trait.window.upper))
+        if trait.kind == "count":
+            aggs.append(mask.sum().alias(trait.key))
+            continue
+        assert trait.property is not None
+        column = ("p." if trait.property.scope == "prop" else "c.") + trait.property.dotted
+        columns.add(column)
+        value = _num(column)
+        agg = {
+            "sum": value.filter(mask).sum(),
+            "avg": value.filter(mask).mean(),
+            "min": value.filter(mask).min(),
+            "max": value.filter(mask).max(),
+            "unique_count": pl.col(column).filter(mask).drop_nulls().n_unique(),
+        }[trait.kind]
+        aggs.append(agg.alias(trait.key))
+    return (
+        lf.select(sorted(columns))
+        .with_columns(pl.col("ids").list.first().struct.field("id_value").alias("_who"))
+        .group_by("_who")
+        .agg(aggs)
+    )
+
+
+def ingest_in_child(data: Path, normalized: Path, definitions: str) -> dict[str, float]:
+    """Ingest `data` into `normalized` in a fresh process; its seconds and peak RSS."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--ingest-child", str(data), str(normalized), definitions],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    stats: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return stats
+
+
+def _ingest_child(data: str, normalized: str, definitions_root: str) -> int:
+    definitions, _ = load_space_ir(definitions_root, AS_OF)
+    start = time.perf_counter()
+    ingested = ingest(Path(data), definitions.space)
+    seconds = time.perf_counter() - start
+    write_normalized(ingested, Path(normalized))
+    (Path(normalized) / ".complete").write_text("ok")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb}))
+    return 0
+
+
+def read_normalized_updates(normalized: Path) -> pl.DataFrame:
+    frame = pl.read_parquet(normalized / TRAIT_UPDATES_FILE)
+    return frame.select(pl.col(c).cast(t) for c, t in TRAIT_UPDATES_COLUMNS.items())
+
+
+def read_events(normalized: Path, space: ir.Space) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The normalized events and trait updates, events projected to what the runs read.
+
+    Both engines and the incremental run read the message columns and the flattened path
+    columns; the JSON text of properties and context is only read for paths without a
+    flattened column, so it is loaded as null when every path the space names has one (the
+    outputs are the same: tests/unit/test_engine_columns.py).
+    """
+    path = normalized / EVENTS_FILE
+    available = pl.read_parquet_schema(path)
+    flat = needed_flat_columns(space, set(available))
+    base = [c for c in EVENTS_COLUMNS if c not in ("properties", "context")]
+    columns = base + sorted(flat.columns)
+    events = pl.read_parquet(path, columns=columns)
+    json_text = {
+        source: (pl.read_parquet(path, columns=[source]).get_column(source) if needed
+                 else pl.repeat(None, events.height, dtype=pl.String, eager=True).alias(source))
+        for source, needed in (("properties", flat.needs_properties),
+                               ("context", flat.needs_context))
+    }  # fmt: skip
+    events = events.with_columns(*json_text.values()).select(
+        *[pl.col(c).cast(t) for c, t in EVENTS_COLUMNS.items()], *sorted(flat.columns)
+    )
+    updates = read_normalized_updates(normalized)
+    return events, updates
+
+
+def incremental_vs_full(
+    events: pl.DataFrame, updates: pl.DataFrame, definitions: Definitions, repeat: int
+) -> tuple[float, float, str]:
+    """Median seconds of `refresh` one day after a previous run, and of `full_compute`.
+
+    The previous state is a full run as of AS_OF - 1 day over the events up to then; the
+    refresh then sees every event (the new day included), as a daily run would.
+    """
+    before = AS_OF - timedelta(days=1)
+    earlier = events.filter(pl.col("timestamp") <= before)
+    previous = full_compute(earlier, updates, definitions, before).state
+    del earlier
+    modes: list[str] = []
+
+    def run_refresh() -> None:
+        modes.append(refresh(events, updates, definitions, AS_OF, previous).mode)
+
+    refresh_s = median_time(run_refresh, repeat)
+    full_s = median_time(lambda: full_compute(events, updates, definitions, AS_OF), repeat)
+    return refresh_s, full_s, ",".join(sorted(set(modes)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--accounts", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--definitions", default=str(ROOT / "definitions"))
+    parser.add_argument("--skip-duckdb", action="store_true", help="no polars_vs_duckdb")
+    parser.add_argument("--skip-incremental", action="store_true", help="no incremental_vs_full")
+    parser.add_argument(
+        "--reuse-normalized", action="store_true", help="skip ingestion if normalized data exists"
+    )
+    parser.add_argument("--ingest-child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.ingest_child:
+        return _ingest_child(*args.ingest_child)
+
+    data = ensure_data(args.events, args.accounts)
+    definitions, space = load_space_ir(args.definitions, AS_OF)
+    raw_bytes = sum(p.stat().st_size for p in data.glob("events-*"))
+
+    normalized = ROOT / "data" / f"normalized-{args.events}"
+    ingest_stats: dict[str, float] = {}
+    if not (args.reuse_normalized and (normalized / ".complete").exists()):
+        ingest_stats = ingest_in_child(data, normalized, args.definitions)
+
+    events, updates = read_events(normalized, space)
+
+    def run_full() -> object:
+        return compute(events, updates, definitions.space, space, AS_OF)
+
+    users_only = ir.Space(
+        tuple(t for t in space.traits if t.level == "user"),
+        tuple(a for a in space.audiences if a.level == "user"),
+    )
+
+    def run_users() -> object:
+        return compute(events, updates, definitions.space, users_only, AS_OF)
+
+    plan = floor_plan(normalized, space)
+    compute_s = median_time(run_full, args.repeat)
+    floor_s = median_time(plan.collect, args.repeat)
+    users_s = median_time(run_users, args.repeat)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    print(f"events: {events.height}")
+    if ingest_stats:
+        print(f"ingest_mb_per_s: {raw_bytes / 1e6 / ingest_stats['seconds']:.1f}")
+        print(f"ingest_peak_rss_mb: {ingest_stats['peak_rss_mb']:.0f}")
+    print(f"compute_s: {compute_s:.2f}")
+    print(f"floor_s: {floor_s:.2f}")
+    print(f"compute_vs_floor: {compute_s / floor_s:.2f}")
+    print(f"events_per_s: {events.height / compute_s:.0f}")
+    print(f"peak_rss_mb: {peak_kb / 1024:.0f}")
+    print(f"users_only_s: {users_s:.2f}")
+    print(f"accounts_overhead: {(compute_s - users_s) / users_s:.2f}", flush=True)
+
+    if not args.skip_duckdb:
+        duckdb_s = median_time(
+            lambda: compute_duckdb(events, updates, definitions.space, space, AS_OF), args.repeat
+        )
+        print(f"duckdb_s: {duckdb_s:.2f}")
+        print(f"polars_vs_duckdb: {compute_s / duckdb_s:.2f}", flush=True)
+
+    if not args.skip_incremental:
+        refresh_s, full_s, mode = incremental_vs_full(events, updates, definitions, args.repeat)
+        print(f"incremental_mode: {mode}")
+        print(f"incremental_s: {refresh_s:.2f}")
+        print(f"full_compute_s: {full_s:.2f}")
+        print(f"incremental_vs_full: {refresh_s / full_s:.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

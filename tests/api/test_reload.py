@@ -1,0 +1,131 @@
+"""Reload: tables rewritten while requests run; every response comes from one generation.
+
+Two runs A and B of the demo (as-of 3 days apart, so traits, audiences and even the set of
+profiles differ) are published into one warehouse folder again and again, file by file with
+pauses (as a writer would: tables, memberships last, normalized inputs, then the manifest), while
+client threads keep asking for traits. Each response names the run it came from (X-As-Of), and
+its body must equal that run's tables exactly; a response mixing two runs would not.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from audience_pipeline.manifest import SERVED_TABLES, write_manifest
+from tests.api.support import AS_OF, TOKEN, Expected, basic, compute, profile_path, start_server
+
+AS_OF_B = AS_OF - timedelta(days=3)
+ISO = {AS_OF: "2026-03-01T00:00:00Z", AS_OF_B: "2026-02-26T00:00:00Z"}
+
+
+def _publish(source: Path, target: Path, pause: float) -> None:
+    """Copy one run into `target` the way compute writes: each file replaced atomically."""
+    names = [n for n in SERVED_TABLES if n != "memberships"] + ["memberships"]
+    for name in names:
+        _replace(source / f"{name}.parquet", target / f"{name}.parquet")
+        time.sleep(pause)
+    for path in sorted((source / "_normalized").glob("*.parquet")):
+        _replace(path, target / "_normalized" / path.name)
+        time.sleep(pause)
+    manifest = orjson.loads((source / "_manifest.json").read_bytes())
+    inputs = {n: e["path"] for n, e in manifest["files"].items() if e["role"] == "input"}
+    write_manifest(
+        target,
+        as_of=_as_of(manifest["as_of"]),
+        inputs=inputs,
+        layout=manifest["layout"],
+        json_columns=manifest["json_columns"],
+    )
+
+
+def _as_of(text: str):  # noqa: ANN202
+    from datetime import datetime
+
+    return datetime.fromisoformat(text)
+
+
+def _replace(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    os.close(fd)
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+@pytest.fixture(scope="module")
+def runs(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("reload")
+    compute(demo / "events", root / "b", AS_OF_B)
+    return {ISO[AS_OF]: demo / "warehouse", ISO[AS_OF_B]: root / "b"}
+
+
+def test_each_response_comes_from_one_run(runs: dict[str, Path], tmp_path: Path) -> None:
+    live = tmp_path / "live"
+    _publish(runs[ISO[AS_OF]], live, pause=0)  # copies get new inodes: a fresh manifest too
+    want = {stamp: Expected(path) for stamp, path in runs.items()}
+    a, b = want[ISO[AS_OF]], want[ISO[AS_OF_B]]
+    both = set(a.users["profile_id"]) & set(b.users["profile_id"])
+    changed = sorted(p for p in both if a.traits("user", p) != b.traits("user", p))
+    only_a = sorted(set(a.users["profile_id"]) - set(b.users["profile_id"]))
+    assert len(changed) >= 10 and only_a
+    profiles = changed[:20] + only_a[:5]
+    server = start_server(live, tmp_path / "server.log", poll=0.05)
+    stop = threading.Event()
+    seen: Counter[tuple[str, str]] = Counter()
+    failures: list[str] = []
+
+    def reader(seed: int) -> None:
+        with httpx.Client(base_url=server.url, headers={"Authorization": basic(TOKEN)}) as client:
+            i = seed
+            while not stop.is_set():
+                profile = profiles[i % len(profiles)]
+                i += 1
+                response = client.get(profile_path(f"profile_id:{profile}", "traits"),
+                                      params={"limit": 200})  # fmt: skip
+                stamp = response.headers.get("x-as-of", "")
+                generation = response.headers.get("x-generation", "")
+                seen[(stamp, generation)] += 1
+                expected = want.get(stamp)
+                if expected is None:
+                    failures.append(f"unknown run {stamp!r}: {response.text[:200]}")
+                    continue
+                if profile in set(expected.users["profile_id"]):
+                    if response.status_code != 200 or response.json()["traits"] != expected.traits(
+                        "user", profile
+                    ):
+                        failures.append(f"{profile} in {stamp}: {response.text[:300]}")
+                elif response.status_code != 404:
+                    failures.append(
+                        f"{profile} should not exist in {stamp}: {response.status_code}"
+                    )
+
+    threads = [threading.Thread(target=reader, args=(k,)) for k in range(3)]
+    try:
+        for thread in threads:
+            thread.start()
+        # Gaps after each publish vary, so that some reloads start while the next run's files
+        # are already being replaced (the case the manifest check is for).
+        for k, source in enumerate([runs[ISO[AS_OF_B]], runs[ISO[AS_OF]]] * 8):
+            _publish(source, live, pause=0.02)
+            time.sleep([0.0, 0.03, 0.06, 0.3][k % 4])
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        server.stop()
+    assert not failures, failures[:5]
+    stamps = {s for s, _ in seen}
+    generations = {g for _, g in seen}
+    assert stamps == set(ISO.values())  # both runs were served
+    assert len(generations) >= 4  # and swapped in several times

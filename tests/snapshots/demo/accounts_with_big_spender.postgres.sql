@@ -1,0 +1,134 @@
+WITH u_ev AS (
+  SELECT
+    e.profile_id AS entity_id,
+    e.timestamp AS timestamp,
+    e.message_id AS message_id,
+    e.seq AS seq,
+    e.event AS event,
+    CAST(e.properties AS JSON) ->> 'revenue' AS _p0
+  FROM ap_events AS e
+  WHERE
+    e.timestamp <= %(as_of)s
+), u_evr AS (
+  SELECT
+    e.*,
+    CASE
+      WHEN SUBSTRING(e._p0 FROM 1 FOR 1) = 'n'
+      OR (
+        SUBSTRING(e._p0 FROM 1 FOR 1) = 's'
+        AND SUBSTRING(e._p0 FROM 2) ~ '^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$'
+      )
+      THEN CAST(SUBSTRING(e._p0 FROM 2) AS DOUBLE PRECISION)
+    END AS _p0_num
+  FROM u_ev AS e
+), u_evm AS (
+  SELECT
+    e.*,
+    e.event = 'Order Completed'
+    AND e.timestamp <= %(as_of)s
+    AND e.timestamp > %(as_of)s - INTERVAL '7776000 SECOND' AS _m1
+  FROM u_evr AS e
+), u_agg AS (
+  SELECT
+    entity_id,
+    CAST(SUM(CASE WHEN _m1 THEN _p0_num END) AS DOUBLE PRECISION) AS _tr_total_revenue_90d
+  FROM u_evm
+  GROUP BY
+    entity_id
+), u_entities AS (
+  SELECT
+    profile_id AS entity_id,
+    known AS _known
+  FROM ap_profiles
+), u_traits AS (
+  SELECT
+    n.entity_id,
+    n._known,
+    COALESCE(g._tr_total_revenue_90d, CAST(0 AS DOUBLE PRECISION)) AS _tr_total_revenue_90d
+  FROM u_entities AS n
+  LEFT JOIN u_agg AS g
+    ON n.entity_id = g.entity_id
+), u_base AS (
+  SELECT
+    t.*
+  FROM u_traits AS t
+), u_frame AS (
+  SELECT
+    b.*,
+    COALESCE(
+      CAST(b._tr_total_revenue_90d AS DOUBLE PRECISION) > CAST(500 AS DOUBLE PRECISION),
+      FALSE
+    ) AS _a_big_spenders,
+    (
+      COALESCE(
+        CAST(b._tr_total_revenue_90d AS DOUBLE PRECISION) > CAST(500 AS DOUBLE PRECISION),
+        FALSE
+      )
+    ) AS _uc0
+  FROM u_base AS b
+), a_ev AS (
+  SELECT
+    m.account_id AS entity_id,
+    e.timestamp AS timestamp,
+    e.message_id AS message_id,
+    e.seq AS seq,
+    e.event AS event
+  FROM ap_events AS e
+  JOIN ap_account_members AS m
+    ON e.profile_id = m.profile_id
+  WHERE
+    e.timestamp <= %(as_of)s
+), a_evr AS (
+  SELECT
+    e.*
+  FROM a_ev AS e
+), a_evm AS (
+  SELECT
+    e.*
+  FROM a_evr AS e
+), a_agg AS (
+  SELECT
+    entity_id
+  FROM a_evm
+  GROUP BY
+    entity_id
+), a_entities AS (
+  SELECT
+    account_id AS entity_id
+  FROM ap_accounts
+), a_traits AS (
+  SELECT
+    n.entity_id
+  FROM a_entities AS n
+  LEFT JOIN a_agg AS g
+    ON n.entity_id = g.entity_id
+), a_users0 AS (
+  SELECT
+    m.account_id AS entity_id,
+    MAX(CASE WHEN COALESCE(uf._uc0, FALSE) THEN 1 ELSE 0 END) AS _any,
+    MIN(CASE WHEN COALESCE(uf._uc0, FALSE) THEN 1 ELSE 0 END) AS _all
+  FROM ap_account_members AS m
+  LEFT JOIN u_frame AS uf
+    ON m.profile_id = uf.entity_id
+  GROUP BY
+    m.account_id
+), a_base AS (
+  SELECT
+    t.*,
+    COALESCE(us0._any, 0) = 1 AS _ua0
+  FROM a_traits AS t
+  LEFT JOIN a_users0 AS us0
+    ON t.entity_id = us0.entity_id
+), a_frame AS (
+  SELECT
+    b.*,
+    b._ua0 AS _a_accounts_with_big_spender
+  FROM a_base AS b
+)
+SELECT
+  entity_id
+FROM a_frame
+WHERE
+  _a_accounts_with_big_spender
+ORDER BY
+  entity_id

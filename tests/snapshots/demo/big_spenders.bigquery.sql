@@ -1,0 +1,67 @@
+WITH u_ev AS (
+  SELECT
+    e.profile_id AS entity_id,
+    e.timestamp AS timestamp,
+    e.message_id AS message_id,
+    e.seq AS seq,
+    e.event AS event,
+    JSON_EXTRACT_SCALAR(e.properties, '$.revenue') AS _p0
+  FROM ap_events AS e
+  WHERE
+    e.timestamp <= @as_of
+), u_evr AS (
+  SELECT
+    e.*,
+    CASE
+      WHEN SUBSTRING(e._p0, 1, 1) = 'n'
+      OR (
+        SUBSTRING(e._p0, 1, 1) = 's'
+        AND REGEXP_CONTAINS(SUBSTRING(e._p0, 2), '^-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?$')
+      )
+      THEN CAST(SUBSTRING(e._p0, 2) AS FLOAT64)
+    END AS _p0_num
+  FROM u_ev AS e
+), u_evm AS (
+  SELECT
+    e.*,
+    e.event = 'Order Completed'
+    AND e.timestamp <= @as_of
+    AND e.timestamp > @as_of - INTERVAL '7776000' SECOND AS _m1
+  FROM u_evr AS e
+), u_agg AS (
+  SELECT
+    entity_id,
+    CAST(SUM(CASE WHEN _m1 THEN _p0_num END) AS FLOAT64) AS _tr_total_revenue_90d
+  FROM u_evm
+  GROUP BY
+    entity_id
+), u_entities AS (
+  SELECT
+    profile_id AS entity_id,
+    known AS _known
+  FROM ap_profiles
+), u_traits AS (
+  SELECT
+    n.entity_id,
+    n._known,
+    COALESCE(g._tr_total_revenue_90d, CAST(0 AS FLOAT64)) AS _tr_total_revenue_90d
+  FROM u_entities AS n
+  LEFT JOIN u_agg AS g
+    ON n.entity_id = g.entity_id
+), u_base AS (
+  SELECT
+    t.*
+  FROM u_traits AS t
+), u_frame AS (
+  SELECT
+    b.*,
+    COALESCE(CAST(b._tr_total_revenue_90d AS FLOAT64) > CAST(500 AS FLOAT64), FALSE) AS _a_big_spenders
+  FROM u_base AS b
+)
+SELECT
+  entity_id
+FROM u_frame
+WHERE
+  _a_big_spenders
+ORDER BY
+  entity_id

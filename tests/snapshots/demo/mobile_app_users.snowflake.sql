@@ -1,0 +1,64 @@
+WITH u_ev AS (
+  SELECT
+    e.profile_id AS entity_id,
+    e.timestamp AS timestamp,
+    e.message_id AS message_id,
+    e.seq AS seq,
+    e.event AS event,
+    JSON_EXTRACT_PATH_TEXT(e.context, '["device.type"]') AS _c0
+  FROM ap_events AS e
+  WHERE
+    e.timestamp <= :as_of
+), u_evr AS (
+  SELECT
+    e.*,
+    CASE WHEN SUBSTRING(e._c0, 1, 1) IN ('s', 'n') THEN SUBSTRING(e._c0, 2) END AS _c0_text
+  FROM u_ev AS e
+), u_evm AS (
+  SELECT
+    e.*,
+    e.event IN ('Screen Viewed', 'Application Opened')
+    AND e.timestamp <= :as_of
+    AND e.timestamp > :as_of - INTERVAL '2592000 SECOND'
+    AND COALESCE((
+      e._c0_text = 'ios' OR e._c0_text = 'android'
+    ), FALSE) AS _m1
+  FROM u_evr AS e
+), u_agg AS (
+  SELECT
+    entity_id,
+    CAST(SUM(CASE WHEN _m1 THEN 1 ELSE 0 END) AS DOUBLE) AS _eu0__0
+  FROM u_evm
+  GROUP BY
+    entity_id
+), u_entities AS (
+  SELECT
+    profile_id AS entity_id,
+    known AS _known
+  FROM ap_profiles
+), u_traits AS (
+  SELECT
+    n.entity_id,
+    n._known,
+    g._eu0__0 AS _eu0__0
+  FROM u_entities AS n
+  LEFT JOIN u_agg AS g
+    ON n.entity_id = g.entity_id
+), u_base AS (
+  SELECT
+    t.*,
+    COALESCE(CAST(COALESCE(t._eu0__0, CAST(0 AS DOUBLE)) AS DOUBLE) >= CAST(1 AS DOUBLE), FALSE) AS _eu0
+  FROM u_traits AS t
+), u_frame AS (
+  SELECT
+    b.*,
+    b._known AND b._eu0 AS _a_mobile_app_users
+  FROM u_base AS b
+)
+SELECT
+  entity_id
+FROM u_frame
+WHERE
+  _a_mobile_app_users
+ORDER BY
+  entity_id
