@@ -79,8 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--poll", type=float, default=1.0, help="seconds between warehouse checks")
     p.add_argument("--access-log", action="store_true")
 
-    p = command("generate", "write realistic demo events (Segment spec)")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    # Listed for --help only: main() hands `generate ...` to the generator's own parser.
+    sub.add_parser(
+        "generate", help="write realistic demo events (Segment spec; see generate --help)"
+    )
     return parser
 
 
@@ -90,7 +92,14 @@ def _print_frame(frame: pl.DataFrame) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["generate"]:
+        # The generator owns its options (and its --help); argparse.REMAINDER would not pass
+        # a leading "--events" through, so hand everything after the word over untouched.
+        from audience_pipeline.demo.generate import main as generate_main
+
+        return generate_main([a for a in arguments[1:] if a != "--"])
+    args = _parser().parse_args(arguments)
     try:
         return _run(args)
     except DefinitionsError as error:
@@ -170,11 +179,6 @@ def _run(args: argparse.Namespace) -> int:
 
         return serve(ServeOptions(args.warehouse, args.definitions, args.host, args.port,
                                   args.events_days, args.poll, args.access_log))  # fmt: skip
-    if args.command == "generate":
-        from audience_pipeline.demo.generate import main as generate_main
-
-        rest = [a for a in args.rest if a != "--"]
-        return generate_main(rest)
     return 2
 
 

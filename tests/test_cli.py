@@ -131,3 +131,21 @@ def test_compile_prints_sql_for_each_dialect(capsys: pytest.CaptureFixture[str])
         assert "SELECT" in capsys.readouterr().out.upper()
     assert main(["compile", "no_such_audience", "--definitions", str(FIXTURE / "definitions")]) != 0
     assert "no_such_audience" in capsys.readouterr().err
+
+
+def test_generate_takes_its_own_options_as_the_readme_writes_them(tmp_path: Path) -> None:
+    # `audience-pipeline generate --events N --out DIR`: the options after the word belong to the
+    # generator; the lines it writes are Segment-spec JSON that compute then reads.
+    out = tmp_path / "events"
+    assert main(["generate", "--events", "300", "--no-gzip", "--out", str(out)]) == 0
+    files = sorted(out.glob("*.jsonl"))
+    assert files
+    lines = [line for f in files for line in f.read_text().splitlines() if line.strip()]
+    assert len(lines) >= 300
+    parsed = []
+    for line in lines:
+        try:
+            parsed.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # the generator writes a few bad lines on purpose
+    assert {"track", "identify"} <= {m.get("type") for m in parsed if isinstance(m, dict)}
