@@ -70,6 +70,12 @@ def runs(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
     return {ISO[AS_OF]: demo / "warehouse", ISO[AS_OF_B]: root / "b"}
 
 
+def _served(seen: Counter[tuple[str, str]], stamp: str) -> set[str]:
+    """The generations that served `stamp` so far (list() copies the keys atomically while the
+    reader threads add to the counter)."""
+    return {g for s, g in list(seen) if s == stamp}
+
+
 def test_each_response_comes_from_one_run(runs: dict[str, Path], tmp_path: Path) -> None:
     live = tmp_path / "live"
     _publish(runs[ISO[AS_OF]], live, pause=0)  # copies get new inodes: a fresh manifest too
@@ -119,6 +125,15 @@ def test_each_response_comes_from_one_run(runs: dict[str, Path], tmp_path: Path)
         for k, source in enumerate([runs[ISO[AS_OF_B]], runs[ISO[AS_OF]]] * 8):
             _publish(source, live, pause=0.02)
             time.sleep([0.0, 0.03, 0.06, 0.3][k % 4])
+        # On a loaded machine the racing publishes above may all be superseded before the server
+        # loads one; then publish calmly and wait for each run to be served, so the swaps below
+        # are certain whatever the load.
+        for stamp in [ISO[AS_OF_B], ISO[AS_OF], ISO[AS_OF_B], ISO[AS_OF]]:
+            before = _served(seen, stamp)
+            _publish(runs[stamp], live, pause=0)
+            deadline = time.time() + 60
+            while time.time() < deadline and not (_served(seen, stamp) - before):
+                time.sleep(0.05)
     finally:
         stop.set()
         for thread in threads:
