@@ -60,6 +60,12 @@ class Destination:
     file: str
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
+    def missing_secrets(self) -> list[str]:
+        """Names of the environment variables this destination's `*_env` settings name but that
+        are not set (a sync would fail at once)."""
+        names = [str(v) for k, v in self.settings.items() if k.endswith("_env") and v is not None]
+        return [name for name in names if name not in os.environ]
+
     def secret(self, setting: str) -> str | None:
         """The value of the environment variable named by ``settings[setting]``.
 

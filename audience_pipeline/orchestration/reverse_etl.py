@@ -158,9 +158,22 @@ def reverse_etl_sensor(
         "min_interval",
     )
     def reverse_etl_sensor(context) -> dg.SensorResult:
-        due = destinations_to_sync(definitions_dir, warehouse)
+        due, unconfigured = [], []
+        for destination, run_key in destinations_to_sync(definitions_dir, warehouse):
+            # A destination whose secrets are not in the environment would fail at once on every
+            # tick; leave it out and say why (`audience-pipeline sync NAME` still fails loudly).
+            missing = destination.missing_secrets()
+            if missing:
+                unconfigured.append(f"{destination.name} (set {', '.join(missing)})")
+            else:
+                due.append((destination, run_key))
+        if unconfigured:
+            context.log.info("not configured, not synced: " + "; ".join(unconfigured))
         if not due:
-            return dg.SensorResult(skip_reason=dg.SkipReason("no destination has changes due"))
+            reason = "no destination has changes due"
+            if unconfigured:
+                reason += "; not configured: " + "; ".join(unconfigured)
+            return dg.SensorResult(skip_reason=dg.SkipReason(reason))
         return dg.SensorResult(run_requests=[
             dg.RunRequest(run_key=run_key, asset_selection=[asset_key(d.name)],
                           tags={"destination": d.name})

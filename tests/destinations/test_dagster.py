@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from audience_pipeline.orchestration.reverse_etl import (
     asset_key,
@@ -59,3 +60,25 @@ def test_sensor_requests_changed_destinations_no_more_often_than_their_interval(
 
     soon = datetime.now(UTC).replace(year=2100)
     assert [d.name for d, _ in destinations_to_sync(defs, wh, soon)] == ["broken", "drop-a"]
+
+
+def test_sensor_leaves_out_destinations_whose_secrets_are_not_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    defs = write_definitions(tmp_path / "defs", [
+        {"name": "drop-a", "type": "files", "settings": {"path": str(tmp_path / "a")}},
+        {"name": "warehouse-pg", "type": "postgres", "settings": {"dsn_env": "AP_TEST_DSN_UNSET"}},
+    ])  # fmt: skip
+    wh = tmp_path / "wh"
+    write_warehouse(wh, {"buyers": [1, 2, 3]})
+    monkeypatch.delenv("AP_TEST_DSN_UNSET", raising=False)
+    sensor = reverse_etl_sensor(defs, wh)
+    result = sensor(dg.build_sensor_context())
+    assert [r.tags["destination"] for r in result.run_requests or []] == ["drop-a"]
+    # Once the variable is set, the destination is due like any other.
+    monkeypatch.setenv("AP_TEST_DSN_UNSET", "postgresql://127.0.0.1:1/x")
+    again = sensor(dg.build_sensor_context())
+    assert sorted(r.tags["destination"] for r in again.run_requests or []) == [
+        "drop-a",
+        "warehouse-pg",
+    ]
