@@ -8,7 +8,7 @@ kept as tagged JSON text (:mod:`audience_pipeline.values`).
 from __future__ import annotations
 
 from audience_pipeline.ingest.result import IngestResult
-from audience_pipeline.ingest.run import ingest
+from audience_pipeline.ingest.run import ingest, ingest_to_parquet
 from audience_pipeline.ingest.schema import (
     EVENTS_COLUMNS,
     EVENTS_SCHEMA,
@@ -24,6 +24,7 @@ __all__ = [
     "TRAIT_UPDATES_COLUMNS",
     "IngestResult",
     "ingest",
+    "ingest_to_parquet",
     "read_normalized",
     "write_normalized",
 ]

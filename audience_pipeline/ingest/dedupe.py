@@ -5,8 +5,8 @@ from __future__ import annotations
 import polars as pl
 
 
-def duplicate_seqs(events: pl.DataFrame) -> pl.Series:
-    """The seq of every dropped copy.
+def duplicate_seqs(events: pl.DataFrame | pl.LazyFrame) -> pl.Series:
+    """The seq of every dropped copy (``events`` needs seq, message_id and received_at).
 
     Among messages sharing a message_id the one with the earliest received_at wins (a copy with
     a received_at beats one without), then the lowest seq. Messages without a message_id are

@@ -27,6 +27,18 @@ def add_flat_columns(events: pl.DataFrame, *, limit: int = MAX_FLAT_COLUMNS) -> 
     return events.with_columns(added) if added else events
 
 
+def decode_fields(texts: pl.Series) -> pl.DataFrame:
+    """The String fields of one slice of flat-tagged JSON objects, in order of first appearance.
+
+    A key that is null in every row of the slice is left out (its column would be all null).
+    """
+    decoded = texts.str.json_decode(infer_schema_length=None)
+    fields = []
+    if isinstance(decoded.dtype, pl.Struct):
+        fields = [f.name for f in decoded.dtype.fields if f.dtype == pl.String]
+    return decoded.struct.unnest().select(fields) if fields else pl.DataFrame()
+
+
 def _flat_frame(texts: pl.Series, limit: int) -> pl.DataFrame | None:
     """The String fields of the decoded objects, decoded a slice at a time.
 
@@ -37,12 +49,7 @@ def _flat_frame(texts: pl.Series, limit: int) -> pl.DataFrame | None:
     parts: list[tuple[int, pl.DataFrame]] = []
     for start in range(0, texts.len(), DECODE_ROWS):
         chunk = texts.slice(start, DECODE_ROWS)
-        decoded = chunk.str.json_decode(infer_schema_length=None)
-        fields = []
-        if isinstance(decoded.dtype, pl.Struct):
-            fields = [f.name for f in decoded.dtype.fields if f.dtype == pl.String]
-        part = decoded.struct.unnest().select(fields) if fields else pl.DataFrame()
-        parts.append((chunk.len(), part))
+        parts.append((chunk.len(), decode_fields(chunk)))
     names: dict[str, None] = {}
     for _, part in parts:
         names.update(dict.fromkeys(part.columns))

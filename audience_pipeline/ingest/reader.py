@@ -1,10 +1,11 @@
-"""Reading one input file into normalized frames (the unit of work of the process pool)."""
+"""Reading one input file into normalized frames, handed over a chunk at a time."""
 
 from __future__ import annotations
 
 import gc
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,16 +70,20 @@ def _line_text(line: bytes) -> str:
     return line.rstrip(b"\r").decode("utf-8", errors="replace")
 
 
-class _Chunks:
-    """Column lists flushed to DataFrames every ``chunk_lines`` rows."""
+Sink = Callable[[str, pl.DataFrame], None]
+"""Receives each chunk's frames: (table name, frame), table one of :data:`TABLES`."""
 
-    def __init__(self, source: str, chunk_lines: int) -> None:
+TABLES = ("events", "trait_updates", "quarantine")
+
+
+class _Chunks:
+    """Column lists turned into DataFrames every ``chunk_lines`` rows and handed to a sink."""
+
+    def __init__(self, source: str, chunk_lines: int, sink: Sink) -> None:
         self.source = source
         self.chunk_lines = chunk_lines
+        self.sink = sink
         self.cols = Columns()
-        self.events: list[pl.DataFrame] = []
-        self.traits: list[pl.DataFrame] = []
-        self.quarantine: list[pl.DataFrame] = []
 
     def maybe_flush(self) -> None:
         if len(self.cols) >= self.chunk_lines:
@@ -87,18 +92,12 @@ class _Chunks:
     def flush(self) -> None:
         cols = self.cols
         if cols.rows:
-            self.events.append(events_frame(cols, self.source))
+            self.sink("events", events_frame(cols, self.source))
         if cols.traits:
-            self.traits.append(trait_updates_frame(cols))
+            self.sink("trait_updates", trait_updates_frame(cols))
         if cols.quarantined:
-            self.quarantine.append(quarantine_frame(cols, self.source))
+            self.sink("quarantine", quarantine_frame(cols, self.source))
         self.cols = Columns()
-
-
-def _concat(parts: list[pl.DataFrame], columns: dict[str, pl.DataType]) -> pl.DataFrame:
-    if not parts:
-        return empty_frame(columns)
-    return parts[0] if len(parts) == 1 else pl.concat(parts)
 
 
 def _normalize(
@@ -169,27 +168,18 @@ def _read_parquet(path: Path, normalizer: Normalizer, chunks: _Chunks) -> int:
     return line
 
 
-def read_file(
-    path: Path, space: SpaceConfig, *, source: str | None = None, chunk_lines: int = CHUNK_LINES
-) -> FileResult:
-    """Read and normalize one file; an unreadable file gives one quarantine row (line 0).
-
-    Args:
-        path: the file (JSON lines, gzip-compressed JSON lines, or Parquet).
-        space: identifier rules.
-        source: the name recorded in ``source`` columns (default: the path as given).
-        chunk_lines: rows per intermediate DataFrame.
+def read_chunks(
+    path: Path, space: SpaceConfig, source: str, chunk_lines: int, sink: Sink
+) -> tuple[int, pl.DataFrame | None]:
+    """Read and normalize one file, handing its rows to ``sink`` a chunk at a time.
 
     Returns:
-        The file's rows with file-local ``seq``.
+        The file's non-blank lines (Parquet rows), i.e. the seq numbers it used; and for an
+        unreadable file, its one quarantine row (line 0). The file then counts 0 lines and
+        whatever chunks ``sink`` already received from it must be dropped.
     """
-    source = str(path) if source is None else source
     normalizer = Normalizer(space)
-    chunks = _Chunks(source, chunk_lines)
-    try:
-        size = path.stat().st_size
-    except OSError:
-        size = 0
+    chunks = _Chunks(source, chunk_lines, sink)
     # The loop allocates millions of small acyclic objects; cyclic GC passes over them are waste.
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -204,23 +194,55 @@ def read_file(
             {"raw": [""], "source": [source], "line": [0], "reason": [UNREADABLE_FILE + str(exc)]},
             schema=QUARANTINE_COLUMNS,
         )
-        return FileResult(
-            source,
-            empty_frame(EVENTS_COLUMNS),
-            empty_frame(TRAIT_UPDATES_COLUMNS),
-            quarantine,
-            0,
-            size,
-        )
+        return 0, quarantine
     finally:
         if gc_was_enabled:
             gc.enable()
     chunks.flush()
+    return lines, None
+
+
+def file_size(path: Path) -> int:
+    """Bytes on disk (0 when the file cannot be stat'ed; reading it will say why)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def read_file(
+    path: Path, space: SpaceConfig, *, source: str | None = None, chunk_lines: int = CHUNK_LINES
+) -> FileResult:
+    """Read and normalize one file into memory; an unreadable file gives one quarantine row.
+
+    Args:
+        path: the file (JSON lines, gzip-compressed JSON lines, or Parquet).
+        space: identifier rules.
+        source: the name recorded in ``source`` columns (default: the path as given).
+        chunk_lines: rows per intermediate DataFrame.
+
+    Returns:
+        The file's rows with file-local ``seq``.
+    """
+    source = str(path) if source is None else source
+    parts: dict[str, list[pl.DataFrame]] = {table: [] for table in TABLES}
+    lines, unreadable = read_chunks(
+        path, space, source, chunk_lines, lambda table, frame: parts[table].append(frame)
+    )
+    if unreadable is not None:
+        parts = {table: [] for table in TABLES}
+        parts["quarantine"].append(unreadable)
     return FileResult(
         source,
-        _concat(chunks.events, EVENTS_COLUMNS),
-        _concat(chunks.traits, TRAIT_UPDATES_COLUMNS),
-        _concat(chunks.quarantine, QUARANTINE_COLUMNS),
+        _concat(parts["events"], EVENTS_COLUMNS),
+        _concat(parts["trait_updates"], TRAIT_UPDATES_COLUMNS),
+        _concat(parts["quarantine"], QUARANTINE_COLUMNS),
         lines,
-        size,
+        file_size(path),
     )
+
+
+def _concat(parts: list[pl.DataFrame], columns: dict[str, pl.DataType]) -> pl.DataFrame:
+    if not parts:
+        return empty_frame(columns)
+    return parts[0] if len(parts) == 1 else pl.concat(parts)

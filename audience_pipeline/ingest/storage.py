@@ -20,13 +20,17 @@ QUARANTINE_FILE = "quarantine.parquet"
 _STATS_KEY = "audience_pipeline.ingest_stats"  # Parquet key-value metadata of events.parquet
 
 
+def stats_metadata(stats: dict[str, int]) -> dict[str, str]:
+    """The Parquet key-value metadata of events.parquet that carries the run's stats."""
+    return {_STATS_KEY: orjson.dumps(stats).decode()}
+
+
 def write_normalized(result: IngestResult, directory: Path) -> None:
     """Write the three tables as zstd Parquet into ``directory`` (created if missing)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    stats = orjson.dumps(result.stats).decode()
     result.events.write_parquet(
-        directory / EVENTS_FILE, compression="zstd", metadata={_STATS_KEY: stats}
+        directory / EVENTS_FILE, compression="zstd", metadata=stats_metadata(result.stats)
     )
     result.trait_updates.write_parquet(directory / TRAIT_UPDATES_FILE, compression="zstd")
     result.quarantine.write_parquet(directory / QUARANTINE_FILE, compression="zstd")

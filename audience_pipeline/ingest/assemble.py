@@ -1,0 +1,188 @@
+"""Parquet parts of every file -> the three normalized tables on disk, a slice at a time.
+
+Memory stays at a slice of events (plus the three thin dedupe columns of all events), whatever
+the number of events: duplicates are found on seq/message_id/received_at, events are then read
+back part by part, cut into the slices the flat columns are decoded in, validated, and the
+final files are written by Polars' streaming sink.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import accumulate
+from pathlib import Path
+
+import polars as pl
+
+from audience_pipeline.ingest.dedupe import duplicate_seqs
+from audience_pipeline.ingest.flatten import DECODE_ROWS, MAX_FLAT_COLUMNS, PREFIXES, decode_fields
+from audience_pipeline.ingest.parts import FileParts
+from audience_pipeline.ingest.schema import (
+    EVENTS_COLUMNS,
+    EVENTS_SCHEMA,
+    QUARANTINE_COLUMNS,
+    TRAIT_UPDATES_COLUMNS,
+    empty_frame,
+)
+from audience_pipeline.ingest.storage import (
+    EVENTS_FILE,
+    QUARANTINE_FILE,
+    TRAIT_UPDATES_FILE,
+    stats_metadata,
+)
+
+DEDUPE_KEYS = ("seq", "message_id", "received_at")
+
+
+@dataclass(frozen=True)
+class _Part:
+    path: Path
+    offset: int  # added to the file-local seq: the lines of the files before
+
+
+@dataclass(frozen=True)
+class _Slice:
+    path: Path
+    columns: frozenset[str]  # the flat columns differ from slice to slice
+    rows: int
+
+
+def _parts(files: list[FileParts], table: str) -> list[_Part]:
+    offsets = accumulate((file.lines for file in files), initial=0)
+    return [
+        _Part(path, offset)
+        for file, offset in zip(files, offsets, strict=False)
+        for path in file.of(table)
+    ]
+
+
+def _scan(parts: list[_Part], columns: dict[str, pl.DataType]) -> pl.LazyFrame:
+    if not parts:
+        return empty_frame(columns).lazy()
+    return pl.concat(
+        [pl.scan_parquet(p.path).with_columns(pl.col("seq") + p.offset) for p in parts]
+    )
+
+
+def _not_dropped(dropped: pl.Series) -> pl.Expr:
+    return ~pl.col("seq").is_in(dropped.implode())
+
+
+def _deduped_slices(parts: list[_Part], dropped: pl.Series) -> Iterator[pl.DataFrame]:
+    """Surviving events in seq order, in slices of exactly DECODE_ROWS rows (the last: less).
+
+    The slices are the ones a decode of the whole deduped table takes (flatten._flat_frame),
+    so flat columns come out in the same order.
+    """
+    held: list[pl.DataFrame] = []
+    count = 0
+    for part in parts:
+        frame = pl.read_parquet(part.path).cast(pl.Schema(EVENTS_COLUMNS))
+        frame = frame.with_columns(pl.col("seq") + part.offset)
+        if dropped.len():
+            frame = frame.filter(_not_dropped(dropped))
+        held.append(frame)
+        count += frame.height
+        while count >= DECODE_ROWS:
+            whole = pl.concat(held)
+            yield whole.head(DECODE_ROWS)
+            rest = whole.slice(DECODE_ROWS)
+            held, count = [rest], rest.height
+    if count:
+        yield pl.concat(held)
+
+
+def _write_slices(
+    parts: list[_Part], dropped: pl.Series, work: Path
+) -> tuple[list[_Slice], list[str]]:
+    """Validated event slices with their flat columns on disk; the flat columns to keep.
+
+    A source (properties, context) with more keys than MAX_FLAT_COLUMNS gets no flat columns
+    (flatten.add_flat_columns), so its decoding stops once it is over.
+    """
+    names: dict[str, dict[str, None]] = {prefix: {} for prefix in PREFIXES.values()}
+    slices: list[_Slice] = []
+    for index, frame in enumerate(_deduped_slices(parts, dropped)):
+        # seq is unique across slices by construction (file offsets); the rest is per row.
+        EVENTS_SCHEMA.validate(frame, lazy=True)
+        flat: list[pl.Series] = []
+        for source, prefix in PREFIXES.items():
+            seen = names[prefix]
+            if len(seen) > MAX_FLAT_COLUMNS:
+                continue
+            fields = decode_fields(frame.get_column(source))
+            seen.update(dict.fromkeys(fields.columns))
+            flat += [fields.get_column(name).alias(prefix + name) for name in fields.columns]
+        frame = frame.with_columns(flat)
+        path = work / f"slice-{index:05d}.parquet"
+        frame.write_parquet(path, compression="lz4", statistics=False)
+        slices.append(_Slice(path, frozenset(frame.columns), frame.height))
+    kept = [
+        prefix + name
+        for prefix, seen in names.items()
+        if len(seen) <= MAX_FLAT_COLUMNS
+        for name in seen
+    ]
+    return slices, kept
+
+
+def _rows(paths: list[Path]) -> int:
+    return sum(pl.scan_parquet(path).select(pl.len()).collect().item() for path in paths)
+
+
+def _sink_events(slices: list[_Slice], kept: list[str], path: Path, stats: dict[str, int]) -> None:
+    metadata = stats_metadata(stats)
+    if not slices:
+        empty_frame(EVENTS_COLUMNS).write_parquet(path, compression="zstd", metadata=metadata)
+        return
+    missing = pl.lit(None, pl.String)
+    scans = [
+        pl.scan_parquet(piece.path).select(
+            *EVENTS_COLUMNS,
+            *[pl.col(name) if name in piece.columns else missing.alias(name) for name in kept],
+        )
+        for piece in slices
+    ]
+    pl.concat(scans).sink_parquet(path, compression="zstd", metadata=metadata)
+
+
+def assemble(files: list[FileParts], directory: Path, work: Path) -> dict[str, int]:
+    """Write events, trait_updates and quarantine Parquet into ``directory`` from the parts.
+
+    Args:
+        files: every input file's parts, in read order (``seq`` follows it).
+        directory: where the three tables go (as ``storage.write_normalized`` writes them).
+        work: scratch space for the event slices.
+
+    Returns:
+        The run's stats (``IngestResult.stats``).
+
+    Raises:
+        pandera.errors.SchemaErrors: the events table broke its contract (a bug, not bad input).
+    """
+    events = _parts(files, "events")
+    thin = _scan(events, EVENTS_COLUMNS).select(DEDUPE_KEYS)
+    dropped = duplicate_seqs(thin)
+    slices, kept = _write_slices(events, dropped, work)
+    quarantine = [path for file in files for path in file.of("quarantine")]
+    stats = {
+        "lines_read": sum(file.lines for file in files),
+        "messages": sum(piece.rows for piece in slices),
+        "quarantined": _rows(quarantine),
+        "duplicates": dropped.len(),
+        "files": len(files),
+        "bytes": sum(file.size for file in files),
+    }
+    _sink_events(slices, kept, directory / EVENTS_FILE, stats)
+    traits = _scan(_parts(files, "trait_updates"), TRAIT_UPDATES_COLUMNS)
+    if dropped.len():
+        traits = traits.filter(_not_dropped(dropped))
+    traits.sink_parquet(directory / TRAIT_UPDATES_FILE, compression="zstd")
+    quarantined = (
+        pl.concat([pl.scan_parquet(path) for path in quarantine])
+        if quarantine
+        else empty_frame(QUARANTINE_COLUMNS).lazy()
+    )
+    quarantined.sink_parquet(directory / QUARANTINE_FILE, compression="zstd")
+    return stats

@@ -1,0 +1,63 @@
+"""Reading one input file into Parquet parts on disk (the unit of work of the process pool).
+
+Parts keep ingestion's memory to a chunk per reader, whatever the number of events: a chunk's
+frames go to disk as soon as they are built, and :mod:`audience_pipeline.ingest.assemble`
+stitches the parts together.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from audience_pipeline.ingest.reader import TABLES, file_size, read_chunks
+from audience_pipeline.spec.models import SpaceConfig
+
+# Rows per part: one chunk of parsed messages in Python lists (a few KB each) is a reader's
+# memory high-water mark, so parts are smaller than an in-memory read's chunks.
+PART_LINES = 200_000
+
+
+@dataclass(frozen=True)
+class FileParts:
+    """One file's parts, in row order; ``seq`` in them is local to the file."""
+
+    source: str
+    lines: int  # non-blank lines (Parquet rows): the seq numbers the file used
+    size: int  # bytes on disk
+    parts: dict[str, list[Path]] = field(default_factory=dict)  # table -> part files
+
+    def of(self, table: str) -> list[Path]:
+        """The part files of one table (one of ``reader.TABLES``)."""
+        return self.parts.get(table, [])
+
+
+def write_parts(
+    path: Path, space: SpaceConfig, directory: Path, *, chunk_lines: int | None = None
+) -> FileParts:
+    """Read and normalize ``path`` into Parquet parts under ``directory`` (created, must be new).
+
+    An unreadable file leaves one quarantine part with its one row (line 0), as
+    :func:`audience_pipeline.ingest.reader.read_file` gives. ``chunk_lines``: rows per part
+    (default PART_LINES).
+    """
+    source = str(path)
+    directory.mkdir(parents=True)
+    parts: dict[str, list[Path]] = {table: [] for table in TABLES}
+
+    def sink(table: str, frame: pl.DataFrame) -> None:
+        part = directory / f"{table}-{len(parts[table]):05d}.parquet"
+        # lz4: a part is read back once, minutes later; speed matters more than size.
+        frame.write_parquet(part, compression="lz4", statistics=False)
+        parts[table].append(part)
+
+    lines, unreadable = read_chunks(path, space, source, chunk_lines or PART_LINES, sink)
+    if unreadable is not None:
+        shutil.rmtree(directory)
+        directory.mkdir()
+        parts = {table: [] for table in TABLES}
+        sink("quarantine", unreadable)
+    return FileParts(source, lines, file_size(path), parts)
