@@ -92,7 +92,6 @@ class _Converter:
         return ExprError(f"{what} is not allowed", node.sql(dialect="duckdb"))
 
     def _convert(self, node: exp.Expression) -> ir.Expr:  # noqa: PLR0911, PLR0912
-        ctx = self.context
         if isinstance(node, exp.Paren):
             return self._convert(node.this)
         if isinstance(node, exp.Boolean):
@@ -141,12 +140,8 @@ class _Converter:
                 return ir.Lit(-inner.value)
             return ir.Neg(inner)
         if type(node) in _FUNCS:
-            if ctx.role == "having":
-                raise self._reject(node, "a scalar function in having")
             return ir.Func(_FUNCS[type(node)], (self._convert(node.this),))
         if isinstance(node, exp.Coalesce):
-            if ctx.role == "having":
-                raise self._reject(node, "a scalar function in having")
             args = [node.this, *node.expressions]
             return ir.Func("coalesce", tuple(self._convert(a) for a in args))
         if isinstance(node, exp.Count) or type(node) in _AGGS:

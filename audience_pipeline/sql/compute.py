@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from datetime import datetime
 
 import duckdb
@@ -90,6 +91,10 @@ def prepare_inputs(
         space_config,
     )
     flat = [c for c in messages.columns if c.startswith(("p.", "c."))]
+    # DuckDB matches column names case-insensitively (and renames `p.plan` next to `p.Plan`), but
+    # JSON keys are case-sensitive: keys that differ only in case are read from the JSON instead.
+    folded = Counter(c.lower() for c in flat)
+    flat = [c for c in flat if folded[c.lower()] == 1]
     base = messages.select(
         "seq", "message_id", "type", "event", "timestamp", "group_id", "properties", "context",
         *flat,
@@ -101,7 +106,8 @@ def prepare_inputs(
         "CREATE OR REPLACE TEMP VIEW _ap_msgs AS SELECT m.*, p.profile_id FROM _ap_messages m "
         "JOIN _ap_profiles_of p ON p.seq = m.seq"
     )
-    flat_sql = "".join(f', "{c}"' for c in flat)  # our own column names, quoted
+    # stored path columns carry event keys: quoted, with any `"` in a key doubled
+    flat_sql = "".join(', "{}"'.format(c.replace('"', '""')) for c in flat)
     con.execute(
         f'CREATE OR REPLACE TEMP VIEW "{names.events}" AS SELECT profile_id, timestamp, '  # noqa: S608
         f"message_id, seq, event, properties, context{flat_sql} FROM _ap_msgs "

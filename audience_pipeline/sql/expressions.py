@@ -111,7 +111,7 @@ def compile_expr(d: SqlDialect, node: ir.Expr, resolve: Resolver) -> Compiled:  
                 assert inner.value is not None
                 return Compiled(d, inner.value.is_null(), "bool")
             assert inner.expr is not None
-            return Compiled(d, exp.Is(this=inner.expr, expression=exp.null()), "bool")
+            return Compiled(d, exp.Is(this=_operand(inner.expr), expression=exp.null()), "bool")
         case ir.Like(arg=arg, pattern=pattern, case_insensitive=ci):
             text = compile_expr(d, arg, resolve).read("str")
             return Compiled(d, _like(d, text, pattern, case_insensitive=ci), "bool")
@@ -184,7 +184,15 @@ def _cmp(op: ir.CmpOp, a: exp.Expr, b: exp.Expr) -> exp.Expr:
     kinds: dict[str, type[exp.Binary]] = {
         "=": exp.EQ, "<>": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE,
     }  # fmt: skip
-    return kinds[op](this=a, expression=b)
+    return kinds[op](this=_operand(a), expression=_operand(b))
+
+
+def _operand(node: exp.Expr) -> exp.Expr:
+    """Parenthesize a boolean operand (`(a AND b) = FALSE`, `(n > 1) = TRUE`): SQL would
+    otherwise bind the comparison to its last term, or reject a chained comparison."""
+    if isinstance(node, exp.Predicate | exp.Connector | exp.Not | exp.Escape):
+        return exp.paren(node, copy=False)
+    return node
 
 
 def _compare(d: SqlDialect, op: ir.CmpOp, left: Compiled, right: Compiled) -> exp.Expr:
