@@ -33,10 +33,14 @@ def decode_fields(texts: pl.Series) -> pl.DataFrame:
     A key that is null in every row of the slice is left out (its column would be all null).
     """
     decoded = texts.str.json_decode(infer_schema_length=None)
-    fields = []
-    if isinstance(decoded.dtype, pl.Struct):
-        fields = [f.name for f in decoded.dtype.fields if f.dtype == pl.String]
-    return decoded.struct.unnest().select(fields) if fields else pl.DataFrame()
+    if not isinstance(decoded.dtype, pl.Struct):
+        return pl.DataFrame()
+    # Fields are taken as Series, not selected by name: a key is any JSON text, and Polars
+    # reads the names "*" and "^...$" in select() as a wildcard and a regex.
+    unnested = decoded.struct.unnest()
+    return pl.DataFrame(
+        [unnested.to_series(i) for i, f in enumerate(decoded.dtype.fields) if f.dtype == pl.String]
+    )
 
 
 def _flat_frame(texts: pl.Series, limit: int) -> pl.DataFrame | None:

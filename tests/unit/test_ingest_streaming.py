@@ -175,3 +175,20 @@ def test_file_unreadable_half_way_keeps_only_its_quarantine_row(tmp_path: Path) 
     (quarantine,) = result.of("quarantine")
     assert pl.read_parquet(quarantine)["line"].to_list() == [0]
     assert sorted(p.name for p in directory.iterdir()) == [quarantine.name]
+
+
+def test_keys_polars_would_read_as_patterns_are_plain_keys(tmp_path: Path) -> None:
+    # SPEC 1: properties are any JSON, so a key may be "*" or look like a regex ("^a$"); Polars
+    # reads such names as a wildcard and a pattern in select(), which must not reach ingestion.
+    messages = [
+        {"type": "track", "event": "A", "userId": "u1", "timestamp": TS, "messageId": "1",
+         "properties": {"*": "star", "^a$": "caret", "a": "plain"}},
+        {"type": "track", "event": "A", "userId": "u2", "timestamp": TS, "messageId": "2",
+         "properties": {"a": "other"}, "context": {"*": 1}},
+    ]  # fmt: skip
+    result = ingest([_write(tmp_path / "e.jsonl", messages)], SPACE)
+    events = result.events.sort("seq")
+    assert result.quarantine.height == 0
+    assert events.get_column("p.*").to_list() == ["sstar", None]
+    assert events.get_column("p.^a$").to_list() == ["scaret", None]
+    assert events.get_column("p.a").to_list() == ["splain", "sother"]
