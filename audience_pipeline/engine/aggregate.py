@@ -222,8 +222,9 @@ class LevelPlan:
         if self.pre:
             staged = staged.with_columns(list(self.pre.values()))
         if self.most_frequent or self.first_last:
-            # Several group-bys read the staged columns: compute them once, not once per plan.
-            staged = staged.collect().lazy()
+            # Several group-bys read the staged columns: compute them once, not once per plan,
+            # and keep only the columns they read (not every event column and derived reading).
+            staged = staged.select(self._read_columns()).collect().lazy()
         result = entities
         if self.aggs:
             grouped = staged.group_by(ENTITY).agg(list(self.aggs.values()))
@@ -245,6 +246,16 @@ class LevelPlan:
         if self.post:
             result = result.with_columns(list(self.post.values()))
         return result
+
+    def _read_columns(self) -> list[str]:
+        """The staged columns the group-bys of `run` read, in a stable order."""
+        read = {ENTITY}
+        for expr in self.aggs.values():
+            read.update(expr.meta.root_names())
+        for mask, picks in self.first_last.items():
+            read.update((mask, ORDER, *(column for _, column, _ in picks)))
+        read.update(pre for _, pre, _, _ in self.most_frequent)
+        return sorted(read)
 
 
 def _first_last(staged: pl.LazyFrame, mask: str, picks: list[tuple[str, str, str]]) -> pl.LazyFrame:

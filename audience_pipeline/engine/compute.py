@@ -112,9 +112,14 @@ def compute(
     flat = needed_flat_columns(space, set(events.columns))
     json_text = [c for c, need in (("properties", flat.needs_properties),
                                    ("context", flat.needs_context)) if need]  # fmt: skip
-    messages = events.select(*MESSAGE_COLUMNS, *json_text, *sorted(flat.columns))
+    wide = [*json_text, *sorted(flat.columns)]
+    # Identity, profiles and trait updates read only the thin message columns; the wide property
+    # columns are cut once, for the track/page/screen events alone (a filter copies what it keeps).
+    messages = events.select(*MESSAGE_COLUMNS)
+    in_time: pl.Expr | None = None
     if messages.height and messages["timestamp"].max() > as_of:  # type: ignore[operator]
-        messages = messages.filter(pl.col("timestamp") <= as_of)
+        in_time = pl.col("timestamp") <= as_of
+        messages = messages.filter(in_time)
     identity = resolve_identities(
         messages.select("seq", "message_id", "type", "timestamp", "ids", "previous_id"),
         space_config,
@@ -181,10 +186,20 @@ def compute(
     leaves = collect_leaves(space)
     # The stored flat path columns travel with the events, so conditions read a column instead
     # of parsing the JSON text (which only paths without a flat column need).
-    event_frame = messages.filter(pl.col("type").is_in(EVENT_TYPES)).select(
-        pl.col("profile_id"), "timestamp", "message_id", "seq", ORDER, "event", *json_text,
-        *sorted(flat.columns),
-    )  # fmt: skip
+    is_event = pl.col("type").is_in(EVENT_TYPES)
+    event_frame = messages.filter(is_event).select(
+        "profile_id", "timestamp", "message_id", "seq", ORDER, "event"
+    )
+    keep = is_event if in_time is None else in_time & is_event
+    if aligned:
+        # messages are events[in_time] row for row: the same filter keeps the same rows.
+        event_frame = event_frame.hstack(events.lazy().filter(keep).select(wide).collect())
+    else:
+        wide_events = events.lazy().filter(keep).select("seq", *wide).collect()
+        event_frame = event_frame.join(wide_events, on="seq", how="left", maintain_order="left")
+        del wide_events
+    n_messages = messages.height
+    del messages, groups, updates  # the event frame is all the levels read
     # Event names as an Enum: the dozens of name masks compare small integers, not strings.
     event_names = set(event_frame["event"].drop_nulls().unique().to_list()) | _event_names(space)
     event_frame = event_frame.with_columns(pl.col("event").cast(pl.Enum(sorted(event_names))))
@@ -208,8 +223,22 @@ def compute(
         user_frame = user_frame.with_columns(expr.alias(audience_column(audience.key)))
 
     clock = _lap(clock, "user audiences")
+    account_audiences = [a for a in space.audiences if a.level == "account"]
+    # Each event is repeated once per account of its profile: carry only the columns the
+    # account level reads (its traits' and audiences' paths), kept in event order.
+    account_space = ir.Space(
+        tuple(t for t in space.traits if t.level == "account"), tuple(account_audiences)
+    )
+    account_flat = needed_flat_columns(account_space, set(flat.columns))
+    account_columns = [
+        "profile_id", "timestamp", "message_id", "seq", ORDER, "event",
+        *[c for c, need in (("properties", account_flat.needs_properties),
+                            ("context", account_flat.needs_context)) if need and c in json_text],
+        *sorted(account_flat.columns),
+    ]  # fmt: skip
     account_events = (
-        event_frame.join(members, on="profile_id", how="inner")
+        event_frame.select(account_columns)
+        .join(members, on="profile_id", how="inner", maintain_order="left")
         .drop("profile_id")
         .rename({"account_id": ENTITY})
         .lazy()
@@ -224,9 +253,9 @@ def compute(
         funnels=leaves.of("account", ir.Funnel),  # type: ignore[arg-type]
         as_of=as_of,
     )
+    del event_frame, user_events, account_events  # no later stage reads the events
     clock = _lap(clock, "account level")
     account_frame = _users_conditions(account_level, user_frame, members, leaves, users)
-    account_audiences = [a for a in space.audiences if a.level == "account"]
     for audience in account_audiences:
         expr = condition_expr(audience.condition, "account", leaves, account_level.traits)
         account_frame = account_frame.with_columns(expr.alias(audience_column(audience.key)))
@@ -253,7 +282,7 @@ def compute(
     account_traits = account_traits.rename({ENTITY: "account_id"})
     clock = _lap(clock, "native traits")
     stats = {
-        "messages": messages.height,
+        "messages": n_messages,
         "profiles": universe.height,
         "accounts": accounts.height,
         **{f"identity_{k}": v for k, v in identity.stats.items()},
