@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -35,7 +36,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import polars as pl
+# Polars' allocator (jemalloc) keeps freed pages for a while; at 10M events those kept pages
+# (the loader's, identity's) push compute past 14 GB. Hand them back at once; set before Polars
+# is imported, and left alone when the caller sets it.
+os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
+
+import polars as pl  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
