@@ -15,6 +15,7 @@ from datetime import datetime
 
 import duckdb
 import polars as pl
+from sqlglot import exp
 
 # The final table shaping is the Polars engine's, so that both engines write identical tables.
 from audience_pipeline.engine.compute import (
@@ -106,12 +107,17 @@ def prepare_inputs(
         "CREATE OR REPLACE TEMP VIEW _ap_msgs AS SELECT m.*, p.profile_id FROM _ap_messages m "
         "JOIN _ap_profiles_of p ON p.seq = m.seq"
     )
-    # stored path columns carry event keys: quoted, with any `"` in a key doubled
-    flat_sql = "".join(', "{}"'.format(c.replace('"', '""')) for c in flat)
+    # The stored path columns are named by event keys (any text): sqlglot quotes them.
+    events_query = (
+        exp.select(
+            "profile_id", "timestamp", "message_id", "seq", "event", "properties", "context",
+            *(exp.column(c, quoted=True) for c in flat),
+        )
+        .from_("_ap_msgs")
+        .where(exp.column("type").isin("track", "page", "screen"))
+    )  # fmt: skip
     con.execute(
-        f'CREATE OR REPLACE TEMP VIEW "{names.events}" AS SELECT profile_id, timestamp, '  # noqa: S608
-        f"message_id, seq, event, properties, context{flat_sql} FROM _ap_msgs "
-        "WHERE type IN ('track', 'page', 'screen')"
+        f'CREATE OR REPLACE TEMP VIEW "{names.events}" AS {events_query.sql("duckdb")}'  # noqa: S608
     )
     known = ", ".join(f"'{t}'" for t in KNOWN_TYPES)
     con.execute(
