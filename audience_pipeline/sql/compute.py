@@ -9,9 +9,12 @@ engine, so that both write identical tables.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import time
 from collections import Counter
 from datetime import datetime
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -188,6 +191,20 @@ def _frame_or_empty(frames: dict[str, pl.DataFrame], level: str, entities: pl.Da
     return entities.select(pl.col(owner).alias(ENTITY))
 
 
+MEMORY_LIMIT_ENV = "AUDIENCE_PIPELINE_DUCKDB_MEMORY_LIMIT"
+
+
+def _duckdb_config() -> dict[str, str | bool | int | float | list[str]]:
+    """DuckDB's settings: with `AUDIENCE_PIPELINE_DUCKDB_MEMORY_LIMIT` (e.g. `6GB`), a memory
+    limit and a temp directory to spill to. DuckDB's own default is 80% of RAM, too much when
+    the process also holds the Polars frames it was handed."""
+    limit = os.environ.get(MEMORY_LIMIT_ENV)
+    if not limit:
+        return {}
+    spill = Path(tempfile.gettempdir()) / "audience_pipeline_duckdb"
+    return {"memory_limit": limit, "temp_directory": str(spill)}
+
+
 def compute_duckdb(
     events: pl.DataFrame,
     trait_updates: pl.DataFrame,
@@ -208,7 +225,7 @@ def compute_duckdb(
         The same tables, with the same dtypes, as `engine.compute.compute`.
     """
     started = time.perf_counter()
-    con = duckdb.connect()
+    con = duckdb.connect(config=_duckdb_config())
     try:
         prepared = prepare_inputs(con, events, trait_updates, space_config, as_of)
         compiled = build_space_sql(space_ir, DuckDB(), flat_columns=prepared["flat_columns"])  # type: ignore[arg-type]
