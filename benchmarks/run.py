@@ -40,6 +40,9 @@ from pathlib import Path
 # (the loader's, identity's) push compute past 14 GB. Hand them back at once; set before Polars
 # is imported, and left alone when the caller sets it.
 os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
+# DuckDB runs in this process beside the Polars frames it is handed; its default (80% of RAM)
+# took the process past 21 GB at 10M events. Capped, it spills instead.
+os.environ.setdefault("AUDIENCE_PIPELINE_DUCKDB_MEMORY_LIMIT", "6GB")
 
 import polars as pl  # noqa: E402
 
