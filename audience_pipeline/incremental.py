@@ -32,7 +32,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -106,14 +106,24 @@ class Refresh:
 def definitions_fingerprint(definitions: Definitions) -> str:
     """A hash of everything in the definitions that can change a result."""
     payload = {
-        "space": repr(replace(definitions.space, file="")),
+        # Not repr(): a frozenset's repr follows string hashing, which differs per process, so
+        # every new process would see "definitions changed" and recompute in full.
+        "space": asdict(replace(definitions.space, file="")),
         "traits": [_definition_payload(t.raw, t.key) for t in definitions.traits],
         "audiences": [
             {**_definition_payload(a.raw, a.key), "created_at": str(a.created_at)}
             for a in definitions.audiences
         ],
     }
-    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
+    encoded = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS, default=_canonical)
+    return hashlib.sha256(encoded).hexdigest()[:24]
+
+
+def _canonical(value: object) -> object:
+    """orjson's fallback: sets as sorted lists, anything else as its text."""
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    return str(value)
 
 
 def definition_hash(raw: dict[str, Any]) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -178,3 +181,28 @@ def test_repeated_message_key_falls_back_to_full(tmp_path: Path) -> None:
     twice = pl.concat([data.events, data.events.with_columns(pl.col("seq") + 1)])
     got = refresh(twice, data.trait_updates, definitions, t0 + timedelta(days=1), state)
     assert (got.mode, got.reason) == ("full", "messages without a unique (source, line)")
+
+
+# --- the state's fingerprint is the same in every process ------------------------------------
+
+
+def test_fingerprint_is_the_same_in_every_process() -> None:
+    """A new process (a CLI run, a sensor's run) must recognise the state an earlier one saved:
+    the fingerprint may not depend on string hashing (set order), which differs per process."""
+    code = (
+        "from audience_pipeline.spec.loader import load_definitions\n"
+        "from audience_pipeline.incremental import definitions_fingerprint\n"
+        f"d, _ = load_definitions({str(ROOT / 'definitions')!r})\n"
+        "print(definitions_fingerprint(d))\n"
+    )
+    prints = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in (1, 2, 3, 4)
+    }
+    assert len(prints) == 1, prints
