@@ -37,6 +37,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import polars as pl
 
@@ -290,7 +291,9 @@ def _message_keys(frame: pl.DataFrame, codes: dict[str, int]) -> pl.Series:
     """One Int64 per (source, line): the source's code in the high bits, the line below."""
     runs = frame["source"].rle()
     run_codes = runs.struct.field("value").replace_strict(codes, return_dtype=pl.Int64)
-    return (run_codes.gather(frame["source"].rle_id()) * (1 << 32) + frame["line"]).alias("key")
+    # Each run's code repeated over its rows (one pass over the strings, for the runs).
+    high = np.repeat(run_codes.to_numpy() << 32, runs.struct.field("len").to_numpy())
+    return (pl.Series(high) + frame["line"]).alias("key")
 
 
 def _int(value: object) -> int:
@@ -331,15 +334,13 @@ def _current(events: pl.DataFrame, as_of: datetime, old: pl.DataFrame) -> _Curre
         key, old_key = key.set_sorted(), old_key.set_sorted()
     elif key.is_duplicated().any():
         raise unique
-    joined = (
-        frame.with_columns(key)
-        .join(
-            old.select("profile_id").with_columns(old_key).with_row_index("_old"),
-            on="key",
-            how="left",
-            maintain_order="left",
-        )
-        .drop("key")
+    # Only the key is joined (row for row with `frame`); joining `frame` itself would copy
+    # every one of its columns again.
+    joined = key.to_frame().join(
+        old.select("profile_id").with_columns(old_key).with_row_index("_old"),
+        on="key",
+        how="left",
+        maintain_order="left",
     )
     matched = joined["_old"].drop_nulls()
     if matched.len() == old.height:
@@ -347,8 +348,8 @@ def _current(events: pl.DataFrame, as_of: datetime, old: pl.DataFrame) -> _Curre
     else:
         kept = pl.zeros(old.height, dtype=pl.Boolean, eager=True).scatter(matched, True)
         removed = old.filter(~kept)
-    fresh = joined.filter(pl.col("_old").is_null())["seq"]
-    return _Current(joined.drop("_old"), fresh, removed)
+    fresh = frame["seq"].filter(joined["_old"].is_null())
+    return _Current(frame.with_columns(joined["profile_id"]), fresh, removed)
 
 
 def _closure(links: pl.DataFrame, values: pl.Series, profiles: pl.Series) -> pl.Series:
@@ -500,8 +501,6 @@ def _incremental(
     known = _known(previous.tables["identities"], identity.identities, everyone, touched)
     clock.lap("scope")
     result = run_known(pass_events, pass_updates, known, definitions.space, space, as_of)
-    if result is None:
-        raise NeedsFull("no identifier type can stand for a known or an anonymous profile")
 
     clock.lap("engine")
     new_rows = _recomputed_rows(result, identity.identities, profiles, accounts)
@@ -547,7 +546,12 @@ def _incremental(
         profiles_recomputed=profiles.len(),
         accounts_recomputed=accounts.len(),
         messages_recomputed=pass_events.height,
-        stats={**result.stats, **clock.laps},
+        stats={
+            **result.stats,
+            **clock.laps,
+            "profiles_identity": new_profiles.len(),
+            "profiles_crossed": user_crossed.len(),
+        },
     )
 
 

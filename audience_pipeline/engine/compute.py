@@ -105,8 +105,13 @@ def compute(
     space_config: SpaceConfig,
     space: ir.Space,
     as_of: datetime,
+    identity: IdentityResult | None = None,
 ) -> ComputeResult:
-    """Compute identities, traits and memberships as of `as_of` from normalized events."""
+    """Compute identities, traits and memberships as of `as_of` from normalized events.
+
+    `identity`: the profiles of the messages at or before as-of when the caller already knows
+    them (an incremental pass, `delta.known`); resolved from the messages otherwise.
+    """
     clock = time.perf_counter()
     # Only the columns some stage reads, cut before filtering: the filter copies what it keeps.
     flat = needed_flat_columns(space, set(events.columns))
@@ -120,10 +125,11 @@ def compute(
     if messages.height and messages["timestamp"].max() > as_of:  # type: ignore[operator]
         in_time = pl.col("timestamp") <= as_of
         messages = messages.filter(in_time)
-    identity = resolve_identities(
-        messages.select("seq", "message_id", "type", "timestamp", "ids", "previous_id"),
-        space_config,
-    )
+    if identity is None:
+        identity = resolve_identities(
+            messages.select("seq", "message_id", "type", "timestamp", "ids", "previous_id"),
+            space_config,
+        )
     clock = _lap(clock, "identity")
     profiles = identity.message_profiles
     # Inside the engine a profile is a dense integer code (joins and group-bys on integers, not
