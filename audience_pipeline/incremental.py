@@ -429,7 +429,12 @@ def _incremental(
     touched = _closure(previous.links, _values(fresh_rows), removed["profile_id"].unique())
     frame = cur.frame
     id_seqs = pl.concat(
-        [cur.fresh, frame.filter(pl.col("profile_id").is_in(touched.implode()))["seq"]]
+        [
+            cur.fresh,
+            frame.select("seq", "profile_id").filter(
+                pl.col("profile_id").is_in(touched.implode())
+            )["seq"],
+        ]
     )
     id_rows = _rows(events, id_seqs, IDENTITY_COLUMNS)
     identity = resolve_identities(id_rows.select(IDENTITY_COLUMNS), definitions.space)
@@ -451,8 +456,10 @@ def _incremental(
             band_mask(old_users_read, users_read, t0, as_of, names=False),
             band_mask(old_accounts_read, accounts_read, t0, as_of, names=False),
         ]
-        crossed = frame.filter(pl.any_horizontal(m for m in near if m is not None)).filter(
-            pl.col("type").is_in(EVENT_TYPES)
+        crossed = (
+            frame.select("timestamp", "type", "event", "profile_id")
+            .filter(pl.any_horizontal(m for m in near if m is not None))
+            .filter(pl.col("type").is_in(EVENT_TYPES))
         )
         if user_band is not None:
             user_crossed = crossed.filter(user_band)["profile_id"].unique()
@@ -463,10 +470,14 @@ def _incremental(
     profiles = pl.concat([new_profiles, user_crossed]).unique()
     gone_profiles = pl.concat([touched, user_crossed]).unique()
 
-    groups = frame.filter(pl.col("group_id").is_not_null()).select("group_id", "profile_id")
-    old_groups = previous.messages.filter(
-        pl.col("group_id").is_not_null() & pl.col("profile_id").is_in(touched.implode())
-    )["group_id"]
+    # Narrow selects before each filter over all messages: a filter copies every column it
+    # is handed.
+    groups = frame.select("group_id", "profile_id").filter(pl.col("group_id").is_not_null())
+    old_groups = (
+        previous.messages.select("group_id", "profile_id")
+        .filter(pl.col("group_id").is_not_null())
+        .filter(pl.col("profile_id").is_in(touched.implode()))["group_id"]
+    )
     accounts = pl.concat(
         [
             removed["group_id"].drop_nulls(),
@@ -485,24 +496,27 @@ def _incremental(
     # One engine pass: every message of the profiles to recompute; for the other members of
     # the accounts to recompute, only what account results read.
     members = groups.filter(pl.col("group_id").is_in(accounts.implode()))["profile_id"].unique()
-    member_only = pl.col("profile_id").is_in(members.implode()) & ~pl.col("profile_id").is_in(
-        profiles.implode()
-    )
+    everyone = pl.concat([profiles, members]).unique()
+    # One membership test over all messages, then the finer one over the few rows left.
     wanted = pl.col("profile_id").is_in(profiles.implode()) | (
-        member_only
-        & (~pl.col("type").is_in(EVENT_TYPES) | pl.col("event").is_in(event_names(accounts_read)))
+        ~pl.col("type").is_in(EVENT_TYPES) | pl.col("event").is_in(event_names(accounts_read))
     )
-    pass_frame = frame.filter(wanted).select("seq", "profile_id")
+    pass_frame = (
+        frame.select("seq", "profile_id", "type", "event")
+        .filter(pl.col("profile_id").is_in(everyone.implode()))
+        .filter(wanted)
+        .select("seq", "profile_id")
+    )
     pass_events = _rows(
         events, pass_frame["seq"], engine_columns(events.columns, space)
     ).with_columns(pass_frame["profile_id"])
     pass_updates = trait_updates.filter(pl.col("seq").is_in(pass_frame["seq"].implode()))
-    everyone = pl.concat([profiles, members]).unique()
     known = _known(previous.tables["identities"], identity.identities, everyone, touched)
     clock.lap("scope")
     result = run_known(pass_events, pass_updates, known, definitions.space, space, as_of)
 
     clock.lap("engine")
+
     new_rows = _recomputed_rows(result, identity.identities, profiles, accounts)
     tables, json_columns = merge_tables(
         previous.tables,
