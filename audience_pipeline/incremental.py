@@ -428,14 +428,8 @@ def _incremental(
     fresh_rows = _rows(events, cur.fresh, ["ids", "previous_id"])
     touched = _closure(previous.links, _values(fresh_rows), removed["profile_id"].unique())
     frame = cur.frame
-    id_seqs = pl.concat(
-        [
-            cur.fresh,
-            frame.select("seq", "profile_id").filter(
-                pl.col("profile_id").is_in(touched.implode())
-            )["seq"],
-        ]
-    )
+    in_touched = pl.col("profile_id").is_in(touched.implode())
+    id_seqs = pl.concat([cur.fresh, frame.select("seq", "profile_id").filter(in_touched)["seq"]])
     id_rows = _rows(events, id_seqs, IDENTITY_COLUMNS)
     identity = resolve_identities(id_rows.select(IDENTITY_COLUMNS), definitions.space)
     resolved = identity.message_profiles
