@@ -13,6 +13,7 @@ caller drops them.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from datetime import datetime
 
 import polars as pl
@@ -33,6 +34,7 @@ def run_known(
     space_config: SpaceConfig,
     space: ir.Space,
     as_of: datetime,
+    keep_json: Mapping[str, Collection[str]] | None = None,
 ) -> ComputeResult:
     """`compute` over `messages` (event columns plus `profile_id`) with those profiles.
 
@@ -44,6 +46,7 @@ def run_known(
         space_config: the space.
         space: the compiled space.
         as_of: the as-of.
+        keep_json: per traits table, columns to keep as JSON text (`compute`'s argument).
 
     Returns:
         The engine's result (its identities and message_profiles are the ones handed in).
@@ -59,7 +62,13 @@ def run_known(
         stats={"profiles": profiles.height},
     )
     return compute(
-        messages.drop("profile_id"), trait_updates, space_config, space, as_of, identity=identity
+        messages.drop("profile_id"),
+        trait_updates,
+        space_config,
+        space,
+        as_of,
+        identity=identity,
+        keep_json=keep_json,
     )
 
 

@@ -148,6 +148,12 @@ def _traits(
     """Merge two parts of a traits table, settling native vs JSON-text columns as a full run
     would: JSON text exactly when the merged values mix JSON types (or hold containers)."""
     json_columns: list[str] = []
+    for name in sorted((set(old.columns) & set(new.columns)) - old_json - new_json):
+        # Two native types (a number before, a string now) are mixed JSON types too.
+        clash = old.schema[name] != new.schema[name]
+        if clash and not _all_null(old[name]) and not _all_null(new[name]):
+            msg = f"trait column {name!r} became mixed"
+            raise NeedsFull(msg)
     for name in sorted(old_json | new_json):
         kinds = _kinds(old, name, name in old_json) | _kinds(new, name, name in new_json)
         if len(kinds) > 1 or "o" in kinds:
@@ -190,32 +196,20 @@ def restamp(frame: pl.DataFrame, name: str, as_of: object) -> pl.DataFrame:
     return frame
 
 
-def merge_tables(
+def kept_rows(
     old: dict[str, pl.DataFrame],
-    old_json: dict[str, list[str]],
-    new: dict[str, pl.DataFrame],
-    new_json: dict[str, set[str]],
     *,
     identity_profiles: pl.Series,
     profiles: pl.Series,
     accounts: pl.Series,
-    space: ir.Space,
-    as_of: object,
-) -> tuple[dict[str, pl.DataFrame], dict[str, list[str]]]:
-    """Replace rows of the previous tables by recomputed ones.
+) -> dict[str, pl.DataFrame]:
+    """The rows of the previous tables that stay: all but those of the replaced entities.
 
     Args:
-        old: the previous tables; old_json: their JSON-text trait columns.
-        new: recomputed rows, only of replaced entities (identities of the new profiles, user
-            rows of `profiles`' new ids, account rows of `accounts`); new_json: the JSON-text
-            trait columns of the run that computed them.
+        old: the previous tables.
         identity_profiles: old profile ids whose identities rows go.
         profiles: old profile ids whose user rows (traits, user memberships) go.
         accounts: account ids whose account rows go.
-        space: the compiled space; as_of: the new as-of.
-
-    Returns:
-        The merged tables (each in the engine's row order) and their JSON-text trait columns.
     """
     gone_i = pl.col("profile_id").is_in(identity_profiles.implode())
     gone_p = pl.col("profile_id").is_in(profiles.implode())
@@ -225,19 +219,42 @@ def merge_tables(
         .then(pl.col("entity_id").is_in(profiles.implode()))
         .otherwise(pl.col("entity_id").is_in(accounts.implode()))
     )
+    gone = {
+        "identities": gone_i,
+        "user_traits": gone_p,
+        "account_traits": gone_a,
+        "memberships": gone_m,
+        "account_user_memberships": gone_a,
+    }
+    return {name: old[name].filter(~gone[name]) for name in old}
 
-    def traits(
-        table: str, entity: str, gone: pl.Expr, level: str
-    ) -> tuple[pl.DataFrame, list[str]]:
-        return _traits(
-            old[table].filter(~gone),
-            new[table],
-            entity,
-            space,
-            level,
-            set(old_json.get(table, [])),
-            new_json.get(table, set()),
-        )
+
+def merge_tables(
+    kept: dict[str, pl.DataFrame],
+    old_json: dict[str, list[str]],
+    new: dict[str, pl.DataFrame],
+    new_json: dict[str, set[str]],
+    *,
+    space: ir.Space,
+    as_of: object,
+) -> tuple[dict[str, pl.DataFrame], dict[str, list[str]]]:
+    """Add recomputed rows to the kept rows of the previous tables.
+
+    Args:
+        kept: the previous tables without the replaced entities' rows (`kept_rows`);
+            old_json: the previous tables' JSON-text trait columns.
+        new: recomputed rows, only of replaced entities (identities of the new profiles, user
+            rows of the recomputed profiles' new ids, account rows of the recomputed accounts);
+            new_json: the JSON-text trait columns of the run that computed them.
+        space: the compiled space; as_of: the new as-of.
+
+    Returns:
+        The merged tables (each in the engine's row order) and their JSON-text trait columns.
+    """
+
+    def traits(table: str, entity: str, level: str) -> tuple[pl.DataFrame, list[str]]:
+        old_columns, new_columns = set(old_json.get(table, [])), new_json.get(table, set())
+        return _traits(kept[table], new[table], entity, space, level, old_columns, new_columns)
 
     # New profile ids never equal a kept one (a kept profile shares no value with the touched
     # components), so merging on profile_id alone keeps the full order.
@@ -245,19 +262,15 @@ def merge_tables(
     # The tables merge independently and Polars releases the GIL while it copies: one thread
     # each keeps both cores busy (the sorted merges themselves run on one core).
     with ThreadPoolExecutor(max_workers=3) as pool:
-        user = pool.submit(traits, "user_traits", "profile_id", gone_p, "user")
-        account = pool.submit(traits, "account_traits", "account_id", gone_a, "account")
+        user = pool.submit(traits, "user_traits", "profile_id", "user")
+        account = pool.submit(traits, "account_traits", "account_id", "account")
         identities = pool.submit(
-            lambda: _stack(
-                old["identities"].filter(~gone_i),
-                new["identities"].sort(identity_order),
-                "profile_id",
-            )
+            lambda: _stack(kept["identities"], new["identities"].sort(identity_order), "profile_id")
         )
         # The engine's order: user rows, then account rows, each by audience and entity.
         memberships = pool.submit(
             lambda: _merge_blocks(
-                *_conform(old["memberships"].filter(~gone_m), new["memberships"]),
+                *_conform(kept["memberships"], new["memberships"]),
                 blocks=["level", "audience_key"],
                 key="entity_id",
                 order=[pl.col("level") != "user", pl.col("audience_key"), pl.col("entity_id")],
@@ -265,10 +278,7 @@ def merge_tables(
         )
         account_users = pool.submit(
             lambda: _merge_blocks(
-                *_conform(
-                    old["account_user_memberships"].filter(~gone_a),
-                    new["account_user_memberships"],
-                ),
+                *_conform(kept["account_user_memberships"], new["account_user_memberships"]),
                 blocks=["audience_key"],
                 key="account_id",
                 order=[pl.col("audience_key"), pl.col("account_id"), pl.col("profile_id")],
@@ -282,8 +292,8 @@ def merge_tables(
         json: dict[str, list[str]] = {}
         out["user_traits"], json["user_traits"] = user.result()
         out["account_traits"], json["account_traits"] = account.result()
-    tables = {name: restamp(out[name], name, as_of) for name in old}
+    tables = {name: restamp(out[name], name, as_of) for name in kept}
     return tables, json
 
 
-__all__ = ["NeedsFull", "merge_tables", "restamp"]
+__all__ = ["NeedsFull", "kept_rows", "merge_tables", "restamp"]

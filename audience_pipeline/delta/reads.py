@@ -115,8 +115,9 @@ def user_reads(space: ir.Space) -> list[Read]:
     return walker.reads
 
 
-def account_reads(space: ir.Space) -> list[Read]:
-    """Everything the account tables read, members' user-level results included."""
+def _account_walk(space: ir.Space) -> tuple[_Walker, _Walker]:
+    """Walkers over what the account tables read: the account level's, and the user level's
+    (what `users:` nodes reach)."""
     accounts = _Walker(space, "account")
     users = _Walker(space, "user")
     for trait in accounts.traits:
@@ -125,7 +126,31 @@ def account_reads(space: ir.Space) -> list[Read]:
         accounts.condition(audience.condition)
         for node in _users_nodes(audience.condition):
             users.condition(node.condition)
+    return accounts, users
+
+
+def account_reads(space: ir.Space) -> list[Read]:
+    """Everything the account tables read, members' user-level results included."""
+    accounts, users = _account_walk(space)
     return accounts.reads + users.reads
+
+
+def user_space(space: ir.Space) -> ir.Space:
+    """The user traits and audiences: all the user tables need."""
+    return ir.Space(
+        tuple(t for t in space.traits if t.level == "user"),
+        tuple(a for a in space.audiences if a.level == "user"),
+    )
+
+
+def account_space(space: ir.Space) -> ir.Space:
+    """What the account tables need: every account trait and audience, and the user traits
+    and audiences their `users:` nodes reach (in the space's dependency order)."""
+    _, users = _account_walk(space)
+    return ir.Space(
+        tuple(t for t in space.traits if t.level == "account" or t.key in users.seen_traits),
+        tuple(a for a in space.audiences if a.level == "account" or a.key in users.seen_audiences),
+    )
 
 
 def _edges(read: Read) -> set[int]:
@@ -191,4 +216,13 @@ def engine_columns(columns: list[str], space: ir.Space) -> list[str]:
     return [c for c in columns if not c.startswith(("p.", "c.")) or c in named]
 
 
-__all__ = ["Read", "account_reads", "band_mask", "engine_columns", "event_names", "user_reads"]
+__all__ = [
+    "Read",
+    "account_reads",
+    "account_space",
+    "band_mask",
+    "engine_columns",
+    "event_names",
+    "user_reads",
+    "user_space",
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -106,12 +107,16 @@ def compute(
     space: ir.Space,
     as_of: datetime,
     identity: IdentityResult | None = None,
+    keep_json: Mapping[str, Collection[str]] | None = None,
 ) -> ComputeResult:
     """Compute identities, traits and memberships as of `as_of` from normalized events.
 
     `identity`: the profiles of the messages at or before as-of when the caller already knows
     them (an incremental pass, `delta.known`); resolved from the messages otherwise.
+    `keep_json`: per traits table, trait columns to store as JSON text even when their values
+    here share one type (an incremental pass: the previous run's JSON-text columns).
     """
+    keep_json = keep_json or {}
     clock = time.perf_counter()
     # Only the columns some stage reads, cut before filtering: the filter copies what it keeps.
     flat = needed_flat_columns(space, set(events.columns))
@@ -278,12 +283,13 @@ def compute(
 
     clock = _lap(clock, "memberships")
     user_traits, user_json = native_traits(
-        user_frame, user_latest, "profile_id", space, "user", user_custom_keys, user_audiences
-    )
+        user_frame, user_latest, "profile_id", space, "user", user_custom_keys, user_audiences,
+        keep_json.get("user_traits", ()),
+    )  # fmt: skip
     user_traits = user_traits.rename({ENTITY: "profile_id"})
     account_traits, account_json = native_traits(
         account_frame, account_latest, "account_id", space, "account", account_custom_keys,
-        account_audiences,
+        account_audiences, keep_json.get("account_traits", ()),
     )  # fmt: skip
     account_traits = account_traits.rename({ENTITY: "account_id"})
     clock = _lap(clock, "native traits")

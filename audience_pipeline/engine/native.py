@@ -6,6 +6,8 @@ JSON types (and objects or arrays) are stored as JSON text.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import polars as pl
 
 from audience_pipeline.engine.audiences import audience_column
@@ -22,14 +24,19 @@ def is_mixed(tagged: pl.Series) -> bool:
     return len(tags) > 1 or "o" in tags
 
 
-def native_column(tagged: pl.Series, raw: pl.Series | None = None) -> pl.Series:
-    """Tagged values -> a String, Float64 or Boolean series, or JSON text when types mix.
+def native_column(
+    tagged: pl.Series, raw: pl.Series | None = None, *, as_json: bool = False
+) -> pl.Series:
+    """Tagged values -> a String, Float64 or Boolean series, or JSON text when types mix (or
+    `as_json` asks for it).
 
     `raw` (the values' original JSON text, when known) is what mixed columns keep.
     """
     present = tagged.drop_nulls()
     tags = set(present.str.slice(0, 1).unique().to_list()) if present.len() else set()
     body = tagged.str.slice(1)
+    if as_json and tags:
+        tags.add("o")  # any JSON-text case below
     if not tags or tags == {"s"}:
         return body.rename(tagged.name)
     if tags == {"n"}:
@@ -51,10 +58,13 @@ def native_traits(
     level: str,
     custom_keys: set[str],
     audiences: list[ir.Audience],
+    keep_json: Collection[str] = (),
 ) -> tuple[pl.DataFrame, set[str]]:
     """entity_id, custom traits, computed traits (shadowing custom), then one boolean per audience.
 
-    Also returns the names of the columns stored as JSON text (mixed JSON types).
+    Also returns the names of the columns stored as JSON text (mixed JSON types, and those of
+    `keep_json` that hold a value: an incremental pass keeps the previous run's JSON-text
+    columns as text, so that merging them with the previous rows loses nothing).
     """
     json_columns: set[str] = set()
     traits = [t for t in space.traits if t.level == level]
@@ -63,9 +73,10 @@ def native_traits(
     for trait in traits:
         series = frame[computed_column(trait.key)]
         if trait.kind in ("first", "last"):
-            if is_mixed(series):
+            as_json = trait.key in keep_json and series.null_count() < series.len()
+            if is_mixed(series) or as_json:
                 json_columns.add(trait.key)
-            series = native_column(series)
+            series = native_column(series, as_json=as_json)
         columns.append(series.rename(trait.key))
     taken = computed_keys | custom_keys | {ENTITY}
     columns += [
@@ -78,8 +89,11 @@ def native_traits(
         wide = chosen.pivot(on="key", index=owner, values="tagged").rename({owner: ENTITY})
         raw = chosen.pivot(on="key", index=owner, values="value").rename({owner: ENTITY})
         raw = wide.select(ENTITY).join(raw, on=ENTITY, how="left", maintain_order="left")
-        json_columns |= {k for k in custom if is_mixed(wide[k])}
-        converted = wide.select(ENTITY, *[native_column(wide[k], raw[k]) for k in custom])
+        forced = {k for k in custom if k in keep_json and wide[k].null_count() < wide.height}
+        json_columns |= {k for k in custom if is_mixed(wide[k])} | forced
+        converted = wide.select(
+            ENTITY, *[native_column(wide[k], raw[k], as_json=k in forced) for k in custom]
+        )
         out = out.join(converted, on=ENTITY, how="left")
         ordered = [ENTITY, *custom, *[c for c in out.columns if c != ENTITY and c not in custom]]
         out = out.select(ordered)
