@@ -15,6 +15,7 @@ Profile API's events and by explain; a mismatch only makes them unavailable).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -120,38 +121,41 @@ NORMALIZED_INPUTS = {
 }
 
 
-def publish_normalized(
-    ingested: Any, message_profiles: pl.DataFrame, folder: Path
-) -> dict[str, str]:
-    """Write a run's normalized messages and its message -> profile map into `folder`.
+def staging_folder(folder: Path) -> Path:
+    """A new, empty staging folder inside the warehouse's `_normalized` folder, where a run
+    writes its normalized messages before `publish_normalized` moves them in."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".staging.", dir=folder))
 
-    Files are written in a staging folder and moved in with `os.replace`, never rewritten in
-    place: a reader holding the previous run's files keeps reading them intact.
+
+def publish_normalized(
+    staging: Path, message_profiles: pl.DataFrame, folder: Path
+) -> dict[str, str]:
+    """Move a run's normalized messages (in `staging`, see `staging_folder`) and its message ->
+    profile map into `folder`, then remove `staging`.
+
+    Files are moved in with `os.replace`, never rewritten in place: a reader holding the
+    previous run's files keeps reading them intact. Ingestion writes straight into the staging
+    folder, so the normalized events are written once.
 
     Args:
-        ingested: the run's `IngestResult`.
+        staging: the staging folder holding the files `write_normalized` writes.
         message_profiles: `seq` -> `profile_id` of every message at or before the as-of.
         folder: the warehouse's `_normalized` folder.
 
     Returns:
         The inputs (logical name -> path relative to the warehouse) for `write_manifest`.
     """
-    from audience_pipeline.ingest import write_normalized
-
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging.", dir=folder))
     try:
-        write_normalized(ingested, staging)
         message_profiles.write_parquet(staging / NORMALIZED_INPUTS["message_profiles"])
-        for path in sorted(staging.iterdir()):
+        for path in sorted(p for p in staging.iterdir() if p.is_file()):
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
             os.replace(path, folder / path.name)
     finally:
-        for path in staging.iterdir():
-            path.unlink(missing_ok=True)
-        staging.rmdir()
+        shutil.rmtree(staging, ignore_errors=True)
     return {name: f"{folder.name}/{file}" for name, file in NORMALIZED_INPUTS.items()}
 
 
@@ -220,6 +224,7 @@ __all__ = [
     "Manifest",
     "parse_manifest",
     "publish_normalized",
+    "staging_folder",
     "publish_run",
     "read_manifest",
     "write_manifest",

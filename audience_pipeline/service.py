@@ -7,7 +7,10 @@ arguments and prints, and Dagster assets call the same functions.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,8 +18,14 @@ from pathlib import Path
 import polars as pl
 
 from audience_pipeline.engine.compute import ComputeResult, compute
-from audience_pipeline.ingest import IngestResult, ingest, read_normalized
-from audience_pipeline.manifest import publish_normalized, write_manifest
+from audience_pipeline.ingest import (
+    IngestResult,
+    ingest,
+    ingest_to_parquet,
+    read_normalized,
+    write_normalized,
+)
+from audience_pipeline.manifest import publish_normalized, staging_folder, write_manifest
 from audience_pipeline.membership.diff import membership_changes, membership_history
 from audience_pipeline.spec.compile import compile_space, load_space_ir, validate_definitions
 from audience_pipeline.spec.issues import DefinitionsError, Issue
@@ -53,23 +62,37 @@ def validate(definitions: str | Path) -> list[Issue]:
 
 
 def load_events(
-    events: str | Path, definitions: Definitions, schema: str | None = None
+    events: str | Path,
+    definitions: Definitions,
+    schema: str | None = None,
+    *,
+    staging: Path | None = None,
 ) -> IngestResult:
     """Ingest event files, read an already normalized folder (one holding events.parquet), or,
     with `schema`, read Segment's warehouse tables (tracks, identifies, groups, pages, ...) of
-    that schema from a DuckDB database file or a PostgreSQL DSN."""
+    that schema from a DuckDB database file or a PostgreSQL DSN.
+
+    `staging`: also leave the normalized tables in this folder (event files are ingested
+    straight into it, not through a temporary folder)."""
+    path = Path(events)
     if schema is not None:
         from audience_pipeline.sql.warehouse import read_segment_warehouse
 
-        return read_segment_warehouse(str(events), schema, space=definitions.space)
-    path = Path(events)
-    if (
+        result = read_segment_warehouse(str(events), schema, space=definitions.space)
+    elif (
         path.is_dir()
         and (path / "events.parquet").exists()
         and (path / "trait_updates.parquet").exists()
     ):
-        return read_normalized(path)
-    return ingest(path, definitions.space)
+        result = read_normalized(path)
+    elif staging is not None:
+        ingest_to_parquet(path, definitions.space, staging)
+        return read_normalized(staging)
+    else:
+        return ingest(path, definitions.space)
+    if staging is not None:
+        write_normalized(result, staging)
+    return result
 
 
 ENGINES = ("polars", "duckdb")
@@ -93,6 +116,18 @@ def compute_tables(
     return definitions, result
 
 
+@contextmanager
+def _staging(folder: Path, keep: bool) -> Iterator[Path | None]:
+    """A staging folder for the run's normalized tables (None when not kept); removed on the
+    way out, when `publish_normalized` has not moved its files in already (a failed run)."""
+    staging = staging_folder(folder) if keep else None
+    try:
+        yield staging
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
 def run_compute(
     events: str | Path,
     definitions_dir: str | Path,
@@ -110,32 +145,33 @@ def run_compute(
         raise DefinitionsError(issues)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    ingested = load_events(events, definitions, schema)
-    timings["ingest"] = time.perf_counter() - start
-    start = time.perf_counter()
-    _, result = compute_tables(ingested, definitions_dir, as_of, engine)
-    timings["compute"] = time.perf_counter() - start
-    start = time.perf_counter()
-    previous = read_table(out, "memberships")
-    changes = membership_changes(previous, result.memberships, as_of)
-    history = membership_history(read_table(out, "membership_history"), changes, as_of)
-    tables = {
-        **result.tables(),
-        "membership_changes": changes,
-        "membership_history": history,
-        "quarantine": ingested.quarantine,
-    }
-    # Memberships last: a reader that sees the new memberships sees everything else new too.
-    for name in sorted(tables, key=lambda n: n == "memberships"):
-        write_table(tables[name], out, name)
-    inputs = None
-    if keep_normalized:
-        inputs = publish_normalized(ingested, result.message_profiles, out / NORMALIZED)
-    # Written last: readers (the Profile API, explain) pin the files of one run through it.
-    write_manifest(
-        out, as_of=as_of, inputs=inputs, layout="normalized", json_columns=result.json_columns
-    )
-    timings["write"] = time.perf_counter() - start
+    with _staging(out / NORMALIZED, keep_normalized) as staging:
+        ingested = load_events(events, definitions, schema, staging=staging)
+        timings["ingest"] = time.perf_counter() - start
+        start = time.perf_counter()
+        _, result = compute_tables(ingested, definitions_dir, as_of, engine)
+        timings["compute"] = time.perf_counter() - start
+        start = time.perf_counter()
+        previous = read_table(out, "memberships")
+        changes = membership_changes(previous, result.memberships, as_of)
+        history = membership_history(read_table(out, "membership_history"), changes, as_of)
+        tables = {
+            **result.tables(),
+            "membership_changes": changes,
+            "membership_history": history,
+            "quarantine": ingested.quarantine,
+        }
+        # Memberships last: a reader that sees the new memberships sees everything else new too.
+        for name in sorted(tables, key=lambda n: n == "memberships"):
+            write_table(tables[name], out, name)
+        inputs = None
+        if staging is not None:
+            inputs = publish_normalized(staging, result.message_profiles, out / NORMALIZED)
+        # Written last: readers (the Profile API, explain) pin the files of one run through it.
+        write_manifest(
+            out, as_of=as_of, inputs=inputs, layout="normalized", json_columns=result.json_columns
+        )
+        timings["write"] = time.perf_counter() - start
     sizes = result.memberships.group_by("audience_key").len()
     size_map = dict(zip(sizes["audience_key"].to_list(), sizes["len"].to_list(), strict=True))
     audience_keys = [a.key for a in definitions.audiences]

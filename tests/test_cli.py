@@ -149,3 +149,37 @@ def test_generate_takes_its_own_options_as_the_readme_writes_them(tmp_path: Path
         except json.JSONDecodeError:
             continue  # the generator writes a few bad lines on purpose
     assert {"track", "identify"} <= {m.get("type") for m in parsed if isinstance(m, dict)}
+
+
+def test_normalized_inputs_are_written_once_and_staging_is_cleaned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Event files are ingested straight into the run's staging folder and moved into
+    `_normalized` (no second write); a failed run leaves no staging folder behind."""
+    import audience_pipeline.service as service
+    from audience_pipeline.ingest import read_normalized
+
+    def no_second_write(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the normalized tables were written a second time")
+
+    monkeypatch.setattr(service, "write_normalized", no_second_write)
+    out = tmp_path / "warehouse"
+    assert compute(out, FIXTURE / "events.jsonl", "2026-01-10T00:00:00Z") == 0
+    normalized = out / "_normalized"
+    assert sorted(p.name for p in normalized.iterdir()) == [
+        "events.parquet", "message_profiles.parquet", "quarantine.parquet", "trait_updates.parquet",
+    ]  # fmt: skip
+    assert read_normalized(normalized).quarantine.height == 1
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert "_normalized/events.parquet" in json.dumps(manifest)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("engine failed")
+
+    monkeypatch.setattr(service, "compute_tables", broken)
+    with pytest.raises(RuntimeError):
+        service.run_compute(
+            FIXTURE / "events.jsonl", FIXTURE / "definitions",
+            service.parse_as_of("2026-01-11T00:00:00Z"), out,
+        )  # fmt: skip
+    assert not [p for p in normalized.iterdir() if p.name.startswith(".")]
