@@ -87,20 +87,45 @@ def _identifiers(
     path = warehouse / "identities.parquet"
     if not path.exists():
         return pl.DataFrame(schema={"row": pl.UInt32, "id_type": pl.String, "id_value": pl.String})
-    # Joining on a 64-bit hash of the profile id is about three times as fast as joining on
-    # the string; a hash collision can only add pairs, and the equality check drops those.
-    profile_hash = _profile_hash(pl.col("profile_id")).alias("hash")
     scan = pl.scan_parquet(path).select(*_IDS_SCHEMA)
     if only is not None:  # pushed down into the Parquet read
         scan = scan.filter(pl.col("id_type") == only)
-    found = (
-        scan.drop_nulls()
-        .with_columns(profile_hash)
-        .join(members.lazy().select("row", profile_hash), on="hash", how="inner")
-        .collect(engine="streaming")
+    ids = scan.drop_nulls().collect()
+    if ids["profile_id"].is_sorted():  # as `compute` writes it
+        return _matched_sorted(ids, members)
+    # Joining on a 64-bit hash of the profile id is about three times as fast as joining on
+    # the string; a hash collision can only add pairs, and the equality check drops those.
+    profile_hash = _profile_hash(pl.col("profile_id")).alias("hash")
+    found = ids.with_columns(profile_hash).join(
+        members.select("row", profile_hash), on="hash", how="inner"
     )
     matched = members["profile_id"].gather(found["row"]) == found["profile_id"]
     return found.filter(matched).select("row", "id_type", "id_value")
+
+
+def _matched_sorted(ids: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
+    """``row, id_type, id_value`` of the members' identifiers, for identifiers sorted by
+    profile id (members are too): the distinct profile ids of both are merged in order (no
+    hashing, no collisions to check), and a member's row then goes to each of its
+    identifiers, which keep their (profile, type, value) order."""
+    profile = ids["profile_id"]
+    starts = profile.ne_missing(profile.shift(1))
+    run = starts.cum_sum().cast(pl.Int64) - 1  # each identifier's profile, numbered in order
+    distinct = profile.filter(starts)
+    merged = pl.DataFrame(
+        {"k": distinct, "run": pl.int_range(0, distinct.len(), eager=True), "row": None},
+        schema={"k": pl.String, "run": pl.Int64, "row": pl.UInt32},
+    ).merge_sorted(
+        members.select(pl.col("profile_id").alias("k"), pl.lit(None, pl.Int64).alias("run"), "row"),
+        key="k",
+    )
+    # Distinct on both sides, so a matched profile is two equal neighbours, one of each side.
+    same = merged["k"].eq_missing(merged["k"].shift(1))
+    here, before = merged.filter(same), merged.shift(1).filter(same)
+    member_row = pl.repeat(None, distinct.len(), dtype=pl.UInt32, eager=True).scatter(
+        here["run"].fill_null(before["run"]), here["row"].fill_null(before["row"])
+    )
+    return ids.select(member_row.gather(run).alias("row"), "id_type", "id_value").drop_nulls("row")
 
 
 def _concat(pieces: list[str | pl.Expr]) -> pl.Expr:
@@ -178,6 +203,8 @@ def _spread(rows: np.ndarray, values: pl.Series, height: int) -> list[pl.Series]
     counts = np.bincount(rows, minlength=height)
     padded = values.extend_constant(None, 1)  # its last value, null, fills members without one
     if counts.max(initial=0) <= 1:  # the common case: at most one value a member
+        if len(values) == height and np.array_equal(rows, np.arange(height)):
+            return [values] if height else []  # every member has one, in member order already
         at = np.full(height, len(values), dtype=np.uint32)
         at[rows] = np.arange(len(values), dtype=np.uint32)
         return [padded.gather(pl.Series(at))] if len(values) else []
