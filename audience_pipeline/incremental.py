@@ -561,6 +561,7 @@ def _incremental(
                 part_space,
                 as_of,
                 keep_json=previous.json_columns,
+                with_user_traits=part == "user",
             )
         clock.lap("engine")
         new_rows = _recomputed_rows(

@@ -35,6 +35,7 @@ def run_known(
     space: ir.Space,
     as_of: datetime,
     keep_json: Mapping[str, Collection[str]] | None = None,
+    with_user_traits: bool = True,
 ) -> ComputeResult:
     """`compute` over `messages` (event columns plus `profile_id`) with those profiles.
 
@@ -47,6 +48,7 @@ def run_known(
         space: the compiled space.
         as_of: the as-of.
         keep_json: per traits table, columns to keep as JSON text (`compute`'s argument).
+        with_user_traits: False leaves user_traits empty (`compute`'s argument).
 
     Returns:
         The engine's result (its identities and message_profiles are the ones handed in).
@@ -69,6 +71,7 @@ def run_known(
         as_of,
         identity=identity,
         keep_json=keep_json,
+        with_user_traits=with_user_traits,
     )
 
 

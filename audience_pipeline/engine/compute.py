@@ -108,6 +108,7 @@ def compute(
     as_of: datetime,
     identity: IdentityResult | None = None,
     keep_json: Mapping[str, Collection[str]] | None = None,
+    with_user_traits: bool = True,
 ) -> ComputeResult:
     """Compute identities, traits and memberships as of `as_of` from normalized events.
 
@@ -115,6 +116,8 @@ def compute(
     them (an incremental pass, `delta.known`); resolved from the messages otherwise.
     `keep_json`: per traits table, trait columns to store as JSON text even when their values
     here share one type (an incremental pass: the previous run's JSON-text columns).
+    `with_user_traits`: False leaves the user_traits table empty (an incremental pass that
+    only wants the account tables; building every member's traits row is most of its cost).
     """
     keep_json = keep_json or {}
     clock = time.perf_counter()
@@ -282,11 +285,14 @@ def compute(
     account_users = _account_user_memberships(memberships, members)
 
     clock = _lap(clock, "memberships")
-    user_traits, user_json = native_traits(
-        user_frame, user_latest, "profile_id", space, "user", user_custom_keys, user_audiences,
-        keep_json.get("user_traits", ()),
-    )  # fmt: skip
-    user_traits = user_traits.rename({ENTITY: "profile_id"})
+    if with_user_traits:
+        user_traits, user_json = native_traits(
+            user_frame, user_latest, "profile_id", space, "user", user_custom_keys,
+            user_audiences, keep_json.get("user_traits", ()),
+        )  # fmt: skip
+        user_traits = user_traits.rename({ENTITY: "profile_id"})
+    else:
+        user_traits, user_json = pl.DataFrame(schema={"profile_id": pl.String}), set()
     account_traits, account_json = native_traits(
         account_frame, account_latest, "account_id", space, "account", account_custom_keys,
         account_audiences, keep_json.get("account_traits", ()),
