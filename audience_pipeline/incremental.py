@@ -309,8 +309,7 @@ def _in_time(frame: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
 
     Column by column, two at a time: a DataFrame filter leaves each column in ~100 chunks,
     and every later select of some columns beside a one-chunk column would realign them."""
-    keep = (pl.col("timestamp") <= as_of).fill_null(False)
-    mask = frame.select(keep).to_series()
+    mask = frame.select(_cut(as_of).fill_null(False)).to_series()
     if mask.all():  # the usual case: nothing after as-of
         return frame.rechunk()
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -565,7 +564,7 @@ def _incremental(
             )
         clock.lap("engine")
         new_rows = _recomputed_rows(
-            results["user"], results["account"], identity.identities, profiles, accounts
+            results["user"], results["account"], identity.identities, accounts
         )
         tables, json_columns = merge_tables(
             kept.result(),
@@ -630,22 +629,19 @@ def _recomputed_rows(
     users: ComputeResult,
     accounts_pass: ComputeResult,
     identities: pl.DataFrame,
-    profiles: pl.Series,
     accounts: pl.Series,
 ) -> dict[str, pl.DataFrame]:
-    """The recomputed entities' rows: user rows from the user pass, account rows from the
-    account pass (its members' user rows read partial data, and go)."""
-    mine = pl.col("profile_id").is_in(profiles.implode())
+    """The recomputed entities' rows: user rows from the user pass (it holds only the
+    recomputed profiles), account rows from the account pass (its members' group calls can
+    name accounts not recomputed, whose rows read partial data, and go)."""
     theirs = pl.col("account_id").is_in(accounts.implode())
     return {
         "identities": identities,
-        "user_traits": users.user_traits.filter(mine),
+        "user_traits": users.user_traits,
         "account_traits": accounts_pass.account_traits.filter(theirs),
         "memberships": pl.concat(
             [
-                users.memberships.filter(
-                    (pl.col("level") == "user") & pl.col("entity_id").is_in(profiles.implode())
-                ),
+                users.memberships.filter(pl.col("level") == "user"),
                 accounts_pass.memberships.filter(
                     (pl.col("level") == "account") & pl.col("entity_id").is_in(accounts.implode())
                 ),

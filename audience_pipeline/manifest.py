@@ -15,7 +15,6 @@ Profile API's events and by explain; a mismatch only makes them unavailable).
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -133,7 +132,7 @@ def publish_normalized(
     staging: Path, message_profiles: pl.DataFrame, folder: Path
 ) -> dict[str, str]:
     """Move a run's normalized messages (in `staging`, see `staging_folder`) and its message ->
-    profile map into `folder`, then remove `staging`.
+    profile map into `folder` (the caller removes the emptied `staging`).
 
     Files are moved in with `os.replace`, never rewritten in place: a reader holding the
     previous run's files keeps reading them intact. Ingestion writes straight into the staging
@@ -148,14 +147,11 @@ def publish_normalized(
         The inputs (logical name -> path relative to the warehouse) for `write_manifest`.
     """
     folder = Path(folder)
-    try:
-        message_profiles.write_parquet(staging / NORMALIZED_INPUTS["message_profiles"])
-        for path in sorted(p for p in staging.iterdir() if p.is_file()):
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(path, folder / path.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    message_profiles.write_parquet(staging / NORMALIZED_INPUTS["message_profiles"])
+    for path in sorted(p for p in staging.iterdir() if p.is_file()):
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(path, folder / path.name)
     return {name: f"{folder.name}/{file}" for name, file in NORMALIZED_INPUTS.items()}
 
 

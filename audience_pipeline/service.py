@@ -118,8 +118,8 @@ def compute_tables(
 
 @contextmanager
 def _staging(folder: Path, keep: bool) -> Iterator[Path | None]:
-    """A staging folder for the run's normalized tables (None when not kept); removed on the
-    way out, when `publish_normalized` has not moved its files in already (a failed run)."""
+    """A staging folder for the run's normalized tables (None when not kept), removed on the
+    way out: emptied by `publish_normalized`, or still full after a failed run."""
     staging = staging_folder(folder) if keep else None
     try:
         yield staging

@@ -35,14 +35,17 @@ def native_column(
     present = tagged.drop_nulls()
     tags = set(present.str.slice(0, 1).unique().to_list()) if present.len() else set()
     body = tagged.str.slice(1)
-    if as_json and tags:
-        tags.add("o")  # any JSON-text case below
-    if not tags or tags == {"s"}:
+    if not tags:
         return body.rename(tagged.name)
-    if tags == {"n"}:
-        return body.cast(pl.Float64).rename(tagged.name)
-    if tags == {"b"}:
-        return (body == "true").rename(tagged.name)
+    if len(tags) == 1 and not as_json:
+        (tag,) = tags
+        if tag == "s":
+            return body.rename(tagged.name)
+        if tag == "n":
+            return body.cast(pl.Float64).rename(tagged.name)
+        if tag == "b":
+            return (body == "true").rename(tagged.name)
+    # Mixed types, objects or arrays, or asked for: JSON text.
     if raw is not None:
         return raw.rename(tagged.name)
     return tagged.map_elements(flat_to_json, return_dtype=pl.String, skip_nulls=True).rename(
