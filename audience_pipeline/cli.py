@@ -1,18 +1,35 @@
-"""`audience-pipeline`: thin commands over audience_pipeline.service."""
+"""`audience-pipeline`: thin commands over audience_pipeline.service.
+
+Adding a command: decorate a function with `@command(...)` (it gets --definitions, -v/-q and
+--debug), declare its own options with `click.option`, call one service function and return the
+exit code. Mistakes raised by the service (DefinitionsError, ValueError, a missing file, a bad
+query) are printed as one line by terminal.errors; progress announced with
+`audience_pipeline.progress.stage` is drawn by wrapping the call in `show_stages()`.
+"""
 
 from __future__ import annotations
 
-import argparse
+import functools
+import logging
 import os
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
-import polars as pl
+import click
 
 from audience_pipeline import service
-from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.sql.dialects import DIALECTS
+from audience_pipeline.terminal.errors import describe
+from audience_pipeline.terminal.logs import configured_logging
+from audience_pipeline.terminal.params import OUTPUT_DIR, OUTPUT_FILE, TIMESTAMP
+from audience_pipeline.terminal.report import print_compute_summary, print_frame, print_preview
+from audience_pipeline.terminal.stages import show_stages
 
+PROG = "audience-pipeline"
 DEFAULT_EVENTS = "data/events"
 DEFAULT_WAREHOUSE = "data/warehouse"
 SCHEMA_HELP = (
@@ -20,172 +37,343 @@ SCHEMA_HELP = (
     "database file or a PostgreSQL DSN"
 )
 
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="audience-pipeline", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("--definitions", default="definitions", help="definitions folder")
-        return p
-
-    command("validate", "check every definition; exit 1 on problems")
-
-    p = command("compute", "compute every table as of a timestamp")
-    p.add_argument("--events", default=DEFAULT_EVENTS, help="event file or folder")
-    p.add_argument("--as-of", default=None, help="ISO-8601 timestamp (default: now)")
-    p.add_argument("--out", default=DEFAULT_WAREHOUSE, help="output folder for the tables")
-    p.add_argument("--engine", choices=["polars", "duckdb"], default="polars")
-    p.add_argument("--events-schema", default=None, help=SCHEMA_HELP)
-
-    p = command("preview", "size and a sample of an audience, computed and not saved")
-    p.add_argument("key")
-    p.add_argument("--events", default=DEFAULT_EVENTS)
-    p.add_argument("--as-of", default=None)
-    p.add_argument("--sample", type=int, default=10)
-    p.add_argument("--events-schema", default=None, help=SCHEMA_HELP)
-
-    p = command("compile", "print an audience's SQL for a warehouse dialect")
-    p.add_argument("key")
-    p.add_argument("--dialect", choices=list(DIALECTS), default="duckdb")
-
-    p = command("sql", "query the warehouse tables with SQL (DuckDB)")
-    p.add_argument("query")
-    p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE)
-
-    p = command("sync", "send membership changes to one destination (definitions/destinations)")
-    p.add_argument("destination")
-    p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE)
-
-    p = command("export", "write an audience as CSV in one of Segment's three formats")
-    p.add_argument("key")
-    p.add_argument("--format", choices=["unformatted", "formatted", "single"], required=True)
-    p.add_argument("--id-type", default=None)
-    p.add_argument("--raw", action="store_true", help="single: do not hash the identifiers")
-    p.add_argument("--out", required=True)
-    p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE)
-
-    p = command("explain", "why a profile or account is (or is not) in an audience")
-    p.add_argument("key", help="audience key")
-    p.add_argument("id", help="ID_TYPE:ID_VALUE (user_id:u1, email:..., group_id:... for accounts)")
-    p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE)
-    p.add_argument("--json", action="store_true", help="print the explanation as JSON")
-
-    p = command("serve", "serve the Profile API (token: AUDIENCE_PIPELINE_API_TOKEN)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE)
-    p.add_argument("--events-days", type=int, default=14, help="days of events kept (0: none)")
-    p.add_argument("--poll", type=float, default=1.0, help="seconds between warehouse checks")
-    p.add_argument("--access-log", action="store_true")
-
-    # Listed for --help only: main() hands `generate ...` to the generator's own parser.
-    sub.add_parser(
-        "generate", help="write realistic demo events (Segment spec; see generate --help)"
-    )
-    return parser
+# -v/-q/--debug may stand before or after the command word; both add up in ctx.meta (shared by
+# the group's and the command's contexts).
+_VERBOSITY = "audience_pipeline.verbosity"
+_DEBUG = "audience_pipeline.debug"
+# main() was called by the console script / `python -m` (not by a caller in the same process).
+_PROCESS_ENTRY = "process_entry"
 
 
-def _print_frame(frame: pl.DataFrame) -> None:
-    with pl.Config(tbl_rows=50, tbl_cols=20, fmt_str_lengths=60, tbl_width_chars=160):
-        print(frame)
+def _add_verbosity(sign: int) -> Callable[[click.Context, click.Parameter, int], None]:
+    def callback(ctx: click.Context, _param: click.Parameter, count: int) -> None:
+        ctx.meta[_VERBOSITY] = ctx.meta.get(_VERBOSITY, 0) + sign * count
+
+    return callback
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments[:1] == ["generate"]:
-        # The generator owns its options (and its --help); argparse.REMAINDER would not pass
-        # a leading "--events" through, so hand everything after the word over untouched.
-        from audience_pipeline.demo.generate import main as generate_main
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    ctx.meta[_DEBUG] = ctx.meta.get(_DEBUG, False) or value
 
-        return generate_main([a for a in arguments[1:] if a != "--"])
-    args = _parser().parse_args(arguments)
+
+def _global_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    options = (
+        click.option("-v", "--verbose", count=True, expose_value=False,
+                     callback=_add_verbosity(1), help="Log more (-v info, -vv debug)."),
+        click.option("-q", "--quiet", count=True, expose_value=False,
+                     callback=_add_verbosity(-1), help="Errors only; no progress."),
+        click.option("--debug", is_flag=True, expose_value=False, callback=_set_debug,
+                     help="Show the traceback of a failure."),
+    )  # fmt: skip
+    for option in options:
+        function = option(function)
+    return function
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@_global_options
+def cli() -> None:
+    """Warehouse-native audiences: Segment-spec events in, traits and audiences out."""
+
+
+def command(
+    name: str, *, definitions: bool = True, log_level: int = logging.WARNING, **settings: Any
+) -> Callable[[Callable[..., int]], click.Command]:
+    """Register a subcommand whose body returns an exit code.
+
+    It takes --definitions (unless `definitions=False`) and -v/-q/--debug; logging is set up
+    around it at `log_level` (moved by -v/-q), and any exception becomes one line (terminal.errors).
+    """
+
+    def decorate(body: Callable[..., int]) -> click.Command:
+        @functools.wraps(body)
+        def run(**params: Any) -> int:
+            ctx = click.get_current_context()
+            with configured_logging(ctx.meta.get(_VERBOSITY, 0), default=log_level):
+                return _guarded(body, params, debug=ctx.meta.get(_DEBUG, False))
+
+        wrapped: Callable[..., Any] = _global_options(run)
+        if definitions:
+            wrapped = click.option(
+                "--definitions", default="definitions", show_default=True,
+                type=click.Path(file_okay=False), help="Definitions folder.",
+            )(wrapped)  # fmt: skip
+        return cli.command(name, **settings)(wrapped)
+
+    return decorate
+
+
+def _guarded(body: Callable[..., int], params: dict[str, Any], *, debug: bool) -> int:
     try:
-        return _run(args)
-    except DefinitionsError as error:
-        print(str(error), file=sys.stderr)
-        return 1
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return body(**params)
+    except (click.ClickException, click.exceptions.Exit, click.Abort):
+        raise
     except BrokenPipeError:
         # `audience-pipeline compile ... | head`: the reader left; not an error of ours. Point
         # stdout at devnull so the interpreter's final flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except Exception as error:
+        if debug:
+            traceback.print_exc()
+        message, code = describe(error)
+        click.echo(message, err=True)
+        return code
 
 
-def _run(args: argparse.Namespace) -> int:
-    if args.command == "validate":
-        issues = service.validate(args.definitions)
-        for issue in issues:
-            print(issue)
-        if issues:
-            print(f"{len(issues)} problem(s)", file=sys.stderr)
-            return 1
-        print("definitions are valid")
-        return 0
-    if args.command == "compute":
-        as_of = service.parse_as_of(args.as_of)
+def _verbose(ctx: click.Context | None = None) -> int:
+    ctx = ctx or click.get_current_context()
+    return int(ctx.meta.get(_VERBOSITY, 0))
+
+
+def _now_if_none(as_of: datetime | None) -> datetime:
+    return as_of if as_of is not None else service.parse_as_of(None)
+
+
+# Options several commands share, declared once.
+events_option = click.option(
+    "--events", default=DEFAULT_EVENTS, show_default=True,
+    help="Event file or folder (.jsonl, .jsonl.gz, Parquet).",
+)  # fmt: skip
+as_of_option = click.option(
+    "--as-of", type=TIMESTAMP, default=None, help="ISO-8601 timestamp (default: now)."
+)
+events_schema_option = click.option("--events-schema", default=None, help=SCHEMA_HELP)
+warehouse_option = click.option(
+    "--warehouse", default=DEFAULT_WAREHOUSE, show_default=True, help="Folder of computed tables."
+)
+
+
+@command("validate", help="Check every definition; exit 1 on problems.")
+def validate(definitions: str) -> int:
+    issues = service.validate(definitions)
+    for issue in issues:
+        click.echo(str(issue))
+    if issues:
+        click.echo(f"{len(issues)} problem(s)", err=True)
+        return 1
+    click.echo("definitions are valid")
+    return 0
+
+
+@command("compute", help="Compute every table as of a timestamp.")
+@events_option
+@as_of_option
+@click.option("--out", type=OUTPUT_DIR, default=DEFAULT_WAREHOUSE, show_default=True,
+              help="Output folder for the tables.")  # fmt: skip
+@click.option("--engine", type=click.Choice(service.ENGINES), default="polars", show_default=True)
+@events_schema_option
+def compute(
+    definitions: str,
+    events: str,
+    as_of: datetime | None,
+    out: str,
+    engine: str,
+    events_schema: str | None,
+) -> int:
+    with show_stages(enabled=_verbose() >= 0):
         summary = service.run_compute(
-            args.events, args.definitions, as_of, args.out, engine=args.engine,
-            schema=args.events_schema,
+            events, definitions, _now_if_none(as_of), out, engine=engine, schema=events_schema
+        )
+    print_compute_summary(summary)
+    return 0
+
+
+@command("preview", help="Size and a sample of an audience, computed and not saved.")
+@click.argument("key")
+@events_option
+@as_of_option
+@click.option("--sample", type=click.IntRange(min=0), default=10, show_default=True)
+@events_schema_option
+def preview(
+    definitions: str,
+    key: str,
+    events: str,
+    as_of: datetime | None,
+    sample: int,
+    events_schema: str | None,
+) -> int:
+    with show_stages(enabled=_verbose() >= 0):
+        result = service.preview(
+            key, events, definitions, _now_if_none(as_of), sample=sample, schema=events_schema
+        )
+    print_preview(result)
+    return 0
+
+
+@command("compile", help="Print an audience's SQL for a warehouse dialect.")
+@click.argument("key")
+@click.option("--dialect", type=click.Choice(list(DIALECTS)), default="duckdb", show_default=True)
+def compile_(definitions: str, key: str, dialect: str) -> int:
+    from audience_pipeline.sql import compile_audience
+
+    click.echo(compile_audience(definitions, key, dialect))
+    return 0
+
+
+@command("sql", help="Query the warehouse tables with SQL (DuckDB; one view per table).")
+@click.argument("query")
+@warehouse_option
+def sql(definitions: str, query: str, warehouse: str) -> int:
+    print_frame(service.query(query, warehouse))
+    return 0
+
+
+@command("sync", help="Send membership changes to one destination (definitions/destinations).")
+@click.argument("destination")
+@warehouse_option
+def sync(definitions: str, destination: str, warehouse: str) -> int:
+    from audience_pipeline.destinations import sync as sync_destination
+
+    report = sync_destination(destination, definitions, warehouse)
+    click.echo(
+        f"{report.destination}: {report.status}; sent {report.sent}, failed {report.failed}, "
+        f"pending {report.pending}, requests {report.requests}, retries {report.retries}"
+    )
+    for key in sorted(set(report.entered) | set(report.exited)):
+        click.echo(f"  {key}: +{report.entered.get(key, 0)} / -{report.exited.get(key, 0)}")
+    return 0 if report.status == "ok" else 1
+
+
+@command("export", help="Write an audience as CSV in one of Segment's three formats.")
+@click.argument("key")
+@click.option("--format", "format_", type=click.Choice(["unformatted", "formatted", "single"]),
+              required=True)  # fmt: skip
+@click.option("--id-type", default=None, help="single: the identifier type to write.")
+@click.option("--raw", is_flag=True, help="single: do not hash the identifiers.")
+@click.option("--out", type=OUTPUT_FILE, required=True, help="CSV file to write.")
+@warehouse_option
+def export(
+    definitions: str,
+    key: str,
+    format_: str,
+    id_type: str | None,
+    raw: bool,
+    out: str,
+    warehouse: str,
+) -> int:
+    from audience_pipeline.destinations import export as export_audience
+
+    done = export_audience(key, format_, id_type, raw, out, warehouse, definitions)
+    click.echo(f"{done.key}: {done.members} members, {done.rows} rows -> {done.path}")
+    return 0
+
+
+@command("explain", help="Why a profile or account is (or is not) in an audience.")
+@click.argument("key")
+@click.argument("external_id", metavar="ID_TYPE:ID_VALUE")
+@warehouse_option
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+def explain(definitions: str, key: str, external_id: str, warehouse: str, as_json: bool) -> int:
+    from audience_pipeline.explain.command import explain_command
+
+    return explain_command(key, external_id, warehouse, definitions, as_json)
+
+
+@command(
+    "serve", log_level=logging.INFO,
+    help="Serve the Profile API (token: AUDIENCE_PIPELINE_API_TOKEN).",
+)  # fmt: skip
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@warehouse_option
+@click.option("--events-days", type=click.IntRange(min=0), default=14, show_default=True,
+              help="Days of events kept (0: none).")  # fmt: skip
+@click.option("--poll", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Seconds between warehouse checks (0: never reload).")  # fmt: skip
+@click.option("--access-log", is_flag=True)
+def serve(
+    definitions: str,
+    host: str,
+    port: int,
+    warehouse: str,
+    events_days: int,
+    poll: float,
+    access_log: bool,
+) -> int:
+    from audience_pipeline.api.serve import ServeOptions
+    from audience_pipeline.api.serve import serve as run_server
+
+    options = ServeOptions(warehouse, definitions, host, port, events_days, poll, access_log)
+    code = run_server(options)
+    if click.get_current_context().obj.get(_PROCESS_ENTRY):
+        # After uvicorn has run, the interpreter's finalization makes DuckDB's bindings print
+        # about 50 "nanobind: leaked ..." lines. The server's process ends here anyway: flush
+        # and leave without finalizing (in-process callers, such as tests, are not affected).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+@command("generate", definitions=False, log_level=logging.INFO,
+         help="Write realistic Segment-spec demo events.")  # fmt: skip
+@click.option("--events", type=click.IntRange(min=0), default=10_000, show_default=True,
+              help="Lines to write.")  # fmt: skip
+@click.option("--profiles", type=click.IntRange(min=1), default=None,
+              help="People (default events // 10).")  # fmt: skip
+@click.option("--accounts", type=click.IntRange(min=0), default=None,
+              help="Accounts (default profiles // 20).")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--as-of", type=TIMESTAMP, default="2026-03-01T00:00:00+00:00", show_default=True,
+              help="End of the period.")  # fmt: skip
+@click.option("--days", type=click.IntRange(min=1), default=120, show_default=True,
+              help="Length of the period in days.")  # fmt: skip
+@click.option("--files", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Number of files (time slices).")  # fmt: skip
+@click.option("--no-gzip", is_flag=True, help="Write plain .jsonl.")
+@click.option("--no-bad-lines", is_flag=True, help="Leave out the unusable lines.")
+@click.option("--out", type=OUTPUT_DIR, default="data/events", show_default=True,
+              help="Output folder.")  # fmt: skip
+def generate(
+    events: int,
+    profiles: int | None,
+    accounts: int | None,
+    seed: int,
+    as_of: datetime,
+    days: int,
+    files: int,
+    no_gzip: bool,
+    no_bad_lines: bool,
+    out: str,
+) -> int:
+    from audience_pipeline.demo.generate import generate as generate_events
+
+    stats = generate_events(
+        Path(out), events=events, profiles=profiles, accounts=accounts, seed=seed, as_of=as_of,
+        days=days, files=files, gzip=not no_gzip, bad_lines=not no_bad_lines,
+    )  # fmt: skip
+    click.echo(
+        f"{stats.lines} lines in {len(stats.files)} file(s): {stats.files[0]} .. {stats.files[-1]}"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console script: run one command and return its exit code (never raises)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = cli.main(
+            args=arguments, prog_name=PROG, standalone_mode=False,
+            obj={_PROCESS_ENTRY: argv is None},
         )  # fmt: skip
-        print(f"as of {summary.as_of.isoformat()} -> {summary.out}")
-        for name, rows in summary.tables.items():
-            print(f"  {name}: {rows} rows")
-        print(f"  quarantined messages: {summary.quarantined}")
-        for key, size in summary.audience_sizes.items():
-            print(f"  audience {key}: {size} (+{summary.entered[key]} / -{summary.exited[key]})")
-        timing = ", ".join(f"{k} {v:.2f}s" for k, v in summary.seconds.items())
-        print(f"  time: {timing}")
-        return 0
-    if args.command == "preview":
-        as_of = service.parse_as_of(args.as_of)
-        result = service.preview(args.key, args.events, args.definitions, as_of,
-                                 sample=args.sample, schema=args.events_schema)  # fmt: skip
-        print(f"{result.key} ({result.level}): {result.size} of {result.universe}")
-        _print_frame(result.sample)
-        return 0
-    if args.command == "compile":
-        from audience_pipeline.sql import compile_audience
-
-        print(compile_audience(args.definitions, args.key, args.dialect))
-        return 0
-    if args.command == "sql":
-        _print_frame(service.query(args.query, args.warehouse))
-        return 0
-    if args.command == "sync":
-        from audience_pipeline.destinations import sync
-
-        report = sync(args.destination, args.definitions, args.warehouse)
-        print(
-            f"{report.destination}: {report.status}; sent {report.sent}, failed {report.failed}, "
-            f"pending {report.pending}, requests {report.requests}, retries {report.retries}"
-        )
-        for key in sorted(set(report.entered) | set(report.exited)):
-            print(f"  {key}: +{report.entered.get(key, 0)} / -{report.exited.get(key, 0)}")
-        return 0 if report.status == "ok" else 1
-    if args.command == "export":
-        from audience_pipeline.destinations import export
-
-        exported = export(args.key, args.format, args.id_type, args.raw, args.out, args.warehouse,
-                          args.definitions)  # fmt: skip
-        print(
-            f"{exported.key}: {exported.members} members, {exported.rows} rows -> {exported.path}"
-        )
-        return 0
-    if args.command == "explain":
-        from audience_pipeline.explain.command import explain_command
-
-        return explain_command(args.key, args.id, args.warehouse, args.definitions, args.json)
-    if args.command == "serve":
-        from audience_pipeline.api.serve import ServeOptions, serve
-
-        return serve(ServeOptions(args.warehouse, args.definitions, args.host, args.port,
-                                  args.events_days, args.poll, args.access_log))  # fmt: skip
-    return 2
+    except click.exceptions.NoArgsIsHelpError as error:
+        click.echo(error.ctx.get_help() if error.ctx else "", err=True)
+        return 2
+    except click.UsageError as error:
+        where = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
+        click.echo(f"error: {error.format_message()}{where}", err=True)
+        return error.exit_code
+    except click.ClickException as error:
+        click.echo(f"error: {error.format_message()}", err=True)
+        return error.exit_code
+    except click.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

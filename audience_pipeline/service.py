@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from audience_pipeline.ingest import (
 )
 from audience_pipeline.manifest import publish_normalized, staging_folder, write_manifest
 from audience_pipeline.membership.diff import membership_changes, membership_history
+from audience_pipeline.progress import Stages
 from audience_pipeline.spec.compile import compile_space, load_space_ir, validate_definitions
 from audience_pipeline.spec.issues import DefinitionsError, Issue
 from audience_pipeline.spec.loader import load_definitions, parse_timestamp
@@ -144,14 +144,13 @@ def run_compute(
     if issues:
         raise DefinitionsError(issues)
     timings: dict[str, float] = {}
-    start = time.perf_counter()
+    stages = Stages(timings)
+    stages.start("ingest")
     with _staging(out / NORMALIZED, keep_normalized) as staging:
         ingested = load_events(events, definitions, schema, staging=staging)
-        timings["ingest"] = time.perf_counter() - start
-        start = time.perf_counter()
+        stages.start("compute")
         _, result = compute_tables(ingested, definitions_dir, as_of, engine)
-        timings["compute"] = time.perf_counter() - start
-        start = time.perf_counter()
+        stages.start("write")
         previous = read_table(out, "memberships")
         changes = membership_changes(previous, result.memberships, as_of)
         history = membership_history(read_table(out, "membership_history"), changes, as_of)
@@ -171,7 +170,7 @@ def run_compute(
         write_manifest(
             out, as_of=as_of, inputs=inputs, layout="normalized", json_columns=result.json_columns
         )
-        timings["write"] = time.perf_counter() - start
+        stages.finish()
     sizes = result.memberships.group_by("audience_key").len()
     size_map = dict(zip(sizes["audience_key"].to_list(), sizes["len"].to_list(), strict=True))
     audience_keys = [a.key for a in definitions.audiences]

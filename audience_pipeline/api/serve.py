@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from dataclasses import dataclass
 
@@ -37,14 +38,19 @@ def serve(options: ServeOptions) -> int:
     if problem is not None:
         print(f"error: {TOKEN_ENV}: {problem}", file=sys.stderr)
         return 2
+    try:
+        # Bound before the warehouse is loaded: a busy port is one line, not a load and a
+        # traceback; uvicorn serves on this very socket, so nobody can take the port meanwhile.
+        listener = _bind(options.host, options.port)
+    except OSError as error:
+        print(f"error: --port {options.port}: cannot listen on {options.host}: "
+              f"{error.strerror or error}", file=sys.stderr)  # fmt: skip
+        return 2
     import uvicorn
 
     from audience_pipeline.api.app import create_app
     from audience_pipeline.api.store import Store
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     store = Store(
         options.warehouse,
         options.definitions,
@@ -55,7 +61,7 @@ def serve(options: ServeOptions) -> int:
     print(
         f"serving {options.warehouse} (as of {generation.as_of.isoformat()}, "
         f"{len(generation.users.ids)} profiles, {len(generation.accounts.ids)} accounts, "
-        f"loaded in {generation.load_seconds:.1f} s) on http://{options.host}:{options.port}",
+        f"loaded in {generation.load_seconds:.1f} s) on http://{options.host}:{listener.getsockname()[1]}",
         flush=True,
     )
     # A reload builds the next generation in a thread; a shorter switch interval lets the
@@ -68,12 +74,27 @@ def serve(options: ServeOptions) -> int:
         log_level="info", server_header=False,
     )  # fmt: skip
     try:
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=[listener])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown
         pass
     finally:
         store.stop()
+        listener.close()
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+        listener.listen(2048)
+    except OSError:
+        listener.close()
+        raise
+    listener.set_inheritable(True)
+    return listener
 
 
 __all__ = ["ServeOptions", "serve"]
