@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command("sql", "query the warehouse tables with SQL (DuckDB)")
     p.add_argument("query")
     p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE)
+    p.add_argument("--unsafe", action="store_true", help="no read-only guards (power users)")
 
     p = command("sync", "send membership changes to one destination (definitions/destinations)")
     p.add_argument("destination")
@@ -154,8 +155,9 @@ def _run(args: argparse.Namespace) -> int:
         print(compile_audience(args.definitions, args.key, args.dialect))
         return 0
     if args.command == "sql":
-        _print_frame(service.query(args.query, args.warehouse))
-        return 0
+        from audience_pipeline.query import sql_command
+
+        return sql_command(args.query, args.warehouse, unsafe=args.unsafe)
     if args.command == "sync":
         from audience_pipeline.destinations import sync
 
