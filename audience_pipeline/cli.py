@@ -26,7 +26,7 @@ from audience_pipeline.sql.dialects import DIALECTS
 from audience_pipeline.terminal.errors import describe
 from audience_pipeline.terminal.logs import configured_logging
 from audience_pipeline.terminal.params import OUTPUT_DIR, OUTPUT_FILE, TIMESTAMP
-from audience_pipeline.terminal.report import print_compute_summary, print_frame, print_preview
+from audience_pipeline.terminal.report import print_compute_summary, print_preview
 from audience_pipeline.terminal.stages import show_stages
 
 PROG = "audience-pipeline"
@@ -217,9 +217,11 @@ def compile_(definitions: str, key: str, dialect: str) -> int:
 @command("sql", help="Query the warehouse tables with SQL (DuckDB; one view per table).")
 @click.argument("query")
 @warehouse_option
-def sql(definitions: str, query: str, warehouse: str) -> int:
-    print_frame(service.query(query, warehouse))
-    return 0
+@click.option("--unsafe", is_flag=True, help="No read-only guards (power users).")
+def sql(definitions: str, query: str, warehouse: str, unsafe: bool) -> int:
+    from audience_pipeline.query import sql_command
+
+    return sql_command(query, warehouse, unsafe=unsafe)
 
 
 @command("sync", help="Send membership changes to one destination (definitions/destinations).")

@@ -363,6 +363,8 @@ def _time(text: str | None, name: str) -> datetime | None:
         return _utc(datetime.fromisoformat(text))
     except ValueError:
         raise bad_request(f"{name}: not an ISO 8601 date or date-time: {text[:60]!r}") from None
+    except OverflowError:  # readable, but outside years 1-9999 once converted to UTC
+        raise bad_request(f"{name}: out of range in UTC: {text[:60]!r}") from None
 
 
 def _utc(value: datetime) -> datetime:

@@ -40,12 +40,24 @@ def window_mask(window: ir.Window | None, since: datetime | None, as_of: datetim
     ts = pl.col("timestamp")
     mask = ts <= pl.lit(as_of)
     if window is not None:
-        mask = mask & (ts > pl.lit(as_of - timedelta(seconds=window.lower)))
+        lower = _before(as_of, window.lower)
+        if lower is not None:  # else the window reaches before year 1: no event is older
+            mask = mask & (ts > pl.lit(lower))
         if window.upper:
-            mask = mask & (ts <= pl.lit(as_of - timedelta(seconds=window.upper)))
+            upper = _before(as_of, window.upper)
+            mask = mask & (pl.lit(False) if upper is None else ts <= pl.lit(upper))
     if since is not None:
         mask = mask & (ts >= pl.lit(since))
     return mask
+
+
+def _before(as_of: datetime, seconds: int) -> datetime | None:
+    """as_of minus a duration, or None before year 1 (validation caps durations at 10,000
+    years, so an as-of in the first millennia can still reach past the calendar)."""
+    try:
+        return as_of - timedelta(seconds=seconds)
+    except OverflowError:
+        return None
 
 
 def name_mask(events: tuple[str, ...]) -> pl.Expr:

@@ -6,9 +6,11 @@ once per run into its own column, so that no condition re-parses JSON.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import orjson
 import polars as pl
 
 from audience_pipeline.ir import nodes as ir
@@ -21,6 +23,32 @@ def json_path(path: tuple[str, ...]) -> str:
     """JSONPath of one dotted key in a flat-tagged object (see values.flat_tag)."""
     key = ".".join(path).replace("\\", "\\\\").replace("'", "\\'")
     return f"$['{key}']"
+
+
+# Keys Polars' JSONPath reads back exactly; others (backslashes, two quotes in a row: `it''s`
+# does not even compile) are found by :func:`flat_value` instead.
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_ .$@#%&*+,/:;<=>?!|~^`{}()-]*")
+
+
+def flat_value(source: str, path: tuple[str, ...]) -> pl.Expr:
+    """The tagged value of one dotted key in a flat-tagged JSON object column, or null.
+
+    Every value of a flat-tagged object is a JSON string or null, and a `"` inside a string is
+    always escaped, so `{` or `,` then the key exactly as orjson writes it (the writer of that
+    text) then `:` can only be that key; the string found is decoded by Polars' JSON reader.
+    """
+    key = ".".join(path)
+    if _PLAIN_KEY.fullmatch(key):
+        return pl.col(source).str.json_path_match(json_path(path))
+    written = orjson.dumps(key).decode()
+    pattern = "[{,]" + _regex_literal(written) + r':("(?:[^"\\]|\\.)*")'
+    found = pl.col(source).str.extract(pattern, 1)
+    return pl.concat_str(pl.lit('{"v":'), found, pl.lit("}")).str.json_path_match("$.v")
+
+
+def _regex_literal(text: str) -> str:
+    # \x{...} for every non-alphanumeric character: valid in Rust's regex syntax, whatever it is.
+    return "".join(c if c.isalnum() and c.isascii() else f"\\x{{{ord(c):X}}}" for c in text)
 
 
 def flat_column(source: str, path: tuple[str, ...]) -> str:
@@ -62,7 +90,7 @@ def extract_paths(
         if stored in schema:
             exprs[column] = pl.col(stored).alias(column)
         else:
-            exprs[column] = pl.col(source).str.json_path_match(json_path(ref.path)).alias(column)
+            exprs[column] = flat_value(source, ref.path).alias(column)
     if not exprs:
         return frame
     return frame.with_columns(list(exprs.values()))

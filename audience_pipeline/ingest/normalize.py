@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from audience_pipeline.ingest.limits import TIMESTAMP_OUT_OF_RANGE, message_problem
 from audience_pipeline.ingest.schema import MESSAGE_TYPES
 from audience_pipeline.ingest.tagging import flat_tag_dict, tagged_text
 from audience_pipeline.spec.models import SpaceConfig
@@ -30,13 +31,18 @@ _EVENT_NAMES = {"page": "Page Viewed", "screen": "Screen Viewed"}
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
+# The UTC instants a datetime can hold: an offset can push a readable time outside them
+# (9999-12-31T23:59:59-23:59 is in year 10000 in UTC), and every later step would overflow.
+_MIN_US = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // _ONE_US
+_MAX_US = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _ONE_US
 
 
 def timestamp_us(value: Any) -> int | None:
     """Microseconds since the epoch (UTC) of a message timestamp, or None when unreadable.
 
     Text is read by ``datetime.fromisoformat`` (SPEC 5a); a naive time is UTC, an offset is
-    converted. Datetime and date values only come from Parquet input.
+    converted. Datetime and date values only come from Parquet input. A time whose UTC instant
+    falls outside years 1 to 9999 is unreadable too (:func:`timestamp_problem` says which).
     """
     if type(value) is str:
         try:
@@ -52,7 +58,21 @@ def timestamp_us(value: Any) -> int | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     # Integer arithmetic on timedeltas is exact; float .timestamp() is not far from 1970.
-    return (parsed - _EPOCH) // _ONE_US
+    micros = (parsed - _EPOCH) // _ONE_US
+    if micros < _MIN_US or micros > _MAX_US:
+        return None
+    return micros
+
+
+def timestamp_problem(value: Any) -> str:
+    """The quarantine reason of a present timestamp that :func:`timestamp_us` did not read."""
+    if type(value) is str:
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            return UNPARSEABLE_TIMESTAMP
+        return TIMESTAMP_OUT_OF_RANGE
+    return UNPARSEABLE_TIMESTAMP
 
 
 # orjson reads integers beyond 64 bits as doubles; an identifier that may be one is re-read
@@ -198,7 +218,7 @@ class Normalizer:
         if raw_ts is not None:
             ts = timestamp_us(raw_ts)
             if ts is None:
-                return UNPARSEABLE_TIMESTAMP
+                return timestamp_problem(raw_ts)
         elif received is None:
             return MISSING_TIMESTAMP
         else:
@@ -243,8 +263,12 @@ class Normalizer:
         elif is_group:
             own = message.get("traits")
             traits = own if type(own) is dict else None
-        # Everything that can fail (deep nesting, odd values) runs before the first append, so
-        # an exception never leaves the columns misaligned.
+        # Lone surrogates, infinities and deep nesting cannot be stored (ingest/limits.py).
+        problem = message_problem(message, exact_check=not self.fast_json)
+        if problem is not None:
+            return problem
+        # Everything that can fail (odd values) runs before the first append, so an exception
+        # never leaves the columns misaligned.
         properties_text = dumps(flat_tag_dict(properties))
         context_text = dumps(flat_tag_dict(context))
         trait_rows = _trait_rows(traits) if traits else []

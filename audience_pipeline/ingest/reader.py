@@ -21,6 +21,7 @@ from audience_pipeline.ingest.files import (
     row_json,
 )
 from audience_pipeline.ingest.frames import events_frame, quarantine_frame, trait_updates_frame
+from audience_pipeline.ingest.limits import NESTED_TOO_DEEP
 from audience_pipeline.ingest.normalize import INVALID_JSON, Columns, InexactInteger, Normalizer
 from audience_pipeline.ingest.schema import (
     EVENTS_COLUMNS,
@@ -120,8 +121,10 @@ def _slow_line(
     try:
         # The stdlib parser: lenient on odd escapes, and integers of any size stay exact.
         message = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
+    except ValueError:
         return INVALID_JSON
+    except RecursionError:  # valid JSON nested deeper than any parser here goes
+        return NESTED_TOO_DEEP
     normalizer.fast_json = False
     try:
         return _normalize(normalizer, message, seq, line, cols)

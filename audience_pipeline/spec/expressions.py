@@ -14,6 +14,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from audience_pipeline.ir import nodes as ir
+from audience_pipeline.spec import limits
 
 ExprRole = Literal["event_where", "trait_where", "traits", "having"]
 
@@ -69,14 +70,19 @@ def parse_expression(text: str, context: ExprContext) -> ir.Expr:
     if not isinstance(text, str) or not text.strip():
         raise ExprError("expected a non-empty SQL expression", str(text))
     try:
-        statements = sqlglot.parse(text, dialect="duckdb")
+        limits.check_text(text)
+        with limits.deep_parse():
+            statements = sqlglot.parse(text, dialect="duckdb")
+        if len(statements) != 1 or statements[0] is None:
+            raise ExprError("expected exactly one expression", text)
+        tree = statements[0]
+        assert isinstance(tree, exp.Expression)
+        limits.check_tree(tree)  # depth and numbers: what every backend can evaluate
     except (ParseError, TokenError) as error:
         msg = f"invalid SQL: {str(error).splitlines()[0]}"
         raise ExprError(msg, text) from None
-    if len(statements) != 1 or statements[0] is None:
-        raise ExprError("expected exactly one expression", text)
-    tree = statements[0]
-    assert isinstance(tree, exp.Expression)
+    except limits.LimitError as error:
+        raise ExprError(str(error), text) from None
     return _Converter(context).convert(tree)
 
 

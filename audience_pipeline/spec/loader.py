@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from audience_pipeline.ir.nodes import Window
+from audience_pipeline.spec import limits
 from audience_pipeline.spec.issues import Issue
 from audience_pipeline.spec.models import (
     DEFAULT_BLOCKED_VALUES,
@@ -46,7 +47,9 @@ def parse_duration(value: Any) -> int:
     if match is None or isinstance(value, bool):
         msg = "a duration is <n>m, <n>h, <n>d or <n>w"
         raise ValueError(msg)
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    limits.check_duration(seconds)  # a LimitError is a ValueError: reported like the rest
+    return seconds
 
 
 def parse_window(raw: dict[str, Any], issues: list[Issue], file: str, key: str | None,

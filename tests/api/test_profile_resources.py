@@ -95,6 +95,14 @@ def test_events_filters_and_ascending_order(client: httpx.Client, messages: pl.D
     earlier = pages(client, path, {"end": middle}, "data")
     assert all(e["timestamp"] < middle for e in earlier)
     assert client.get(path, params={"start": "yesterday"}).status_code == 400
+    # Readable dates whose UTC instant is outside years 1-9999: 400 with the reason, never 500.
+    for name in ("start", "end"):
+        for text in ("9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"):
+            response = client.get(path, params={name: text})
+            assert response.status_code == 400, (name, text)
+            assert "out of range" in response.text
+    edge = client.get(path, params={"start": "0001-01-01T00:00:00Z", "end": "9999-12-31"})
+    assert edge.status_code == 200
     assert client.get(path, params={"sort": "sideways"}).status_code == 400
 
 
