@@ -57,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     p = command("sync", "send membership changes to one destination (definitions/destinations)")
     p.add_argument("destination")
     p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE)
+    p.add_argument(
+        "--approve",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="send the changes the churn guard (max_change) held for this audience",
+    )
 
     p = command("export", "write an audience as CSV in one of Segment's three formats")
     p.add_argument("key")
@@ -157,16 +164,9 @@ def _run(args: argparse.Namespace) -> int:
         _print_frame(service.query(args.query, args.warehouse))
         return 0
     if args.command == "sync":
-        from audience_pipeline.destinations import sync
+        from audience_pipeline.destinations.command import sync_command
 
-        report = sync(args.destination, args.definitions, args.warehouse)
-        print(
-            f"{report.destination}: {report.status}; sent {report.sent}, failed {report.failed}, "
-            f"pending {report.pending}, requests {report.requests}, retries {report.retries}"
-        )
-        for key in sorted(set(report.entered) | set(report.exited)):
-            print(f"  {key}: +{report.entered.get(key, 0)} / -{report.exited.get(key, 0)}")
-        return 0 if report.status == "ok" else 1
+        return sync_command(args.destination, args.definitions, args.warehouse, args.approve)
     if args.command == "export":
         from audience_pipeline.destinations import export
 
