@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
         help="send the changes the churn guard (max_change) held for this audience",
     )
 
+    p = command("diff", "what the definitions on disk would change against the last run")
+    p.add_argument("keys", nargs="*", metavar="KEY", help="audiences or traits (default: all)")
+    p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE)
+    p.add_argument("--json", action="store_true", help="a JSON list, one object per audience")
+    p.add_argument("--format", choices=["text", "markdown"], default="text")
+    p.add_argument("--sample", type=int, default=5, help="entering/exiting entities listed")
+
     p = command("export", "write an audience as CSV in one of Segment's three formats")
     p.add_argument("key")
     p.add_argument("--format", choices=["unformatted", "formatted", "single"], required=True)
@@ -167,6 +174,11 @@ def _run(args: argparse.Namespace) -> int:
         from audience_pipeline.destinations.command import sync_command
 
         return sync_command(args.destination, args.definitions, args.warehouse, args.approve)
+    if args.command == "diff":
+        from audience_pipeline.impact.command import diff_command
+
+        return diff_command(args.keys, args.definitions, args.warehouse, as_json=args.json,
+                            fmt=args.format, sample=args.sample)  # fmt: skip
     if args.command == "export":
         from audience_pipeline.destinations import export
 
