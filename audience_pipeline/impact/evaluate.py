@@ -47,7 +47,7 @@ def dependents(space: Space, keys: Sequence[str]) -> set[str]:
     return found
 
 
-def _labeler(identities: pl.DataFrame, priority: Sequence[str]) -> Callable[[list[str], str],
+def labeler(identities: pl.DataFrame, priority: Sequence[str]) -> Callable[[list[str], str],
                                                                             Mapping[str, str]]:  # fmt: skip
     """A profile's label is its identifier of the highest-priority type, smallest value first."""
     rank = {id_type: n for n, id_type in enumerate(priority)}
@@ -111,8 +111,8 @@ def edit_impact(
     priority = [spec.type for spec in ir_definitions.space.identifiers]
     impacts = compare_memberships(
         last.memberships, result.memberships, audiences, sample=sample,
-        now_labels=_labeler(last.identities, priority),
-        after_labels=_labeler(result.identities, priority),
+        now_labels=labeler(last.identities, priority),
+        after_labels=labeler(result.identities, priority),
     )  # fmt: skip
     return ImpactReport(last.as_of, impacts, list(keys))
 
@@ -123,4 +123,4 @@ def _space(definitions_dir: str | Path, as_of: datetime) -> Space:
     return load_space_ir(str(definitions_dir), as_of)[1]
 
 
-__all__ = ["ImpactReport", "dependents", "edit_impact"]
+__all__ = ["ImpactReport", "dependents", "edit_impact", "labeler"]
