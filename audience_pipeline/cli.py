@@ -72,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "markdown"], default="text")
     p.add_argument("--sample", type=int, default=5, help="entering/exiting entities listed")
 
+    p = command("import-segment", "convert Segment audiences / computed traits (Public API JSON)")
+    p.add_argument("file", help="JSON as Segment's Public API lists audiences or computed traits")
+    p.add_argument("--out", required=True, help="definitions folder to write into")
+
     p = command("export", "write an audience as CSV in one of Segment's three formats")
     p.add_argument("key")
     p.add_argument("--format", choices=["unformatted", "formatted", "single"], required=True)
@@ -179,6 +183,10 @@ def _run(args: argparse.Namespace) -> int:
 
         return diff_command(args.keys, args.definitions, args.warehouse, as_json=args.json,
                             fmt=args.format, sample=args.sample)  # fmt: skip
+    if args.command == "import-segment":
+        from audience_pipeline.segment_import.command import import_command
+
+        return import_command(args.file, args.out)
     if args.command == "export":
         from audience_pipeline.destinations import export
 
