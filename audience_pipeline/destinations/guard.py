@@ -111,21 +111,16 @@ class HoldStore:
 
     def forget(self, keep: set[str]) -> None:
         """Disconnected audiences: drop their holds and history (a reconnect backfills)."""
+        seen = self.seen()
+        held = {r[0] for r in self.con.execute("SELECT DISTINCT audience_key FROM held_changes")}
+        gone = sorted((seen | held | set(self.open_holds())) - keep)
+        if not gone:
+            return
         with self.ledger.transaction() as con:
-            for table in ("seen_audiences", "held_changes"):
-                known = [r[0] for r in con.execute(f"SELECT DISTINCT audience_key FROM {table}")]  # noqa: S608 - fixed names
-                con.executemany(
-                    f"DELETE FROM {table} WHERE audience_key = ?",  # noqa: S608 - fixed names
-                    [(k,) for k in known if k not in keep],
-                )
-            open_keys = [
-                r[0] for r in con.execute("SELECT audience_key FROM holds WHERE status = 'held'")
-            ]
-            con.executemany(
-                "UPDATE holds SET status = 'disconnected', resolved_at = ? "
-                "WHERE audience_key = ? AND status = 'held'",
-                [(_now(), k) for k in open_keys if k not in keep],
-            )
+            rows = [(k,) for k in gone]
+            con.executemany("DELETE FROM seen_audiences WHERE audience_key = ?", rows)
+            for key in gone:
+                self._close(con, key, "disconnected")
 
     def record(self, run_id: int, holds: list[Hold], rows: pl.DataFrame) -> None:
         """Replace each audience's open hold with this sync's (its changes are the newest)."""
@@ -164,12 +159,15 @@ class HoldStore:
             held = ", ".join(sorted(open_keys)) or "none"
             msg = f"--approve: no held changes for {', '.join(missing)} (held: {held})"
             raise ValueError(msg)
-        placeholders = ", ".join("?" for _ in keys)
-        rows = self.con.execute(
-            f"SELECT {', '.join(HELD_COLUMNS)} FROM held_changes "  # noqa: S608 - fixed names
-            f"WHERE audience_key IN ({placeholders}) ORDER BY seq",
-            keys,
-        ).fetchall()
+        rows = [
+            row
+            for key in keys
+            for row in self.con.execute(
+                "SELECT audience_key, level, entity_id, change, ids, as_of FROM held_changes "
+                "WHERE audience_key = ? ORDER BY seq",
+                (key,),
+            )
+        ]
         return pl.DataFrame(rows, schema=HELD_SCHEMA, orient="row")
 
     @staticmethod

@@ -171,3 +171,28 @@ def test_dagster_reports_a_hold_as_a_failed_check_with_the_numbers(tmp_path: Pat
     (held,) = check.metadata["held_audiences"].value  # type: ignore[misc]
     assert (held["audience_key"], held["previous_size"], held["exited"]) == ("buyers", 10, 9)
     assert "sync drop --approve buyers" in str(check.metadata["approve_with"].value)
+
+
+def test_sensor_does_not_retry_a_held_snapshot_but_syncs_the_next(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from audience_pipeline.orchestration.reverse_etl import destinations_to_sync
+
+    files = {"name": "drop", "type": "files", "settings": {"path": str(tmp_path / "out")},
+             "max_change": 1}  # fmt: skip
+    defs = write_definitions(tmp_path / "defs", [files])
+    wh = tmp_path / "wh"
+    write_warehouse(wh, {"buyers": list(range(10))})
+    assert sync("drop", defs, wh).status == "ok"
+    write_warehouse(wh, {"buyers": [1]}, as_of=datetime(2026, 3, 2, tzinfo=UTC))
+    assert sync("drop", defs, wh).status == "held"
+    assert destinations_to_sync(defs, wh) == []  # asking again would only hold again
+    write_warehouse(wh, {"buyers": [1, 2]}, as_of=datetime(2026, 3, 3, tzinfo=UTC))
+    assert [d.name for d, _ in destinations_to_sync(defs, wh)] == ["drop"]
+    # Disconnecting the audience closes its hold; reconnecting backfills, never held.
+    write_definitions(defs, [{**files, "audiences": ["browsers"]}])
+    assert sync("drop", defs, wh).status == "ok"
+    assert holds(wh, "drop")[-1][-1] == "disconnected"
+    write_definitions(defs, [files])
+    again = sync("drop", defs, wh)
+    assert again.status == "ok" and "buyers" in again.backfilled
