@@ -83,9 +83,14 @@ def edit_impact(
 
     Raises:
         DefinitionsError: invalid definitions, or a key that is neither on disk nor in the run.
+        ValueError: a negative ``sample``.
         FileNotFoundError: no computed warehouse, or its last run kept no inputs.
     """
     from audience_pipeline.service import compute_tables  # the same engine call as `compute`
+
+    if sample < 0:
+        msg = f"--sample: a count of entities to list, 0 or more (got {sample})"
+        raise ValueError(msg)
 
     definitions, issues = load_definitions(str(definitions_dir))
     if issues:

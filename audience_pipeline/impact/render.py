@@ -30,6 +30,8 @@ def _row(impact: AudienceImpact) -> tuple[str, ...]:
 def _names(sample: list[dict[str, str]], total: int) -> str:
     shown = ", ".join(s["label"] for s in sample)
     more = total - len(sample)
+    if not shown:
+        return f"{total} (no sample asked for)"
     return shown + (f", ... ({more} more)" if more > 0 else "")
 
 
