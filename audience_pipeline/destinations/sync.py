@@ -167,7 +167,9 @@ def _run(ledger: Ledger, holds: HoldStore, released: pl.DataFrame | None, ctx: S
         ledger.forget_audiences(set(ctx.audiences))
         holds.forget(set(ctx.audiences))
         if released is not None:
-            # Approved: exactly the changes that were held, before anything newer is planned.
+            # Approved: exactly the changes that were held, before anything newer is planned
+            # (an audience disconnected since has nothing to send: its hold was just closed).
+            released = released.filter(pl.col("audience_key").is_in(list(ctx.audiences)))
             report.approved = sorted(set(released["audience_key"].to_list()))
             ledger.enqueue(renumber(released, ctx.destination.batch_size))
             holds.close(report.approved, "approved")  # after the enqueue: a crash loses nothing
