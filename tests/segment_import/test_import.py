@@ -173,3 +173,28 @@ def test_bare_list_cli_exit_codes_and_key_cleanup(
     source.write_text("{not json")
     assert main(["import-segment", str(source), "--out", str(out)]) == 2
     assert "not a readable JSON file" in capsys.readouterr().err
+
+
+def test_what_does_not_validate_is_taken_back_out_with_the_message(tmp_path: Path) -> None:
+    items = [
+        {"name": "Dated", "key": "dated", "definition": {
+            "query": "trait('signup').after_date('2024-01-01')", "type": "USERS"}},
+        {"name": "Uses dated", "key": "uses_dated", "definition": {
+            "query": "trait('dated') = true AND trait('plan') = 'pro'", "type": "USERS"}},
+        {"name": "Parent at top", "key": "parent_top", "definition": {
+            "query": "event('A').where(property(parent: 'x') = 1).count() >= 1", "type": "USERS"}},
+        {"name": "Fine", "key": "fine", "definition": {
+            "query": "trait('plan') = 'pro'", "type": "USERS"}},
+    ]  # fmt: skip
+    source = tmp_path / "s.json"
+    source.write_bytes(orjson.dumps({"data": {"audiences": items}}))
+    report = import_segment(source, tmp_path / "out")
+    reasons = {o.key: o.reason or "" for o in report.not_converted}
+    assert set(reasons) == {"dated", "uses_dated", "parent_top"}
+    assert "after_date()" in reasons["dated"]
+    assert reasons["uses_dated"].startswith("converted but does not validate")
+    assert "dated" in reasons["uses_dated"]
+    assert reasons["parent_top"].startswith("converted but does not validate")
+    assert [o.key for o in report.converted] == ["fine"]
+    assert sorted(p.name for p in (tmp_path / "out" / "audiences").iterdir()) == ["fine.yaml"]
+    assert validate(tmp_path / "out") == []
