@@ -119,6 +119,8 @@ class Parser:
             self.advance()
             inner = self.or_()
             self.expect(close)
+            if isinstance(inner, Chain) and self.at(".") and self.peek().kind == "name":
+                return self.calls(inner.head, list(inner.calls))  # `(expression).absent()`
             return inner
         if self.at("["):
             self.advance()
@@ -157,8 +159,9 @@ class Parser:
                                token.position)  # fmt: skip
 
     def chain(self) -> Node:
-        head = self.call(bare_words=True)
-        calls: list[Call] = []
+        return self.calls(self.call(bare_words=True), [])
+
+    def calls(self, head: Call, calls: list[Call]) -> Node:
         while self.at(".") and self.peek().kind == "name":
             self.advance()
             call = self.call(bare_words=False)

@@ -107,6 +107,11 @@ HAND_DERIVED: dict[str, dict[str, Any]] = {
             {"event": "Order Completed", "within": "1d", "performed": False},
         ]}},
     },
+    "audiences/differs_note_absent.yaml": {
+        "key": "differs_note_absent", "name": "differs note absent", "level": "user",
+        "condition": {"any": [{"traits": "total_spend <> 500"},
+                              {"traits": "total_spend IS NULL"}]},
+    },
     "traits/min_spend.yaml": {
         "key": "min_spend", "name": "min spend", "level": "user", "kind": "min",
         "event": "Shoes Bought", "property": "spend",
