@@ -22,14 +22,11 @@ from typing import Any
 import orjson
 import yaml
 
-from audience_pipeline.segment_import.convert import (
-    Scope,
-    Unconvertible,
-    condition,
-    trait_definition,
-)
+from audience_pipeline.segment_import.audiences import Scope, condition
 from audience_pipeline.segment_import.nodes import Chain, Node
 from audience_pipeline.segment_import.parser import QuerySyntaxError, parse_query
+from audience_pipeline.segment_import.stream import Unconvertible
+from audience_pipeline.segment_import.traits import trait_definition
 
 REPORT_FILE = "segment_import_report.json"
 KEY = re.compile(r"[a-z][a-z0-9_]*")
