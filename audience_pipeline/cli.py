@@ -227,17 +227,45 @@ def sql(definitions: str, query: str, warehouse: str, unsafe: bool) -> int:
 @command("sync", help="Send membership changes to one destination (definitions/destinations).")
 @click.argument("destination")
 @warehouse_option
-def sync(definitions: str, destination: str, warehouse: str) -> int:
-    from audience_pipeline.destinations import sync as sync_destination
+@click.option("--approve", multiple=True, metavar="KEY",
+              help="Send the changes the churn guard (max_change) held for this audience.")  # fmt: skip
+def sync(definitions: str, destination: str, warehouse: str, approve: tuple[str, ...]) -> int:
+    from audience_pipeline.destinations.command import sync_command
 
-    report = sync_destination(destination, definitions, warehouse)
-    click.echo(
-        f"{report.destination}: {report.status}; sent {report.sent}, failed {report.failed}, "
-        f"pending {report.pending}, requests {report.requests}, retries {report.retries}"
-    )
-    for key in sorted(set(report.entered) | set(report.exited)):
-        click.echo(f"  {key}: +{report.entered.get(key, 0)} / -{report.exited.get(key, 0)}")
-    return 0 if report.status == "ok" else 1
+    return sync_command(destination, definitions, warehouse, list(approve))
+
+
+@command("diff", help="What the definitions on disk would change against the last run.")
+@click.argument("keys", nargs=-1, metavar="[KEY]...")
+@warehouse_option
+@click.option("--json", "as_json", is_flag=True, help="A JSON list, one object per audience.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown"]),
+    default="text",
+    show_default=True,
+    help="Text for a terminal, markdown for a pull request.",
+)
+@click.option("--sample", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Entering/exiting entities listed per audience.")  # fmt: skip
+def diff(
+    definitions: str, keys: tuple[str, ...], warehouse: str, as_json: bool, fmt: str, sample: int
+) -> int:
+    from audience_pipeline.impact.command import diff_command
+
+    return diff_command(list(keys), definitions, warehouse, as_json=as_json, fmt=fmt,
+                        sample=sample)  # fmt: skip
+
+
+@command("import-segment", help="Convert Segment audiences / computed traits (Public API JSON).")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Definitions folder to write into.")  # fmt: skip
+def import_segment(definitions: str, file: str, out: str) -> int:
+    from audience_pipeline.segment_import.command import import_command
+
+    return import_command(file, out)
 
 
 @command("export", help="Write an audience as CSV in one of Segment's three formats.")

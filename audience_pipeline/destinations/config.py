@@ -6,6 +6,7 @@ Secrets never live in YAML: settings name the environment variable that holds th
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ NAME_PATTERN = re.compile(r"[a-z][a-z0-9_\-]*")
 FIELDS = {
     "name", "type", "description", "settings", "audiences", "send", "account_send",
     "identifiers", "batch_size", "rate_limit", "min_interval", "max_attempts", "timeout",
+    "max_change",
 }  # fmt: skip
 DEFAULT_BATCH = {"webhook": 500, "segment": 100, "postgres": 10_000, "files": 100_000}
 
@@ -59,6 +61,8 @@ class Destination:
     timeout_seconds: float
     file: str
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # Churn guard (guard.py): a float is a share of the previous size, an int a count; None: off.
+    max_change: float | int | None = None
 
     def missing_secrets(self) -> list[str]:
         """Names of the environment variables this destination's `*_env` settings name but that
@@ -101,6 +105,26 @@ def _positive(raw: dict[str, Any], name: str, default: float, issues: list[Issue
         issues.append(Issue(file, key, name, "a positive number", str(value)))
         return default
     return value
+
+
+MAX_CHANGE_HELP = (
+    "a share of the previous size (a number with a point, like 0.25) or a whole count of "
+    "changes (like 500)"
+)
+
+
+def _max_change(raw: dict[str, Any], issues: list[Issue], file: str,
+                key: str | None) -> float | int | None:  # fmt: skip
+    """``max_change``: YAML ``0.25`` / ``1.0`` is a share, ``500`` / ``0`` a count."""
+    value = raw.get("max_change")
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value > 0:
+        return value
+    issues.append(Issue(file, key, "max_change", MAX_CHANGE_HELP, str(value)))
+    return None
 
 
 def _required_settings(kind: str) -> tuple[str, ...]:
@@ -158,6 +182,7 @@ def parse_destination(raw: Any, file: str, issues: list[Issue]) -> Destination |
             interval = parse_duration(raw["min_interval"])
         except ValueError as error:
             issues.append(Issue(file, key, "min_interval", str(error), str(raw["min_interval"])))
+    max_change = _max_change(raw, issues, file, key)
     if len(issues) > before or send is None or account_send is None or name is None:
         return None
     return Destination(
@@ -165,6 +190,7 @@ def parse_destination(raw: Any, file: str, issues: list[Issue]) -> Destination |
         send=send, account_send=account_send, identifiers=identifiers, batch_size=int(batch),
         rate_limit=None if rate is None else float(rate), min_interval_seconds=interval,
         max_attempts=int(attempts), timeout_seconds=float(timeout), file=file, raw=raw,
+        max_change=max_change,
     )  # fmt: skip
 
 

@@ -9,13 +9,17 @@
 
 A batch that cannot be delivered after its retries stops the sync of this destination only: the
 report says ``failed`` and the batch stays pending for the next run.
+
+Between 3 and 4 the churn guard (``guard.py``) takes out the changes of any audience that would
+move more than the destination's ``max_change``; they wait in the ledger until
+``sync(..., approve=[key])``, and the report says ``held``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +28,7 @@ import polars as pl
 
 from audience_pipeline.destinations.base import SendContext, Sender
 from audience_pipeline.destinations.config import Destination, get_destination, load_destinations
+from audience_pipeline.destinations.guard import Hold, HoldStore, holds_for, renumber
 from audience_pipeline.destinations.ledger import Ledger, LedgerBusy, ledger_path, read_last_run
 from audience_pipeline.destinations.payloads import PersonasContext
 from audience_pipeline.destinations.retry import DeliveryError, RetryPolicy
@@ -48,7 +53,7 @@ class SyncReport:
     """
 
     destination: str
-    status: str  # ok | failed | busy
+    status: str  # ok | held | failed | busy
     sent: int = 0
     failed: int = 0
     pending: int = 0
@@ -60,6 +65,8 @@ class SyncReport:
     exited: dict[str, int] = field(default_factory=dict)
     resynced: dict[str, int] = field(default_factory=dict)
     backfilled: list[str] = field(default_factory=list)
+    held: list[Hold] = field(default_factory=list)  # audiences whose changes wait for approval
+    approved: list[str] = field(default_factory=list)
     snapshot_as_of: str | None = None
     seconds: float = 0.0
     error: str | None = None
@@ -97,6 +104,7 @@ def sync(
     *,
     policy: RetryPolicy | None = None,
     sender_factory: SenderFactory | None = None,
+    approve: Sequence[str] = (),
 ) -> SyncReport:
     """Sync one destination (``audience-pipeline sync DESTINATION``).
 
@@ -107,14 +115,17 @@ def sync(
             lives in its ``_destinations/`` subfolder.
         policy: Retry policy (default: the destination's ``max_attempts`` with 0.25 s base).
         sender_factory: Builds the sender (tests); default by destination type.
+        approve: Audience keys whose held changes (see ``guard.py``) are sent now.
 
     Returns:
         The report; ``status`` is ``failed`` when a batch could not be delivered or the
-        destination is misconfigured, ``busy`` when another sync of it is running.
+        destination is misconfigured, ``held`` when the churn guard held an audience's
+        changes (the others were sent), ``busy`` when another sync of it is running.
 
     Raises:
         DefinitionsError: invalid definitions or unknown destination.
         FileNotFoundError: the warehouse has no memberships table.
+        ValueError: an ``approve`` key has no held changes.
     """
     destination = get_destination(destination_name, definitions_dir)
     definitions, issues = load_definitions(str(definitions_dir))
@@ -135,7 +146,9 @@ def sync(
     started = time.perf_counter()
     try:
         with Ledger.locked(ledger_path(warehouse, destination.name)) as ledger:
-            _run(ledger, ctx, definitions, report, sender_factory or make_sender)
+            holds = HoldStore(ledger)
+            released = holds.held_changes(list(dict.fromkeys(approve))) if approve else None
+            _run(ledger, holds, released, ctx, definitions, report, sender_factory or make_sender)
     except LedgerBusy as error:
         report.status, report.error = "busy", str(error)
     report.seconds = time.perf_counter() - started
@@ -144,26 +157,42 @@ def sync(
     return report
 
 
-def _run(ledger: Ledger, ctx: SendContext, definitions: Definitions, report: SyncReport,
-         factory: SenderFactory) -> None:  # fmt: skip
+def _run(ledger: Ledger, holds: HoldStore, released: pl.DataFrame | None, ctx: SendContext,
+         definitions: Definitions, report: SyncReport, factory: SenderFactory) -> None:  # fmt: skip
     run_id = ledger.start_run()
     sender: Sender | None = None
     try:
         sender = factory(ctx)
         report.resumed += _deliver_pending(ledger, sender, report)
         ledger.forget_audiences(set(ctx.audiences))
+        holds.forget(set(ctx.audiences))
+        if released is not None:
+            # Approved: exactly the changes that were held, before anything newer is planned
+            # (an audience disconnected since has nothing to send: its hold was just closed).
+            released = released.filter(pl.col("audience_key").is_in(list(ctx.audiences)))
+            report.approved = sorted(set(released["audience_key"].to_list()))
+            ledger.enqueue(renumber(released, ctx.destination.batch_size))
+            holds.close(report.approved, "approved")  # after the enqueue: a crash loses nothing
+            _deliver_pending(ledger, sender, report)
         units, as_of = current_units(ctx.destination, definitions, ctx.audiences, ctx.warehouse_dir)
         report.snapshot_as_of = as_of
         synced = ledger.synced()
-        known = set(synced["audience_key"].unique().to_list())
+        known = set(synced["audience_key"].unique().to_list()) | holds.seen()
         report.backfilled = sorted(k for k in ctx.audiences if k not in known)
-        plan = plan_changes(units, synced, as_of, ctx.destination.batch_size)
+        plan = _guarded(
+            plan_changes(units, synced, as_of, ctx.destination.batch_size), synced, known,
+            ctx.destination, holds, run_id, report,
+        )  # fmt: skip
         report.entered = _counts(plan, "entered")
         report.exited = _counts(plan, "exited")
         report.resynced = _counts(plan, "resynced")
         ledger.enqueue(plan)
+        holds.mark_seen(set(ctx.audiences) - {h.audience_key for h in report.held})
         _deliver_pending(ledger, sender, report)
         sender.finish(ledger.synced)
+        if report.held:
+            report.status = "held"
+            report.error = "held by max_change: " + "; ".join(h.describe() for h in report.held)
     except DeliveryError as error:
         report.status, report.error = "failed", str(error)
         log.warning("sync %s failed: %s", ctx.destination.name, error)
@@ -179,6 +208,24 @@ def _run(ledger: Ledger, ctx: SendContext, definitions: Definitions, report: Syn
         ledger.finish_run(run_id, report.status, sent=report.sent, failed=report.failed,
                           pending=report.pending, snapshot_as_of=report.snapshot_as_of,
                           error=report.error)  # fmt: skip
+
+
+def _guarded(plan: pl.DataFrame, synced: pl.DataFrame, known: set[str], destination: Destination,
+             holds: HoldStore, run_id: int, report: SyncReport) -> pl.DataFrame:  # fmt: skip
+    """The plan without the audiences the churn guard holds (recorded in the ledger)."""
+    if destination.max_change is None:  # the guard was switched off: nothing stays held
+        holds.close(sorted(holds.open_holds()), "superseded")
+        return plan
+    found = holds_for(plan, synced, known, destination.max_change, report.snapshot_as_of or "")
+    held_keys = {h.audience_key for h in found}
+    held_rows = plan.filter(pl.col("audience_key").is_in(held_keys))
+    holds.record(run_id, found, held_rows)
+    holds.close(sorted(set(holds.open_holds()) - held_keys), "superseded")
+    report.held = found
+    for hold in found:
+        log.warning("sync %s: held %s", destination.name, hold.describe())
+    kept = plan.filter(~pl.col("audience_key").is_in(held_keys))
+    return renumber(kept.drop("batch"), destination.batch_size).select(plan.columns)
 
 
 def _chunks(sizes: list[tuple[int, int]], rows: int) -> list[tuple[int, int]]:

@@ -25,6 +25,7 @@ from audience_pipeline.orchestration.assets import (
     trait_asset,
 )
 from audience_pipeline.orchestration.checks import all_checks
+from audience_pipeline.orchestration.impact import edit_impact_check
 from audience_pipeline.orchestration.io import ParquetIOManager, ViewIOManager
 from audience_pipeline.orchestration.resources import PipelineSettings, settings_from_env
 from audience_pipeline.orchestration.schedules import daily_schedule, recompute_job
@@ -91,7 +92,7 @@ def build_definitions(settings: PipelineSettings | None = None) -> dg.Definition
     warehouse = str(Path(settings.warehouse_dir).resolve())
     return dg.Definitions(
         assets=assets,
-        asset_checks=all_checks(audiences, space.size_change_warning),
+        asset_checks=[*all_checks(audiences, space.size_change_warning), edit_impact_check],
         jobs=[recompute_job],
         schedules=[daily_schedule(space)],
         sensors=[landing_sensor(settings), definitions_sensor(settings), *extra_sensors],

@@ -2,7 +2,9 @@
 
 Each asset (key ``reverse_etl/<destination>``, downstream of the memberships asset) runs
 :func:`audience_pipeline.destinations.sync` and reports sent / failed / pending counts as
-metadata; a failed sync fails only its own asset. The sensor asks for a destination's asset when
+metadata; a failed sync fails only its own asset. Each asset carries a ``churn_guard`` check: a
+sync the guard held (``max_change``) still materializes what it sent, and the check fails with
+the held audiences' numbers, so a hold is visible in the UI, not a silent skip. The sensor asks for a destination's asset when
 the memberships changed since its last successful sync (or its last sync did not finish), and no
 sooner than the destination's ``min_interval`` after its previous sync started.
 """
@@ -58,18 +60,52 @@ def report_metadata(report: SyncReport) -> dict[str, dg.RawMetadataValue]:
         "exited": dg.MetadataValue.json(report.exited),
         "resynced": dg.MetadataValue.json(report.resynced),
         "backfilled": dg.MetadataValue.json(report.backfilled),
+        "held": dg.MetadataValue.json([h.as_dict() for h in report.held]),
         "snapshot_as_of": report.snapshot_as_of or "",
         "seconds": round(report.seconds, 3),
         "status": report.status,
     }
 
 
+GUARD_CHECK = "churn_guard"
+
+
+def guard_check_result(report: SyncReport) -> dg.AssetCheckResult:
+    """Passed unless the churn guard held an audience; the numbers are in the metadata."""
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "held": len(report.held),
+        "held_audiences": dg.MetadataValue.json([h.as_dict() for h in report.held]),
+    }
+    for hold in report.held:
+        metadata[f"{hold.audience_key}"] = dg.MetadataValue.text(hold.describe())
+    if report.held:
+        keys = " ".join(f"--approve {h.audience_key}" for h in report.held)
+        metadata["approve_with"] = dg.MetadataValue.text(
+            f"audience-pipeline sync {report.destination} {keys}"
+        )
+    return dg.AssetCheckResult(
+        check_name=GUARD_CHECK,
+        passed=not report.held,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata=metadata,
+        description="; ".join(h.describe() for h in report.held) or "no audience held",
+    )
+
+
 def _asset_for(destination: Destination, definitions_dir: str | Path, warehouse_dir: Path,
                upstream: dg.AssetKey) -> dg.AssetsDefinition:  # fmt: skip
     raw = repr(sorted(destination.raw.items())).encode()
+    key = asset_key(destination.name)
 
     @dg.asset(
-        key=asset_key(destination.name),
+        key=key,
+        check_specs=[
+            dg.AssetCheckSpec(
+                GUARD_CHECK,
+                asset=key,
+                description="changes held by max_change (approve with sync --approve KEY)",
+            )
+        ],
         deps=[upstream],
         group_name=GROUP,
         code_version=hashlib.sha256(raw).hexdigest()[:16],
@@ -82,10 +118,12 @@ def _asset_for(destination: Destination, definitions_dir: str | Path, warehouse_
     def _sync_destination(context) -> dg.MaterializeResult:
         report = sync(destination.name, definitions_dir, warehouse_dir)
         metadata = report_metadata(report)
-        if report.status != "ok":
+        if report.status not in ("ok", "held"):
             raise dg.Failure(description=f"{destination.name}: {report.error}", metadata=metadata)
         context.log.info("%s: %d changes sent", destination.name, report.sent)
-        return dg.MaterializeResult(metadata=metadata)
+        if report.held:
+            context.log.warning("%s: %s", destination.name, report.error)
+        return dg.MaterializeResult(metadata=metadata, check_results=[guard_check_result(report)])
 
     return _sync_destination
 
@@ -130,7 +168,9 @@ def destinations_to_sync(definitions_dir: str | Path, warehouse_dir: Path,
     due = []
     for destination in _destinations(definitions_dir):
         last = read_last_run(warehouse_dir, destination.name)
-        if last is not None and last.status == "ok" and last.snapshot_as_of == snapshot:
+        # A held sync is done for its snapshot: asking again would only hold again (approval is
+        # a person's `sync --approve`); new memberships are synced, and held, afresh.
+        if last is not None and last.status in ("ok", "held") and last.snapshot_as_of == snapshot:
             continue
         if not is_due(destination, warehouse_dir, now):
             continue
