@@ -12,6 +12,7 @@ import polars as pl
 from audience_pipeline import service
 from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.sql.dialects import DIALECTS
+from audience_pipeline.warehouse import EmptyInput
 
 DEFAULT_EVENTS = "data/events"
 DEFAULT_WAREHOUSE = "data/warehouse"
@@ -38,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=DEFAULT_WAREHOUSE, help="output folder for the tables")
     p.add_argument("--engine", choices=["polars", "duckdb"], default="polars")
     p.add_argument("--events-schema", default=None, help=SCHEMA_HELP)
+    p.add_argument("--allow-empty", action="store_true",
+                   help="write the run even if no event was read (every member exits)")
 
     p = command("preview", "size and a sample of an audience, computed and not saved")
     p.add_argument("key")
@@ -106,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DefinitionsError as error:
         print(str(error), file=sys.stderr)
         return 1
+    except EmptyInput as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -130,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
         as_of = service.parse_as_of(args.as_of)
         summary = service.run_compute(
             args.events, args.definitions, as_of, args.out, engine=args.engine,
-            schema=args.events_schema,
+            schema=args.events_schema, allow_empty=args.allow_empty,
         )  # fmt: skip
         print(f"as of {summary.as_of.isoformat()} -> {summary.out}")
         for name, rows in summary.tables.items():
