@@ -64,6 +64,7 @@ class Run:
     messages: int | None = None
     previous: str | None = None
     base: str | None = None
+    loose_stamp: str = ""  # a folder without commit point: its memberships file's mtime
 
     def path(self, name: str) -> Path:
         """The file of table `name` in this run (it may not exist: see `has`)."""
@@ -86,12 +87,7 @@ class Run:
     @property
     def stamp(self) -> str:
         """Changes exactly when another run is committed (what pollers compare)."""
-        if self.run_id is not None:
-            return self.run_id
-        try:
-            return f"loose:{self.path('memberships').stat().st_mtime_ns}"
-        except FileNotFoundError:
-            return "loose:none"
+        return self.run_id if self.run_id is not None else self.loose_stamp
 
 
 def run_folder(warehouse: Path, run_id: str) -> Path:
@@ -183,7 +179,11 @@ def _loose_run(warehouse: Path) -> Run | None:
         as_of = frame["as_of"][0] if frame.height else None
     if layout != "normalized" and all((warehouse / p).exists() for p in NORMALIZED_INPUTS.values()):
         layout = "normalized"
-    return Run(warehouse, warehouse, None, as_of, tables, layout, json_columns)
+    try:
+        stamp = f"loose:{(warehouse / 'memberships.parquet').stat().st_mtime_ns}"
+    except FileNotFoundError:
+        stamp = "loose:none"
+    return Run(warehouse, warehouse, None, as_of, tables, layout, json_columns, loose_stamp=stamp)
 
 
 def _legacy_manifest(

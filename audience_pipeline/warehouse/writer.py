@@ -25,7 +25,7 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,9 +52,15 @@ from audience_pipeline.warehouse.runs import Run, open_run, open_run_id, read_ru
 log = logging.getLogger(__name__)
 
 
+# Called at every write boundary of a run; empty in production. Fault-injection tests add a
+# hook that stops the run exactly there (`tests/test_commit.py`).
+boundary_hooks: list[Callable[[str], None]] = []
+
+
 def checkpoint(step: str) -> None:
-    """A write boundary of a run. Does nothing: fault-injection tests replace it to stop a run
-    exactly there (`tests/test_commit.py`)."""
+    """A write boundary of a run (see `boundary_hooks`)."""
+    for hook in boundary_hooks:
+        hook(step)
 
 
 @contextmanager
