@@ -39,8 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=DEFAULT_WAREHOUSE, help="output folder for the tables")
     p.add_argument("--engine", choices=["polars", "duckdb"], default="polars")
     p.add_argument("--events-schema", default=None, help=SCHEMA_HELP)
-    p.add_argument("--allow-empty", action="store_true",
-                   help="write the run even if no event was read (every member exits)")
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="write the run even if no event was read (every member exits)",
+    )
 
     p = command("preview", "size and a sample of an audience, computed and not saved")
     p.add_argument("key")
