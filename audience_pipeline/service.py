@@ -30,6 +30,7 @@ from audience_pipeline.spec.models import Definitions
 from audience_pipeline.warehouse import NORMALIZED, begin_run, check_not_empty, require_run
 from audience_pipeline.warehouse.catalog import run_connection
 from audience_pipeline.warehouse.files import write_parquet
+from audience_pipeline.warehouse.guard import lines_read
 from audience_pipeline.warehouse.layout import NORMALIZED_INPUTS
 from audience_pipeline.warehouse.writer import checkpoint
 
@@ -148,7 +149,8 @@ def run_compute(
             check_not_empty(0, writer.previous, **guard)  # type: ignore[arg-type]
         staging = writer.folder / NORMALIZED if keep_normalized else None
         ingested = load_events(events, definitions, schema, staging=staging)
-        check_not_empty(ingested.events.height, writer.previous, **guard)  # type: ignore[arg-type]
+        read = lines_read(ingested.events.height, ingested.quarantine)
+        check_not_empty(read, writer.previous, **guard)  # type: ignore[arg-type]
         timings["ingest"] = time.perf_counter() - start
         start = time.perf_counter()
         _, result = compute_tables(ingested, definitions_dir, as_of, engine)

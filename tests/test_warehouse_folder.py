@@ -158,6 +158,15 @@ def test_empty_input_guard(
         after = open_run(warehouse)
         assert after is not None and after.run_id == before.run_id
         assert sorted(p.name for p in (warehouse / RUNS).iterdir()) == [before.run_id]
+    # Bad lines are lines read: quarantined, never a refused run (SPEC 6).
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.jsonl").write_text("not json\n")
+    other = tmp_path / "other"
+    _compute(events, other)
+    code, err = _main(capsys, "--events", str(bad), "--out", str(other))
+    assert code == 0, err
+    assert pl.read_parquet(other / "quarantine.parquet").height == 1
     code, err = _main(capsys, "--events", str(empty), "--out", str(warehouse), "--allow-empty")
     assert code == 0, err
     assert pl.read_parquet(warehouse / "memberships.parquet").height == 0

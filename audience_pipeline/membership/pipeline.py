@@ -23,6 +23,7 @@ from audience_pipeline.spec.loader import load_definitions
 from audience_pipeline.spec.models import Definitions
 from audience_pipeline.warehouse import Run, RunWriter, begin_run, check_not_empty, open_run
 from audience_pipeline.warehouse.files import link_or_copy
+from audience_pipeline.warehouse.guard import lines_read
 from audience_pipeline.warehouse.layout import INPUTS, PARTITIONED_INPUTS, STATE
 from audience_pipeline.warehouse.writer import base_of, checkpoint
 
@@ -154,6 +155,14 @@ def pin_partitions(warehouse: Path, writer: RunWriter) -> tuple[pl.DataFrame, pl
     return combine_partitions(stacked["raw_events"], stacked["raw_trait_updates"])
 
 
+def _quarantined(warehouse: Path) -> pl.LazyFrame:
+    """The quarantined lines of every daily partition (reason only)."""
+    paths = sorted((warehouse / "quarantine").glob("*.parquet"))
+    if not paths:
+        return pl.LazyFrame(schema={"reason": pl.String})
+    return pl.scan_parquet(paths).select("reason")
+
+
 def engine_step(
     warehouse: Path,
     definitions_dir: str | Path,
@@ -171,7 +180,8 @@ def engine_step(
     warehouse = Path(warehouse)
     with begin_run(warehouse, as_of=as_of) as writer:
         events, updates = pin_partitions(warehouse, writer)
-        check_not_empty(events.height, writer.previous, source=warehouse / "raw_events",
+        read = lines_read(events.height, _quarantined(warehouse))
+        check_not_empty(read, writer.previous, source=warehouse / "raw_events",
                         allow_empty=allow_empty, option="allow_empty (AUDIENCE_PIPELINE_ALLOW_EMPTY=1)")  # fmt: skip
         run = run_engine(events, updates, definitions_dir, as_of, writer.base, warehouse)
         writer.write_all(run_tables(run, writer.base))

@@ -9,7 +9,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
+
 from audience_pipeline.warehouse.runs import Run
+
+
+def lines_read(messages: int, quarantine: pl.DataFrame | pl.LazyFrame) -> int:
+    """Input lines a run read: its valid messages and its quarantined lines, not counting the
+    rows that only say a file could not be read (SPEC section 6: bad lines never change the
+    exit status, so a run of bad lines is not an empty run)."""
+    from audience_pipeline.ingest.reader import UNREADABLE_FILE
+
+    bad = (
+        quarantine.lazy()
+        .filter(~pl.col("reason").str.starts_with(UNREADABLE_FILE))
+        .select(pl.len())
+        .collect()
+        .item()
+    )
+    return messages + int(bad)
 
 
 class EmptyInput(Exception):
@@ -24,8 +42,6 @@ def had_messages(run: Run | None) -> bool:
         return run.messages > 0
     if not run.has("identities"):
         return False
-    import polars as pl
-
     return bool(run.scan("identities").select(pl.len()).collect().item() > 0)
 
 
@@ -36,7 +52,7 @@ def check_not_empty(
     previous run had messages.
 
     Args:
-        messages: the messages this run read (valid ones; quarantined lines do not count).
+        messages: the input lines this run read (see `lines_read`).
         previous: the warehouse's committed run.
         source: where the events were read (named in the message).
         allow_empty: the user's override.
@@ -54,4 +70,4 @@ def check_not_empty(
     raise EmptyInput(msg)
 
 
-__all__ = ["EmptyInput", "check_not_empty", "had_messages"]
+__all__ = ["EmptyInput", "check_not_empty", "had_messages", "lines_read"]
