@@ -23,6 +23,7 @@ NORMALIZED = "_normalized"
 STATE = "_state"
 INPUTS = "_inputs"
 CATALOG = "warehouse.duckdb"
+CATALOG_STALE = ".catalog-stale"  # a run could not update the catalog's views (file busy)
 LOCK = ".writer.lock"
 LEGACY_MANIFEST = "_manifest.json"
 FORMAT = 2

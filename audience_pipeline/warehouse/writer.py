@@ -37,6 +37,8 @@ from audience_pipeline.warehouse.catalog import table_views
 from audience_pipeline.warehouse.cleanup import sweep
 from audience_pipeline.warehouse.files import fsync_dir, fsync_tree, write_parquet
 from audience_pipeline.warehouse.layout import (
+    CATALOG,
+    CATALOG_STALE,
     CURRENT,
     FORMAT,
     LEGACY_MANIFEST,
@@ -152,11 +154,26 @@ class RunWriter:
         checkpoint("swap")
         fixed_links(self.warehouse, run, before_swap=False)
         checkpoint("after-swap")
-        table_views(self.warehouse, run)
+        self._catalog(run)
         checkpoint("catalog")
         sweep(self.warehouse, self.keep)
         checkpoint("cleanup")
         return run
+
+    def _catalog(self, run: Run) -> None:
+        """Views for the run's tables: they only depend on the table names, so a run with the
+        same tables as the previous one skips opening the catalog (unless an earlier update
+        failed, e.g. the file was held by an analyst)."""
+        stale = self.warehouse / CATALOG_STALE
+        previous = self.previous
+        same = previous is not None and previous.run_id is not None
+        same = same and set(previous.tables) == set(run.tables)  # type: ignore[union-attr]
+        if same and (self.warehouse / CATALOG).exists() and not stale.exists():
+            return
+        if table_views(self.warehouse, run):
+            stale.unlink(missing_ok=True)
+        else:
+            stale.touch()
 
 
 def swap_current(warehouse: Path, run_id: str) -> None:
