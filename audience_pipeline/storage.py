@@ -16,6 +16,14 @@ from audience_pipeline.warehouse.files import write_table
 from audience_pipeline.warehouse.runs import open_run, require_run
 
 
+def duckdb_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def duckdb_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def read_table(directory: Path, name: str) -> pl.DataFrame | None:
     """Table `name` of the folder's current run (None when there is none)."""
     run = open_run(directory)
@@ -27,4 +35,10 @@ def warehouse_connection(directory: Path) -> duckdb.DuckDBPyConnection:
     return run_connection(require_run(directory))
 
 
-__all__ = ["read_table", "warehouse_connection", "write_table"]
+__all__ = [
+    "duckdb_identifier",
+    "duckdb_string",
+    "read_table",
+    "warehouse_connection",
+    "write_table",
+]

@@ -81,6 +81,12 @@ class Snapshot:
     def layout(self) -> str:
         return self.run.layout
 
+    @property
+    def manifest(self) -> Run:
+        """The run's description (as-of, layout, JSON-text columns): what callers of earlier
+        versions read from the manifest."""
+        return self.run
+
     def source(self, name: str) -> str:
         """A path that reads the pinned file `name` (a table or an input)."""
         handle = self.handles[name]
