@@ -166,6 +166,8 @@ def validate(definitions: str) -> int:
               help="Output folder for the tables.")  # fmt: skip
 @click.option("--engine", type=click.Choice(service.ENGINES), default="polars", show_default=True)
 @events_schema_option
+@click.option("--allow-empty", is_flag=True,
+              help="Write the run even if no event was read (every member exits).")  # fmt: skip
 def compute(
     definitions: str,
     events: str,
@@ -173,11 +175,13 @@ def compute(
     out: str,
     engine: str,
     events_schema: str | None,
+    allow_empty: bool,
 ) -> int:
     with show_stages(enabled=_verbose() >= 0):
         summary = service.run_compute(
-            events, definitions, _now_if_none(as_of), out, engine=engine, schema=events_schema
-        )
+            events, definitions, _now_if_none(as_of), out, engine=engine, schema=events_schema,
+            allow_empty=allow_empty,
+        )  # fmt: skip
     print_compute_summary(summary)
     return 0
 

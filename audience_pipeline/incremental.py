@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -654,44 +652,45 @@ def _recomputed_rows(
 # --- state on disk ------------------------------------------------------------------------------
 
 
-def save_state(state: EngineState, directory: Path) -> None:
-    """Write the state as a new version folder, then point CURRENT at it (atomic switch)."""
+def save_state(state: EngineState, directory: Path, *, tables_dir: str | None = None) -> None:
+    """Write the state into `directory` (a run's `_state` folder: the run's commit makes it
+    the state the next run reads, so it is never half written for a reader).
+
+    Args:
+        state: the state.
+        directory: an empty (or new) folder.
+        tables_dir: where the state's tables already are, relative to `directory` (a run's
+            own tables, `..`): they are then not written twice.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    version = directory / f"v{datetime.now().strftime('%Y%m%dT%H%M%S%f')}"
-    version.mkdir()
-    for name, frame in state.tables.items():
-        frame.write_parquet(version / f"{name}.parquet")
-    state.messages.write_parquet(version / "messages.parquet")
+    if tables_dir is None:
+        for name, frame in state.tables.items():
+            frame.write_parquet(directory / f"{name}.parquet")
+    state.messages.write_parquet(directory / "messages.parquet")
     if state.links is not None:
-        state.links.write_parquet(version / "links.parquet")
+        state.links.write_parquet(directory / "links.parquet")
     meta = {
         "as_of": state.as_of.isoformat(),
         "fingerprint": state.fingerprint,
         "json_columns": state.json_columns,
+        "tables_dir": tables_dir or ".",
     }
-    (version / "meta.json").write_bytes(orjson.dumps(meta))
-    pointer = directory / "CURRENT.tmp"
-    pointer.write_text(version.name)
-    os.replace(pointer, directory / "CURRENT")
-    for old in directory.glob("v*"):
-        if old.name != version.name and old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
+    (directory / "meta.json").write_bytes(orjson.dumps(meta))
 
 
 def load_state(directory: Path) -> EngineState | None:
-    """The state `save_state` wrote last, or None."""
-    pointer = directory / "CURRENT"
-    if not pointer.exists():
+    """The state `save_state` wrote into `directory`, or None."""
+    if not (directory / "meta.json").exists():
         return None
-    version = directory / pointer.read_text().strip()
-    meta = orjson.loads((version / "meta.json").read_bytes())
-    tables = {name: pl.read_parquet(version / f"{name}.parquet") for name in TABLES}
-    links = version / "links.parquet"
+    meta = orjson.loads((directory / "meta.json").read_bytes())
+    tables_dir = directory / meta.get("tables_dir", ".")
+    tables = {name: pl.read_parquet(tables_dir / f"{name}.parquet") for name in TABLES}
+    links = directory / "links.parquet"
     return EngineState(
         as_of=datetime.fromisoformat(meta["as_of"]),
         fingerprint=meta["fingerprint"],
         tables=tables,
-        messages=pl.read_parquet(version / "messages.parquet"),
+        messages=pl.read_parquet(directory / "messages.parquet"),
         json_columns={k: list(v) for k, v in meta["json_columns"].items()},
         links=pl.read_parquet(links) if links.exists() else None,
     )

@@ -30,6 +30,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from audience_pipeline.storage import duckdb_identifier, duckdb_string
+from audience_pipeline.warehouse.runs import NoWarehouse, require_run
 
 # Functions that reach files, the network, the environment or the settings.
 _DENIED_PREFIXES = ("read_", "parquet_", "sniff_", "iceberg_", "delta_", "pragma_")
@@ -44,14 +45,16 @@ class QueryRefused(ValueError):
 
 
 def warehouse_tables(warehouse: Path) -> dict[str, Path]:
-    """Table name -> Parquet file of the warehouse's current run.
+    """Table name -> Parquet file of the warehouse's committed run, resolved once.
 
-    The one place that locates the tables (the commit-point reader can replace its body).
+    Resolved to the run's own folder, so a run committed while the query runs does not mix in.
     """
+    try:
+        run = require_run(warehouse)
+    except NoWarehouse as error:
+        raise QueryRefused(str(error)) from None
     return {
-        path.stem: path
-        for path in sorted(warehouse.glob("*.parquet"))
-        if path.stem.replace("_", "").isalnum()
+        name: run.path(name).resolve() for name in run.tables if name.replace("_", "").isalnum()
     }
 
 

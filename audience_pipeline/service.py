@@ -7,9 +7,6 @@ arguments and prints, and Dagster assets call the same functions.
 from __future__ import annotations
 
 import logging
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,18 +21,20 @@ from audience_pipeline.ingest import (
     read_normalized,
     write_normalized,
 )
-from audience_pipeline.manifest import publish_normalized, staging_folder, write_manifest
 from audience_pipeline.membership.diff import membership_changes, membership_history
 from audience_pipeline.progress import Stages
 from audience_pipeline.spec.compile import compile_space, load_space_ir, validate_definitions
 from audience_pipeline.spec.issues import DefinitionsError, Issue
 from audience_pipeline.spec.loader import load_definitions, parse_timestamp
 from audience_pipeline.spec.models import Definitions
-from audience_pipeline.storage import read_table, warehouse_connection, write_table
+from audience_pipeline.warehouse import NORMALIZED, begin_run, check_not_empty, require_run
+from audience_pipeline.warehouse.catalog import run_connection
+from audience_pipeline.warehouse.files import write_parquet
+from audience_pipeline.warehouse.guard import lines_read
+from audience_pipeline.warehouse.layout import NORMALIZED_INPUTS
+from audience_pipeline.warehouse.writer import checkpoint
 
 log = logging.getLogger(__name__)
-
-NORMALIZED = "_normalized"
 
 
 @dataclass
@@ -116,18 +115,6 @@ def compute_tables(
     return definitions, result
 
 
-@contextmanager
-def _staging(folder: Path, keep: bool) -> Iterator[Path | None]:
-    """A staging folder for the run's normalized tables (None when not kept), removed on the
-    way out: emptied by `publish_normalized`, or still full after a failed run."""
-    staging = staging_folder(folder) if keep else None
-    try:
-        yield staging
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-
-
 def run_compute(
     events: str | Path,
     definitions_dir: str | Path,
@@ -137,8 +124,19 @@ def run_compute(
     keep_normalized: bool = True,
     engine: str = "polars",
     schema: str | None = None,
+    allow_empty: bool = False,
 ) -> RunSummary:
-    """`compute`: ingest, compute every table, diff against the previous run in `out`, write."""
+    """`compute`: ingest, compute every table, diff against the previous run in `out`, commit.
+
+    Everything is written into a new run folder of `out`, which becomes the warehouse's
+    current run in one atomic step (`audience_pipeline.warehouse`); a failed or killed run
+    changes nothing readers see.
+
+    Raises:
+        DefinitionsError: invalid definitions.
+        EmptyInput: no event read while the warehouse's last run had events (`allow_empty`
+            overrides).
+    """
     out = Path(out)
     definitions, issues = load_definitions(str(definitions_dir))
     if issues:
@@ -146,29 +144,42 @@ def run_compute(
     timings: dict[str, float] = {}
     stages = Stages(timings)
     stages.start("ingest")
-    with _staging(out / NORMALIZED, keep_normalized) as staging:
+    with begin_run(out, as_of=as_of) as writer:
+        guard = {"source": events, "allow_empty": allow_empty, "option": "--allow-empty"}
+        if schema is None and not Path(events).exists():
+            check_not_empty(0, writer.previous, **guard)  # type: ignore[arg-type]
+        staging = writer.folder / NORMALIZED if keep_normalized else None
         ingested = load_events(events, definitions, schema, staging=staging)
+        read = lines_read(ingested.events.height, ingested.quarantine)
+        check_not_empty(read, writer.previous, **guard)  # type: ignore[arg-type]
         stages.start("compute")
         _, result = compute_tables(ingested, definitions_dir, as_of, engine)
         stages.start("write")
-        previous = read_table(out, "memberships")
+        # Changes and history derive from the committed run (never from a killed run's files).
+        base = writer.base
+        previous = base.table("memberships") if base else None
         changes = membership_changes(previous, result.memberships, as_of)
-        history = membership_history(read_table(out, "membership_history"), changes, as_of)
+        history = membership_history(
+            base.table("membership_history") if base else None, changes, as_of
+        )
         tables = {
             **result.tables(),
             "membership_changes": changes,
             "membership_history": history,
             "quarantine": ingested.quarantine,
         }
-        # Memberships last: a reader that sees the new memberships sees everything else new too.
-        for name in sorted(tables, key=lambda n: n == "memberships"):
-            write_table(tables[name], out, name)
-        inputs = None
+        writer.write_all(tables)
         if staging is not None:
-            inputs = publish_normalized(staging, result.message_profiles, out / NORMALIZED)
-        # Written last: readers (the Profile API, explain) pin the files of one run through it.
-        write_manifest(
-            out, as_of=as_of, inputs=inputs, layout="normalized", json_columns=result.json_columns
+            write_parquet(
+                result.message_profiles, writer.folder / NORMALIZED_INPUTS["message_profiles"]
+            )
+            checkpoint("normalized")
+        stages.start("commit")
+        writer.commit(
+            as_of=as_of,
+            layout="normalized" if staging is not None else "none",
+            json_columns=result.json_columns,
+            messages=ingested.events.height,
         )
         stages.finish()
     sizes = result.memberships.group_by("audience_key").len()
@@ -242,8 +253,8 @@ def preview(
 
 
 def query(sql: str, warehouse: str | Path) -> pl.DataFrame:
-    """Run an analyst's SQL over the warehouse tables (one view per table)."""
-    con = warehouse_connection(Path(warehouse))
+    """Run an analyst's SQL over the tables of the warehouse's current run (one view each)."""
+    con = run_connection(require_run(warehouse))
     try:
         return con.sql(sql).pl()
     finally:

@@ -43,8 +43,8 @@ from api_load import load, percentile
 
 from audience_pipeline.demo.generate import DEFAULT_AS_OF, generate
 from audience_pipeline.ingest import EVENTS_COLUMNS
-from audience_pipeline.manifest import NORMALIZED_INPUTS, read_manifest, write_manifest
 from audience_pipeline.service import run_compute
+from audience_pipeline.warehouse import begin_run, open_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "benchmark-token"
@@ -55,7 +55,7 @@ MIX = [("traits", 70), ("traits?class=audience", 10), ("external_ids", 10), ("me
 
 def base_warehouse(data: Path, events: int, definitions: Path) -> Path:
     out = data / f"base-{events}"
-    if (out / "_manifest.json").exists():
+    if (out / "current").exists():
         return out
     raw = data / f"events-{events}"
     if not raw.exists():
@@ -75,11 +75,20 @@ def scaled_warehouse(base: Path, data: Path, profiles: int) -> Path:
     base_profiles = pl.scan_parquet(base / "user_traits.parquet").select(pl.len()).collect().item()
     copies = max(1, -(-profiles // base_profiles))
     out = data / f"scaled-{copies}x-{base.name}"
-    if (out / "_manifest.json").exists():
+    if (out / "current").exists():
         return out
     print(f"replicating {base_profiles} profiles x{copies} ...", flush=True)
-    tmp = out.with_suffix(".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    run = open_run(base)
+    assert run is not None and run.as_of is not None
+    shutil.rmtree(out, ignore_errors=True)
+    with begin_run(out, as_of=run.as_of) as writer:
+        _replicate(base, writer.folder, copies)
+        writer.commit(as_of=run.as_of, layout="normalized", json_columns=run.json_columns)
+    return out
+
+
+def _replicate(base: Path, tmp: Path, copies: int) -> None:
+    """The base run's tables and normalized inputs, `copies` times, written into `tmp`."""
     (tmp / "_normalized").mkdir(parents=True)
     span = int(pl.scan_parquet(base / "_normalized/events.parquet").select(pl.col("seq").max())
                .collect().item()) + 1  # fmt: skip
@@ -119,18 +128,6 @@ def scaled_warehouse(base: Path, data: Path, profiles: int) -> Path:
     pl.concat([frame.with_columns(events(k)) for k in range(copies)]).sink_parquet(
         tmp / "_normalized/events.parquet"
     )
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    manifest = read_manifest(base)
-    assert manifest is not None
-    write_manifest(
-        out,
-        as_of=manifest.as_of,
-        inputs={n: f"_normalized/{f}" for n, f in NORMALIZED_INPUTS.items()},
-        layout="normalized",
-        json_columns=manifest.json_columns,
-    )
-    return out
 
 
 def _suffix_element(k: int) -> pl.Expr:

@@ -154,8 +154,8 @@ def test_generate_takes_its_own_options_as_the_readme_writes_them(tmp_path: Path
 def test_normalized_inputs_are_written_once_and_staging_is_cleaned(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Event files are ingested straight into the run's staging folder and moved into
-    `_normalized` (no second write); a failed run leaves no staging folder behind."""
+    """Event files are ingested straight into the run's own `_normalized` folder (no second
+    write); a failed run leaves no run folder behind."""
     import audience_pipeline.service as service
     from audience_pipeline.ingest import read_normalized
 
@@ -170,8 +170,9 @@ def test_normalized_inputs_are_written_once_and_staging_is_cleaned(
         "events.parquet", "message_profiles.parquet", "quarantine.parquet", "trait_updates.parquet",
     ]  # fmt: skip
     assert read_normalized(normalized).quarantine.height == 1
-    manifest = json.loads((out / "_manifest.json").read_text())
-    assert "_normalized/events.parquet" in json.dumps(manifest)
+    run = json.loads((out / "current" / "run.json").read_text())
+    assert run["layout"] == "normalized" and run["messages"] > 0
+    runs_before = sorted(p.name for p in (out / "runs").iterdir())
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("engine failed")
@@ -183,3 +184,4 @@ def test_normalized_inputs_are_written_once_and_staging_is_cleaned(
             service.parse_as_of("2026-01-11T00:00:00Z"), out,
         )  # fmt: skip
     assert not [p for p in normalized.iterdir() if p.name.startswith(".")]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == runs_before

@@ -2,9 +2,8 @@
 
 Requests read `store.current` once and use only that object: a swap is one reference assignment,
 so a request sees the old run or the new one, never a mix. The reloader polls the warehouse's
-manifest (its inode, size and mtime change exactly when a run publishes one); a run still being
-written (files not matching the manifest) is retried on the next poll while the old generation
-keeps serving. Loading holds the GIL in short stretches only (Python's switch interval), so
+commit point (the id of its current run changes exactly when a run commits); a run being
+written is invisible until then, so the old generation keeps serving meanwhile. Loading holds the GIL in short stretches only (Python's switch interval), so
 requests keep being answered during a reload, somewhat slower.
 """
 
@@ -19,15 +18,11 @@ import time
 from pathlib import Path
 
 from audience_pipeline.api.tables import Generation, build_generation
-from audience_pipeline.snapshot import (
-    SnapshotChanged,
-    manifest_fingerprint,
-    open_snapshot,
-    open_snapshot_waiting,
-)
 from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.spec.loader import load_definitions
 from audience_pipeline.spec.models import Definitions
+from audience_pipeline.warehouse.runs import current_stamp
+from audience_pipeline.warehouse.snapshot import open_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +67,8 @@ class Store:
     def load(self, *, timeout: float = 60.0) -> Generation:
         """Load the warehouse's current run now (waiting while a run is being written)."""
         definitions = load_checked_definitions(self.definitions_dir)
-        snapshot = open_snapshot_waiting(self.warehouse, timeout=timeout)
+        del timeout  # a committed run never needs waiting for
+        snapshot = open_snapshot(self.warehouse)
         number = self._current.number + 1 if self._current else 1
         generation = build_generation(number, snapshot, definitions, events_days=self.events_days)
         self._swap(generation)
@@ -98,16 +94,10 @@ class Store:
     def changed(self) -> bool:
         """Whether the warehouse published another run than the one being served."""
         current = self._current
-        stamp = manifest_fingerprint(self.warehouse)
         if current is None:
             return True
-        if stamp is None:  # no manifest: a legacy folder, watched through its memberships file
-            try:
-                mtime = (self.warehouse / "memberships.parquet").stat().st_mtime_ns
-            except FileNotFoundError:
-                return False
-            return current.snapshot.manifest.files["memberships"].mtime_ns != mtime
-        return stamp != current.snapshot.manifest_stat
+        stamp = current_stamp(self.warehouse)
+        return stamp is not None and stamp != current.snapshot.stamp
 
     def reload_once(self) -> bool:
         """One poll: load and swap in a new run if there is one; True when swapped."""
@@ -118,11 +108,7 @@ class Store:
         except DefinitionsError as error:
             definitions = self.current.definitions
             log.warning("definitions are invalid; keeping the previous ones: %s", error)
-        try:
-            snapshot = open_snapshot(self.warehouse)
-        except SnapshotChanged as error:
-            log.info("warehouse is being written (%s); trying again", error)
-            return False
+        snapshot = open_snapshot(self.warehouse)
         number = self.current.number + 1
         generation = build_generation(number, snapshot, definitions, events_days=self.events_days)
         self._swap(generation, retire=True)

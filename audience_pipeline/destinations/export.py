@@ -33,6 +33,7 @@ from audience_pipeline.destinations.hashing import sha256_hex
 from audience_pipeline.destinations.jsontext import NEEDS_ESCAPE, json_string, needs_escape
 from audience_pipeline.spec.issues import DefinitionsError, Issue
 from audience_pipeline.spec.loader import load_definitions
+from audience_pipeline.warehouse import require_run
 
 FORMATS = ("unformatted", "formatted", "single")
 _HASH_SEED = 0x5EED
@@ -310,7 +311,8 @@ def export(
     audience = definitions.audience(key)
     if audience is None:
         raise DefinitionsError([Issue(str(definitions_dir), key, None, "unknown audience", key)])
-    warehouse = Path(warehouse_dir)
+    # The current run's own folder, resolved once: members and identifiers of one run.
+    warehouse = require_run(warehouse_dir).folder
     account = audience.level == "account"
     ranks = (
         {"group_id": 0} if account else {s.type: s.priority for s in definitions.space.identifiers}

@@ -36,6 +36,7 @@ from audience_pipeline.destinations.units import connected_audiences, current_un
 from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.spec.loader import load_definitions
 from audience_pipeline.spec.models import Definitions
+from audience_pipeline.warehouse import require_run
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +133,7 @@ def sync(
     if issues:
         raise DefinitionsError(issues)
     warehouse = Path(warehouse_dir)
-    if not (warehouse / "memberships.parquet").exists():
-        msg = f"{warehouse}: no memberships.parquet (run `audience-pipeline compute` first)"
-        raise FileNotFoundError(msg)
+    require_run(warehouse)  # raises (one line) when nothing was computed
     audiences = connected_audiences(destination, definitions)
     space_id = str(destination.settings.get("space_id", f"spa_{definitions.space.space}"))
     ctx = SendContext(

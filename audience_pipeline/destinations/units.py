@@ -23,7 +23,7 @@ from audience_pipeline.destinations.identifiers import (
 from audience_pipeline.destinations.ledger import KEYS, SYNCED_SCHEMA
 from audience_pipeline.destinations.payloads import AudienceInfo
 from audience_pipeline.spec.models import Definitions
-from audience_pipeline.storage import read_table
+from audience_pipeline.warehouse import Run, require_run
 
 CHANGE_ORDER = {"exited": 0, "entered": 1, "resynced": 2}
 PLAN_COLUMNS = ["batch", "audience_key", "level", "entity_id", "change", "ids", "as_of"]
@@ -50,18 +50,20 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def snapshot_as_of(memberships: pl.DataFrame, warehouse_dir: Path) -> str:
+def snapshot_as_of(memberships: pl.DataFrame, run: Run) -> str:
     """When the memberships were computed (their as_of), for timestamps and messageIds."""
     if memberships.height and "as_of" in memberships.columns:
         value = memberships["as_of"].max()
         if isinstance(value, datetime):
             return iso(value)
-    changes = read_table(warehouse_dir, "membership_changes")
+    if run.as_of is not None:
+        return iso(run.as_of)
+    changes = run.table("membership_changes")
     if changes is not None and changes.height:
         value = changes["as_of"].max()
         if isinstance(value, datetime):
             return iso(value)
-    mtime = (warehouse_dir / "memberships.parquet").stat().st_mtime
+    mtime = run.path("memberships").stat().st_mtime
     return iso(datetime.fromtimestamp(mtime, UTC))
 
 
@@ -81,11 +83,10 @@ def current_units(
     Raises:
         FileNotFoundError: the warehouse has no memberships table (run compute first).
     """
-    memberships = read_table(warehouse_dir, "memberships")
-    if memberships is None:
-        msg = f"{warehouse_dir}: no memberships.parquet (run `audience-pipeline compute` first)"
-        raise FileNotFoundError(msg)
-    as_of = snapshot_as_of(memberships, warehouse_dir)
+    run = require_run(warehouse_dir)  # resolved once: every table below is of this run
+    memberships = run.table("memberships")
+    assert memberships is not None
+    as_of = snapshot_as_of(memberships, run)
     profile_keys = [k for k, a in audiences.items() if a.level == "user"]
     account_keys = [k for k, a in audiences.items() if a.level == "account"
                     and "group" in a.link.account_send]  # fmt: skip
@@ -96,7 +97,7 @@ def current_units(
         (pl.col("level") == "user") & pl.col("audience_key").is_in(profile_keys)
     ).select("audience_key", pl.col("entity_id").alias("profile_id"))
     if member_keys:
-        members = read_table(warehouse_dir, "account_user_memberships")
+        members = run.table("account_user_memberships")
         if members is not None:
             profiles = pl.concat([
                 profiles,
@@ -104,7 +105,7 @@ def current_units(
                 .select("audience_key", "profile_id").unique(maintain_order=True),
             ])  # fmt: skip
     if profiles.height:
-        identities = read_table(warehouse_dir, "identities")
+        identities = run.table("identities")
         if identities is None:
             identities = pl.DataFrame(schema={"profile_id": pl.String, "id_type": pl.String,
                                               "id_value": pl.String})  # fmt: skip
@@ -112,7 +113,7 @@ def current_units(
             destination.identifiers or default_strategies(definitions.space), definitions.space
         )
         needs_order = any(s != "all" for s in strategies.values())
-        order = first_seen(warehouse_dir, identities) if needs_order else None
+        order = first_seen(run.folder, identities) if needs_order else None
         wanted = identities.join(
             profiles.select("profile_id").unique(), on="profile_id", how="semi"
         )

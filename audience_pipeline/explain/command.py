@@ -16,7 +16,7 @@ from audience_pipeline.explain.explainer import (
 )
 from audience_pipeline.explain.render import render
 from audience_pipeline.external_ids import PROFILE_ID, BadExternalId, parse_external_id
-from audience_pipeline.snapshot import SnapshotMissing, open_snapshot_waiting
+from audience_pipeline.warehouse.snapshot import SnapshotMissing, open_snapshot
 
 
 def explain_command(
@@ -28,7 +28,7 @@ def explain_command(
         DefinitionsError: invalid definitions (the CLI prints them and exits 1).
     """
     try:
-        snapshot = open_snapshot_waiting(Path(warehouse))
+        snapshot = open_snapshot(Path(warehouse))
         explainer = Explainer(snapshot, definitions)
         level = explainer.level_of(key)
         id_type, value = parse_external_id(external_id, explainer.definitions.space, level)

@@ -54,7 +54,7 @@ def compile_for_run(
     if (snapshot.directory / REGISTRY_FILE).exists():
         from audience_pipeline.membership.registry import Registry
 
-        definitions = Registry.of_warehouse(snapshot.directory).pin_created_at(
+        definitions = Registry(snapshot.directory / REGISTRY_FILE).pin_created_at(
             definitions, snapshot.as_of
         )
     space, issues = compile_space(definitions, snapshot.as_of)

@@ -15,15 +15,19 @@ from audience_pipeline.incremental import Refresh, load_state, refresh, save_sta
 from audience_pipeline.ingest import EVENTS_COLUMNS, TRAIT_UPDATES_COLUMNS, IngestResult
 from audience_pipeline.ingest.dedupe import drop_duplicates
 from audience_pipeline.ingest.flatten import add_flat_columns
-from audience_pipeline.manifest import publish_run
-from audience_pipeline.membership.diff import membership_changes
-from audience_pipeline.membership.registry import Changes, Registry
+from audience_pipeline.membership.diff import membership_changes, membership_history
+from audience_pipeline.membership.registry import REGISTRY_FILE, Changes, Registry
+from audience_pipeline.membership.snapshots import take_snapshot
 from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.spec.loader import load_definitions
 from audience_pipeline.spec.models import Definitions
-from audience_pipeline.storage import read_table
+from audience_pipeline.warehouse import Run, RunWriter, begin_run, check_not_empty, open_run
+from audience_pipeline.warehouse.files import link_or_copy
+from audience_pipeline.warehouse.guard import lines_read
+from audience_pipeline.warehouse.layout import INPUTS, PARTITIONED_INPUTS, STATE
+from audience_pipeline.warehouse.writer import base_of, checkpoint
 
-STATE_DIR = "_state"
+STATE_DIR = STATE
 
 
 def combine_partitions(
@@ -61,6 +65,7 @@ class EngineRun:
     refresh: Refresh
     changes: pl.DataFrame
     audience_changes: Changes
+    registry: Registry
 
     @property
     def tables(self) -> dict[str, pl.DataFrame]:
@@ -86,9 +91,11 @@ def run_engine(
     trait_updates: pl.DataFrame,
     definitions_dir: str | Path,
     as_of: datetime,
-    warehouse: Path,
+    base: Run | None,
+    warehouse: Path | None = None,
 ) -> EngineRun:
-    """Compute every engine table as of `as_of`, incrementally from the warehouse's state.
+    """Compute every engine table as of `as_of`, incrementally from the state `base` (the
+    committed run this run derives from, see `warehouse.writer.base_of`) left.
 
     Raises:
         DefinitionsError: invalid definitions, or a deleted audience key defined again.
@@ -96,30 +103,118 @@ def run_engine(
     definitions, issues = load_definitions(str(definitions_dir))
     if issues:
         raise DefinitionsError(issues)
-    registry = Registry.of_warehouse(warehouse)
+    registry = Registry.of_run(base, warehouse or (base.warehouse if base else Path(".")))
     registry.refuse_reused(definitions)
     pinned = registry.pin_created_at(definitions, as_of)
-    previous = load_state(warehouse / STATE_DIR)
+    previous = load_state(base.folder / STATE) if base is not None else None
     result = refresh(events, trait_updates, pinned, as_of, previous)
-    before = previous.tables["memberships"] if previous else read_table(warehouse, "memberships")
+    before = previous.tables["memberships"] if previous else _table(base, "memberships")
     changes = membership_changes(before, result.tables["memberships"], as_of)
-    return EngineRun(pinned, as_of, result, changes, registry.diff(definitions))
+    return EngineRun(pinned, as_of, result, changes, registry.diff(definitions), registry)
 
 
-def commit_engine(run: EngineRun, warehouse: Path) -> None:
-    """After the tables are written: keep the state and record audience versions/tombstones."""
-    save_state(run.refresh.state, warehouse / STATE_DIR)
-    registry = Registry.of_warehouse(warehouse)
-    registry.record(run.definitions, run.as_of)
-    registry.save()
-    publish_run(warehouse, run.as_of, run.refresh.state.json_columns, STATE_DIR)
+def _table(run: Run | None, name: str) -> pl.DataFrame | None:
+    return run.table(name) if run is not None else None
+
+
+def custom_only(user_traits: pl.DataFrame, definitions: Definitions) -> pl.DataFrame:
+    """`user_traits` without computed traits and audiences: the custom (identify) traits."""
+    taken = {t.key for t in definitions.traits if t.level == "user"}
+    taken |= {a.key for a in definitions.audiences if a.level == "user"}
+    return user_traits.select(c for c in user_traits.columns if c not in taken)
+
+
+def run_tables(run: EngineRun, base: Run | None) -> dict[str, pl.DataFrame]:
+    """Every table the Dagster pipeline commits for one engine run: the engine's, custom
+    traits, and history and daily snapshots derived from the base run's."""
+    tables = run.tables
+    memberships = tables["memberships"]
+    timezone = run.definitions.space.timezone
+    return {
+        **tables,
+        "custom_traits": custom_only(tables["user_traits"], run.definitions),
+        "membership_history": membership_history(
+            _table(base, "membership_history"), run.changes, run.as_of
+        ),
+        "membership_snapshots": take_snapshot(
+            _table(base, "membership_snapshots"), memberships, run.as_of, timezone
+        ),
+    }
+
+
+def pin_partitions(warehouse: Path, writer: RunWriter) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Hard-link today's daily partitions of raw events and trait updates into the run (its
+    inputs, immune to later ingests) and stack them as one ingest."""
+    stacked: dict[str, list[pl.DataFrame]] = {}
+    for table in PARTITIONED_INPUTS:
+        stacked[table] = []
+        for path in sorted((warehouse / table).glob("*.parquet")):
+            pinned = writer.folder / INPUTS / table / path.name
+            link_or_copy(path, pinned)
+            stacked[table].append(pl.read_parquet(pinned))
+    return combine_partitions(stacked["raw_events"], stacked["raw_trait_updates"])
+
+
+def _quarantined(warehouse: Path) -> pl.LazyFrame:
+    """The quarantined lines of every daily partition (reason only)."""
+    paths = sorted((warehouse / "quarantine").glob("*.parquet"))
+    if not paths:
+        return pl.LazyFrame(schema={"reason": pl.String})
+    return pl.scan_parquet(paths).select("reason")
+
+
+def engine_step(
+    warehouse: Path,
+    definitions_dir: str | Path,
+    as_of: datetime,
+    *,
+    allow_empty: bool = False,
+) -> tuple[EngineRun, Run]:
+    """The Dagster pipeline's run: pin the partitions, compute, write every table, the state
+    and the audience registry into a new run folder, and commit it (one atomic step).
+
+    Raises:
+        DefinitionsError: invalid definitions, or a deleted audience key defined again.
+        EmptyInput: no partition holds a message while the last run had some.
+    """
+    warehouse = Path(warehouse)
+    with begin_run(warehouse, as_of=as_of) as writer:
+        events, updates = pin_partitions(warehouse, writer)
+        read = lines_read(events.height, _quarantined(warehouse))
+        check_not_empty(read, writer.previous, source=warehouse / "raw_events",
+                        allow_empty=allow_empty, option="allow_empty (AUDIENCE_PIPELINE_ALLOW_EMPTY=1)")  # fmt: skip
+        run = run_engine(events, updates, definitions_dir, as_of, writer.base, warehouse)
+        writer.write_all(run_tables(run, writer.base))
+        save_state(run.refresh.state, writer.folder / STATE, tables_dir="..")
+        run.registry.record(run.definitions, as_of)
+        run.registry.path = writer.folder / REGISTRY_FILE
+        run.registry.save()
+        checkpoint("state")
+        committed = writer.commit(
+            as_of=as_of,
+            layout="partitions",
+            json_columns=run.refresh.state.json_columns,
+            messages=events.height,
+        )
+    return run, committed
 
 
 def run_from_ingest(
     ingested: IngestResult, definitions_dir: str | Path, as_of: datetime, warehouse: Path
 ) -> EngineRun:
-    """`run_engine` over one ingest result."""
-    return run_engine(ingested.events, ingested.trait_updates, definitions_dir, as_of, warehouse)
+    """`run_engine` over one ingest result, from the warehouse's committed run."""
+    base = base_of(warehouse, open_run(warehouse), as_of)
+    return run_engine(
+        ingested.events, ingested.trait_updates, definitions_dir, as_of, base, warehouse
+    )
 
 
-__all__ = ["EngineRun", "combine_partitions", "commit_engine", "run_engine", "run_from_ingest"]
+__all__ = [
+    "EngineRun",
+    "combine_partitions",
+    "custom_only",
+    "engine_step",
+    "run_engine",
+    "run_from_ingest",
+    "run_tables",
+]

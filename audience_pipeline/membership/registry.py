@@ -12,13 +12,16 @@ import os
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from audience_pipeline.incremental import definition_hash
 from audience_pipeline.spec.issues import DefinitionsError, Issue
 from audience_pipeline.spec.models import Definitions
+
+if TYPE_CHECKING:
+    from audience_pipeline.warehouse import Run
 
 REGISTRY_FILE = "_audience_registry.json"
 
@@ -58,6 +61,17 @@ class Registry:
 
     @classmethod
     def of_warehouse(cls, warehouse: Path) -> Registry:
+        """The registry of the warehouse's current run (or the folder's own file, kept by
+        versions before run folders)."""
+        from audience_pipeline.warehouse import open_run
+
+        return cls.of_run(open_run(warehouse), Path(warehouse))
+
+    @classmethod
+    def of_run(cls, run: Run | None, warehouse: Path) -> Registry:
+        """The registry a run committed (runs keep it in their folder)."""
+        if run is not None and (run.folder / REGISTRY_FILE).exists():
+            return cls(run.folder / REGISTRY_FILE)
         return cls(Path(warehouse) / REGISTRY_FILE)
 
     def diff(self, definitions: Definitions) -> Changes:

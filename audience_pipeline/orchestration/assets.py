@@ -8,27 +8,19 @@ in one fused pass (`engine` below); trait and audience assets are views over its
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
-from dagster import AssetExecutionContext
 
-from audience_pipeline.incremental import definition_hash, load_state
+from audience_pipeline.incremental import definition_hash
 from audience_pipeline.ingest import ingest
-from audience_pipeline.membership import diff
-from audience_pipeline.membership.pipeline import (
-    STATE_DIR,
-    combine_partitions,
-    commit_engine,
-    run_engine,
-)
-from audience_pipeline.membership.snapshots import take_snapshot
+from audience_pipeline.membership.pipeline import engine_step
 from audience_pipeline.orchestration import warehouse as wh
-from audience_pipeline.orchestration.io import TableView
+from audience_pipeline.orchestration.io import CommittedTable, TableView
 from audience_pipeline.orchestration.resources import PipelineSettings, run_as_of
 from audience_pipeline.spec.models import AudienceDef, Definitions, TraitDef
+from audience_pipeline.warehouse import EmptyInput, Run, require_run
 
 RAW = ("raw_events", "raw_trait_updates", "quarantine")
 ENGINE_TABLES = (
@@ -130,14 +122,14 @@ def _counts(frame: pl.DataFrame, column: str) -> dict[str, dg.MetadataValue]:
     return {f"{column}: {value}": dg.MetadataValue.int(int(n)) for value, n in counts.iter_rows()}
 
 
-def _custom_only(user_traits: pl.DataFrame, definitions: Definitions) -> pl.DataFrame:
-    taken = {t.key for t in definitions.traits if t.level == "user"}
-    taken |= {a.key for a in definitions.audiences if a.level == "user"}
-    return user_traits.select(c for c in user_traits.columns if c not in taken)
+def _committed(run: Run, name: str) -> CommittedTable:
+    frame = run.scan(name).select(pl.len()).collect()
+    return CommittedTable(name, int(frame.item()), run.path(name))
 
 
 def engine_asset() -> dg.AssetsDefinition:
-    """One fused engine pass over every partition's events: the profile and membership tables."""
+    """One fused engine pass over every partition's events: the profile and membership tables,
+    with history and snapshots, committed as one run (`membership.pipeline.engine_step`)."""
 
     @dg.multi_asset(
         outs={
@@ -149,20 +141,18 @@ def engine_asset() -> dg.AssetsDefinition:
     def engine(
         context,  # noqa: ANN001
         settings: PipelineSettings,
-    ) -> Iterator[dg.Output[pl.DataFrame]]:
+    ) -> Iterator[dg.Output[CommittedTable]]:
         as_of = run_as_of(context)
-        events, updates = combine_partitions(
-            wh.read_partitions(settings.warehouse, "raw_events"),
-            wh.read_partitions(settings.warehouse, "raw_trait_updates"),
-        )
-        run = run_engine(events, updates, settings.definitions_dir, as_of, settings.warehouse)
+        try:
+            run, committed = engine_step(settings.warehouse, settings.definitions_dir, as_of,
+                                         allow_empty=settings.allow_empty)  # fmt: skip
+        except EmptyInput as error:
+            raise dg.Failure(description=str(error)) from None
         refresh = run.refresh
         context.log.info(
             "engine %s (%s) as of %s: %d messages recomputed",
             refresh.mode, refresh.reason or "-", as_of.isoformat(), refresh.messages_recomputed,
         )  # fmt: skip
-        tables = run.tables
-        tables["custom_traits"] = _custom_only(tables["user_traits"], run.definitions)
         engine_meta = {
             "as_of": dg.MetadataValue.text(as_of.isoformat()),
             "mode": dg.MetadataValue.text(refresh.mode),
@@ -170,11 +160,11 @@ def engine_asset() -> dg.AssetsDefinition:
             "messages_recomputed": dg.MetadataValue.int(refresh.messages_recomputed),
             "profiles_recomputed": dg.MetadataValue.int(refresh.profiles_recomputed),
             "accounts_recomputed": dg.MetadataValue.int(refresh.accounts_recomputed),
+            "run": dg.MetadataValue.text(committed.run_id or "-"),
         }
         for name in ENGINE_TABLES:
             meta = dict(engine_meta) if name == "memberships" else {}
-            yield dg.Output(tables[name], name, metadata=meta)
-        commit_engine(run, settings.warehouse)
+            yield dg.Output(_committed(committed, name), name, metadata=meta)
 
     return engine
 
@@ -292,50 +282,29 @@ def _compiled_sql(key: str, definitions_dir: str) -> str | None:
         return None
 
 
-def _engine_as_of(settings: PipelineSettings, context: AssetExecutionContext) -> datetime:
-    """The as-of of the last engine run (the state it committed), else the run's as-of."""
-    state = load_state(settings.warehouse / STATE_DIR)
-    return state.as_of if state is not None else run_as_of(context)
-
-
 def history_assets(timezone: str) -> list[dg.AssetsDefinition]:
-    """membership_history (SCD-2) and membership_snapshots (one set of rows per day)."""
+    """membership_history (SCD-2) and membership_snapshots (one set of rows per day).
+
+    The engine's run derives and commits both with its other tables (from the run it derives
+    from, so a change is never applied twice); these assets report them."""
+    del timezone  # the engine takes the space's timezone from the definitions
 
     @dg.asset(
         group_name="memberships",
         io_manager_key="parquet_io_manager",
         description="SCD-2 history: one row per stay of an entity in an audience",
+        deps=[dg.AssetKey("membership_changes")],
     )
-    def membership_history(
-        context,  # noqa: ANN001
-        settings: PipelineSettings,
-        membership_changes: pl.DataFrame,
-    ) -> pl.DataFrame:
-        previous = wh.read_whole(settings.warehouse, "membership_history")
-        as_of = _engine_as_of(settings, context)
-        if previous is not None and _applied(previous, as_of):
-            context.log.info("changes of %s are already in the history", as_of.isoformat())
-            return previous
-        return diff.membership_history(previous, membership_changes, as_of)
+    def membership_history(settings: PipelineSettings) -> CommittedTable:
+        return _committed(require_run(settings.warehouse), "membership_history")
 
     @dg.asset(
         group_name="memberships",
         io_manager_key="parquet_io_manager",
         description="Daily membership snapshots: the members as the day's last run left them",
+        deps=[dg.AssetKey("memberships")],
     )
-    def membership_snapshots(
-        context,  # noqa: ANN001
-        settings: PipelineSettings,
-        memberships: pl.DataFrame,
-    ) -> pl.DataFrame:
-        previous = wh.read_whole(settings.warehouse, "membership_snapshots")
-        return take_snapshot(previous, memberships, _engine_as_of(settings, context), timezone)
+    def membership_snapshots(settings: PipelineSettings) -> CommittedTable:
+        return _committed(require_run(settings.warehouse), "membership_snapshots")
 
     return [membership_history, membership_snapshots]
-
-
-def _applied(history: pl.DataFrame, as_of: datetime) -> bool:
-    """Whether a run at `as_of` (or later) has already been folded into the history."""
-    stamps = pl.concat([history["valid_from"], history["valid_to"].drop_nulls()])
-    latest = stamps.max() if stamps.len() else None
-    return latest is not None and bool(latest >= as_of)  # type: ignore[operator]

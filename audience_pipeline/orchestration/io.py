@@ -1,4 +1,9 @@
-"""IO managers: Polars frames as atomic Parquet in the warehouse, and views over them."""
+"""IO managers: tables of the warehouse's committed run, daily partitions, and views.
+
+The engine asset commits every table of a run at once (`membership.pipeline.engine_step`) and
+hands `CommittedTable`s to the IO manager, which then writes nothing: it only reports them. A
+plain frame for a whole table is committed as a run of its own (`warehouse.writer.amend_run`);
+partitions are written one file each, atomically."""
 
 from __future__ import annotations
 
@@ -12,19 +17,38 @@ from sqlglot import exp
 from audience_pipeline.orchestration import warehouse as wh
 
 
+@dataclass(frozen=True)
+class CommittedTable:
+    """A table already committed with its run: what the engine's outputs are."""
+
+    name: str
+    rows: int
+    path: Path
+
+
 def table_name(key: dg.AssetKey) -> str:
     """The warehouse name of an asset: its key path joined by `_` (audiences/x -> audiences_x)."""
     return "_".join(key.path)
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):
-    """Writes each asset as `<warehouse>/<name>.parquet` (partitions: `<name>/<day>.parquet`),
-    atomically, and keeps a view of it in `<warehouse>/warehouse.duckdb`."""
+    """Tables of the committed run as `<warehouse>/<name>.parquet` (partitions:
+    `<name>/<day>.parquet`, each written atomically), each a view in `warehouse.duckdb`."""
 
     warehouse_dir: str
 
-    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | None) -> None:
+    def handle_output(
+        self, context: dg.OutputContext, obj: pl.DataFrame | CommittedTable | None
+    ) -> None:
         if obj is None:
+            return
+        if isinstance(obj, CommittedTable):
+            context.add_output_metadata(
+                {
+                    "rows": dg.MetadataValue.int(obj.rows),
+                    "path": dg.MetadataValue.path(str(obj.path)),
+                }
+            )
             return
         warehouse = Path(self.warehouse_dir)
         name = table_name(context.asset_key)

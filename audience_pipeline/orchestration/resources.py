@@ -18,6 +18,9 @@ class PipelineSettings(dg.ConfigurableResource):
     definitions_dir: str = "definitions"
     landing_dir: str = "data/landing"
     warehouse_dir: str = "data/warehouse"
+    # SPEC section 7's empty-input guard: a run over no event does not replace one that had
+    # events unless this is set.
+    allow_empty: bool = False
 
     @property
     def warehouse(self) -> Path:
@@ -34,6 +37,7 @@ def settings_from_env() -> PipelineSettings:
         definitions_dir=os.environ.get("AUDIENCE_PIPELINE_DEFINITIONS", "definitions"),
         landing_dir=os.environ.get("AUDIENCE_PIPELINE_LANDING", "data/landing"),
         warehouse_dir=os.environ.get("AUDIENCE_PIPELINE_WAREHOUSE", "data/warehouse"),
+        allow_empty=os.environ.get("AUDIENCE_PIPELINE_ALLOW_EMPTY", "") in ("1", "true", "yes"),
     )
 
 

@@ -24,6 +24,7 @@ from audience_pipeline.destinations import Destination, SyncReport, is_due, load
 from audience_pipeline.destinations.ledger import read_last_run
 from audience_pipeline.destinations.units import iso
 from audience_pipeline.spec.issues import DefinitionsError
+from audience_pipeline.warehouse import open_run
 
 WAREHOUSE_ENV = "AUDIENCE_PIPELINE_WAREHOUSE"
 DEFAULT_WAREHOUSE = "data/warehouse"
@@ -149,9 +150,10 @@ def reverse_etl_assets(
 
 def memberships_snapshot(warehouse_dir: Path) -> str | None:
     """The as_of of the current memberships table (None when it is missing or empty)."""
-    path = warehouse_dir / "memberships.parquet"
-    if not path.exists():
+    run = open_run(warehouse_dir)
+    if run is None or not run.has("memberships"):
         return None
+    path = run.path("memberships")
     value = pl.scan_parquet(path).select(pl.col("as_of").max()).collect().item()
     if isinstance(value, datetime):
         return iso(value)

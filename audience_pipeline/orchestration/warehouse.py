@@ -1,97 +1,75 @@
-"""The warehouse folder: Parquet tables, daily partition folders and the DuckDB catalog file.
+"""The Dagster side of the warehouse folder: tables of the current run, daily partitions, views.
 
-Every table is `<warehouse>/<name>.parquet` (what `audience-pipeline sql` reads), a partitioned
-table is `<warehouse>/<name>/<partition>.parquet`, and `<warehouse>/warehouse.duckdb` holds one
-view per table (and per audience/trait view) so that any DuckDB client can query them.
+A run's tables are committed by `audience_pipeline.warehouse` (the engine asset commits every
+table of a run at once); this module reads them through that commit point, writes the daily
+partitions of raw events, trait updates and quarantine (`<warehouse>/<name>/<day>.parquet`,
+inputs of the next run, each written atomically), and keeps `<warehouse>/warehouse.duckdb`'s
+views (over paths relative to the warehouse, so a copied or moved folder still opens).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import duckdb
 import orjson
 import polars as pl
 import sqlglot
 from sqlglot import exp
 
-from audience_pipeline.storage import write_table
+from audience_pipeline.warehouse import open_run
+from audience_pipeline.warehouse.catalog import connect_catalog, read_parquet, register_views
+from audience_pipeline.warehouse.files import write_table
+from audience_pipeline.warehouse.layout import CATALOG
+from audience_pipeline.warehouse.writer import amend_run
 
 log = logging.getLogger(__name__)
 
-CATALOG = "warehouse.duckdb"
+__all__ = ["CATALOG"]
 _DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
 INPUT_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".ndjson", ".parquet")
 
 
-def parquet_scan(path: Path) -> exp.Expression:
-    """`SELECT * FROM read_parquet('<path>')` built as an AST (paths are ours, still quoted)."""
-    scan = exp.func("read_parquet", exp.Literal.string(str(path.resolve())))
-    return exp.select("*").from_(scan)
-
-
 def audience_view(warehouse: Path, key: str) -> exp.Expression:
     """The members of one audience, as a query over the memberships table."""
-    scan: exp.Select = parquet_scan(warehouse / "memberships.parquet")  # type: ignore[assignment]
-    return scan.where(exp.column("audience_key").eq(exp.Literal.string(key)))
+    del warehouse  # views read paths relative to the warehouse folder
+    return read_parquet("memberships.parquet").where(
+        exp.column("audience_key").eq(exp.Literal.string(key))
+    )
 
 
 def trait_view(warehouse: Path, table: str, entity: str, key: str) -> exp.Expression:
     """One trait column (and the entity id) of a traits table."""
-    scan = exp.func(
-        "read_parquet", exp.Literal.string(str((warehouse / f"{table}.parquet").resolve()))
-    )
+    del warehouse
+    scan = exp.func("read_parquet", exp.Literal.string(f"{table}.parquet"))
     return exp.select(exp.column(entity), exp.column(key)).from_(scan)
 
 
 def register_view(warehouse: Path, name: str, query: exp.Expression, *, attempts: int = 5) -> bool:
     """Create or replace a view in the catalog file; False if the file stayed locked."""
-    statement = exp.Create(
-        this=exp.to_identifier(name, quoted=True),
-        kind="VIEW",
-        replace=True,
-        expression=query,
-    ).sql(dialect="duckdb")
-    warehouse.mkdir(parents=True, exist_ok=True)
-    for attempt in range(attempts):
-        try:
-            con = duckdb.connect(str(warehouse / CATALOG))
-        except duckdb.IOException as error:  # another process holds the file
-            log.info("catalog busy (%s), retrying", error)
-            time.sleep(0.2 * (attempt + 1))
-            continue
-        try:
-            con.execute(statement)
-            return True
-        finally:
-            con.close()
-    log.warning("could not register view %s: %s is locked", name, warehouse / CATALOG)
-    return False
+    return register_views(warehouse, {name: query}, attempts=attempts)
 
 
 def write_partition(warehouse: Path, name: str, partition: str, frame: pl.DataFrame) -> Path:
     """Write one partition atomically and keep the table's view over all partitions."""
-    folder = warehouse / name
-    path = write_table(frame, folder, partition)
-    scan = exp.func("read_parquet", exp.Literal.string(str(folder.resolve() / "*.parquet")))
-    register_view(warehouse, name, exp.select("*").from_(scan))
+    path = write_table(frame, warehouse / name, partition)
+    register_view(warehouse, name, read_parquet(f"{name}/*.parquet"))
     return path
 
 
 def write_whole(warehouse: Path, name: str, frame: pl.DataFrame) -> Path:
-    """Write a table atomically (readers see the old or the new file) and its view."""
-    path = write_table(frame, warehouse, name)
-    register_view(warehouse, name, parquet_scan(path))
-    return path
+    """Commit one table outside an engine run: a new run with this table and the current run's
+    other files (hard-linked), made current in one step."""
+    run = amend_run(warehouse, {name: frame})
+    return run.path(name)
 
 
 def read_whole(warehouse: Path, name: str) -> pl.DataFrame | None:
-    path = warehouse / f"{name}.parquet"
-    return pl.read_parquet(path) if path.exists() else None
+    """Table `name` of the warehouse's current run (None when there is none)."""
+    run = open_run(warehouse)
+    return run.table(name) if run is not None else None
 
 
 def read_partitions(
@@ -110,7 +88,7 @@ def read_partitions(
 
 def query(warehouse: Path, sql: str) -> pl.DataFrame:
     """Run SQL against the catalog file, read-only."""
-    con = duckdb.connect(str(warehouse / CATALOG), read_only=True)
+    con = connect_catalog(warehouse, read_only=True)
     try:
         return con.sql(sqlglot.transpile(sql, read="duckdb", write="duckdb")[0]).pl()
     finally:

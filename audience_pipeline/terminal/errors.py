@@ -1,7 +1,7 @@
 """A user's mistake becomes one line naming the option, file or field, and an exit code.
 
-Exit codes (unchanged from the first CLI): 1 for invalid definitions and unexpected failures,
-2 for bad options, files and queries. `--debug` prints the traceback as well.
+Exit codes (unchanged from the first CLI): 1 for invalid definitions, a run refused by the
+empty-input guard and unexpected failures, 2 for bad options, files and queries. `--debug` prints the traceback as well.
 """
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ from __future__ import annotations
 import duckdb
 
 from audience_pipeline.spec.issues import DefinitionsError
+from audience_pipeline.warehouse import EmptyInput
 
 INVALID_DEFINITIONS = 1
 UNEXPECTED = 1
+REFUSED = 1
 BAD_INPUT = 2
 
 
@@ -19,6 +21,8 @@ def describe(error: BaseException) -> tuple[str, int]:
     """The message to print for `error` and the exit code; never a traceback."""
     if isinstance(error, DefinitionsError):
         return str(error), INVALID_DEFINITIONS  # one line per problem, each naming file and field
+    if isinstance(error, EmptyInput):
+        return f"error: {error}", REFUSED  # SPEC 7: the empty-input guard exits 1
     if isinstance(error, OSError) and error.filename is not None:
         reason = (error.strerror or str(error)).lower()
         return f"error: {error.filename}: {reason}", BAD_INPUT

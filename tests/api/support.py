@@ -129,8 +129,8 @@ class Expected:
     warehouse: Path
 
     def __post_init__(self) -> None:
-        manifest = orjson.loads((self.warehouse / "_manifest.json").read_bytes())
-        self.json_columns = {k: set(v) for k, v in manifest["json_columns"].items()}
+        run = orjson.loads((self.warehouse / "current" / "run.json").read_bytes())
+        self.json_columns = {k: set(v) for k, v in run["json_columns"].items()}
         definitions, _ = load_definitions(str(DEFINITIONS))
         self.computed = {lvl: {t.key for t in definitions.traits if t.level == lvl}
                          for lvl in ("user", "account")}  # fmt: skip

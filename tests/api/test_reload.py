@@ -2,16 +2,14 @@
 
 Two runs A and B of the demo (as-of 3 days apart, so traits, audiences and even the set of
 profiles differ) are published into one warehouse folder again and again, file by file with
-pauses (as a writer would: tables, memberships last, normalized inputs, then the manifest), while
+pauses (as a writer would: every file into a new run folder, then the commit), while
 client threads keep asking for traits. Each response names the run it came from (X-As-Of), and
 its body must equal that run's tables exactly; a response mixing two runs would not.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -19,10 +17,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
-import orjson
 import pytest
 
-from audience_pipeline.manifest import SERVED_TABLES, write_manifest
+from audience_pipeline.warehouse import begin_run, open_run
+from audience_pipeline.warehouse.layout import NORMALIZED_INPUTS
+from audience_pipeline.warehouse.snapshot import SERVED_TABLES
 from tests.api.support import AS_OF, TOKEN, Expected, basic, compute, profile_path, start_server
 
 AS_OF_B = AS_OF - timedelta(days=3)
@@ -30,37 +29,16 @@ ISO = {AS_OF: "2026-03-01T00:00:00Z", AS_OF_B: "2026-02-26T00:00:00Z"}
 
 
 def _publish(source: Path, target: Path, pause: float) -> None:
-    """Copy one run into `target` the way compute writes: each file replaced atomically."""
-    names = [n for n in SERVED_TABLES if n != "memberships"] + ["memberships"]
-    for name in names:
-        _replace(source / f"{name}.parquet", target / f"{name}.parquet")
-        time.sleep(pause)
-    for path in sorted((source / "_normalized").glob("*.parquet")):
-        _replace(path, target / "_normalized" / path.name)
-        time.sleep(pause)
-    manifest = orjson.loads((source / "_manifest.json").read_bytes())
-    inputs = {n: e["path"] for n, e in manifest["files"].items() if e["role"] == "input"}
-    write_manifest(
-        target,
-        as_of=_as_of(manifest["as_of"]),
-        inputs=inputs,
-        layout=manifest["layout"],
-        json_columns=manifest["json_columns"],
-    )
-
-
-def _as_of(text: str):  # noqa: ANN202
-    from datetime import datetime
-
-    return datetime.fromisoformat(text)
-
-
-def _replace(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    os.close(fd)
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    """Write one run into `target` the way compute does: file by file into a new run folder
+    (with pauses, so reloads race the writes), then commit."""
+    run = open_run(source)
+    assert run is not None and run.as_of is not None
+    with begin_run(target, as_of=run.as_of) as writer:
+        for relative in [*(f"{n}.parquet" for n in SERVED_TABLES), *NORMALIZED_INPUTS.values()]:
+            (writer.folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(run.file(relative), writer.folder / relative)
+            time.sleep(pause)
+        writer.commit(as_of=run.as_of, layout=run.layout, json_columns=run.json_columns)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +56,7 @@ def _served(seen: Counter[tuple[str, str]], stamp: str) -> set[str]:
 
 def test_each_response_comes_from_one_run(runs: dict[str, Path], tmp_path: Path) -> None:
     live = tmp_path / "live"
-    _publish(runs[ISO[AS_OF]], live, pause=0)  # copies get new inodes: a fresh manifest too
+    _publish(runs[ISO[AS_OF]], live, pause=0)
     want = {stamp: Expected(path) for stamp, path in runs.items()}
     a, b = want[ISO[AS_OF]], want[ISO[AS_OF_B]]
     both = set(a.users["profile_id"]) & set(b.users["profile_id"])
@@ -121,7 +99,7 @@ def test_each_response_comes_from_one_run(runs: dict[str, Path], tmp_path: Path)
         for thread in threads:
             thread.start()
         # Gaps after each publish vary, so that some reloads start while the next run's files
-        # are already being replaced (the case the manifest check is for).
+        # are already being written.
         for k, source in enumerate([runs[ISO[AS_OF_B]], runs[ISO[AS_OF]]] * 8):
             _publish(source, live, pause=0.02)
             time.sleep([0.0, 0.03, 0.06, 0.3][k % 4])

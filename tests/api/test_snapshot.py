@@ -1,4 +1,4 @@
-"""Pinning a run: the manifest check, reads that survive replacement, both warehouse layouts."""
+"""Pinning a run: reads that survive later runs and cleanup, reloads on commit only, layouts."""
 
 from __future__ import annotations
 
@@ -14,74 +14,76 @@ import pytest
 from audience_pipeline.api.store import Store
 from audience_pipeline.explain import Explainer
 from audience_pipeline.ingest import ingest
-from audience_pipeline.manifest import MANIFEST_FILE, read_manifest
-from audience_pipeline.membership.pipeline import combine_partitions, commit_engine, run_engine
+from audience_pipeline.membership.pipeline import engine_step
 from audience_pipeline.orchestration import warehouse as wh
-from audience_pipeline.snapshot import SnapshotChanged, open_snapshot
+from audience_pipeline.snapshot import open_snapshot
 from audience_pipeline.spec.loader import load_space
+from audience_pipeline.warehouse import begin_run, open_run
+from audience_pipeline.warehouse.writer import amend_run
 from tests.api.support import AS_OF, DEFINITIONS, Expected, compute, make_events
 
 
 @pytest.fixture
 def copy(demo: Path, tmp_path: Path) -> Path:
-    """A fresh run in a folder of its own (computed, so that its manifest matches its files)."""
+    """A fresh run in a folder of its own."""
     target = tmp_path / "warehouse"
     compute(demo / "events", target)
     return target
 
 
-def _replace_with(path: Path, frame: pl.DataFrame) -> None:
-    tmp = path.with_suffix(".tmp")
-    frame.write_parquet(tmp)
-    os.replace(tmp, path)
-
-
-def test_pinned_reads_survive_replacement(copy: Path) -> None:
+def test_pinned_reads_survive_later_runs_and_their_cleanup(
+    copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUDIENCE_PIPELINE_KEEP_RUNS", "2")
     snapshot = open_snapshot(copy)
     before = snapshot.table("user_traits")
-    _replace_with(copy / "user_traits.parquet", before.head(1))
+    events = snapshot.messages().collect().height
+    for _ in range(3):  # each commits a run; the cleanup keeps the last 2
+        amend_run(copy, {"user_traits": before.head(1)})
+    assert not snapshot.run.folder.exists()
     assert snapshot.table("user_traits").equals(before)
     assert snapshot.scan("user_traits").collect().height == before.height
-    with pytest.raises(SnapshotChanged):
-        open_snapshot(copy)  # the folder now mixes two "runs"
+    assert snapshot.messages().collect().height == events
+    assert open_snapshot(copy).table("user_traits").height == 1
 
 
-def test_store_keeps_serving_while_files_do_not_match(copy: Path) -> None:
+def test_store_sees_a_run_only_once_it_is_committed(copy: Path) -> None:
     store = Store(copy, DEFINITIONS, poll_seconds=0)
     first = store.load()
-    _replace_with(
-        copy / "memberships.parquet", pl.read_parquet(copy / "memberships.parquet").head(0)
-    )
-    os.utime(copy / MANIFEST_FILE)  # a touched manifest that no longer matches the files
-    assert store.changed()
-    assert store.reload_once() is False
-    assert store.current is first
+    run = open_run(copy)
+    assert run is not None and run.as_of is not None
+    with begin_run(copy, as_of=run.as_of) as writer:
+        writer.write("memberships", pl.read_parquet(copy / "memberships.parquet").head(0))
+        assert not store.changed() and store.reload_once() is False
+        assert store.current is first
+    # Left without commit: nothing changed for readers, and the folder is gone.
+    assert not writer.folder.exists() and not store.changed()
+    amend_run(copy, {"memberships": pl.read_parquet(copy / "memberships.parquet").head(0)})
+    assert store.changed() and store.reload_once() is True
+    assert store.current.number == 2
 
 
-def test_changed_inputs_only_disable_events_and_explain(copy: Path) -> None:
-    events = copy / "_normalized" / "events.parquet"
-    _replace_with(events, pl.read_parquet(events).head(10))
-    snapshot = open_snapshot(copy)
-    assert not snapshot.has_inputs and "events.parquet" in (snapshot.inputs_problem or "")
-    store = Store(copy, DEFINITIONS, poll_seconds=0)
-    generation = store.load()
-    assert generation.users.events is None and len(generation.users.ids) > 0
-
-
-def test_a_folder_without_manifest_is_read_when_quiet(copy: Path) -> None:
-    (copy / MANIFEST_FILE).unlink()
+def test_a_folder_without_commit_point_is_read(copy: Path, tmp_path: Path) -> None:
+    """Loose `<table>.parquet` files (an older version's layout) are read as one run."""
+    loose = tmp_path / "loose"
+    (loose / "_normalized").mkdir(parents=True)
+    for path in copy.glob("*.parquet"):
+        shutil.copyfile(path, loose / path.name)
+    for path in (copy / "_normalized").glob("*.parquet"):
+        shutil.copyfile(path, loose / "_normalized" / path.name)
+    snapshot = open_snapshot(loose)
+    assert snapshot.as_of == AS_OF and snapshot.has_inputs and snapshot.run.run_id is None
     past = time.time() - 60
-    for path in [*copy.glob("*.parquet"), *(copy / "_normalized").glob("*.parquet")]:
-        os.utime(path, (past, past))
-    snapshot = open_snapshot(copy)
-    assert snapshot.as_of == AS_OF and snapshot.has_inputs
-    os.utime(copy / "memberships.parquet")  # just written: wait for the writer
-    with pytest.raises(SnapshotChanged):
-        open_snapshot(copy)
+    os.utime(loose / "memberships.parquet", (past, past))
+    store = Store(loose, DEFINITIONS, poll_seconds=0)
+    store.load()
+    assert not store.changed()
+    os.utime(loose / "memberships.parquet")  # rewritten by hand: a new "run"
+    assert store.changed()
 
 
 def test_the_dagster_layout(tmp_path: Path) -> None:
-    """Daily raw partitions + the engine state, published by commit_engine."""
+    """Daily raw partitions pinned into the run by hard links, and the engine state."""
     events = make_events(tmp_path / "generated", seed=3, events=1500)
     landing = tmp_path / "landing"
     for k, path in enumerate(sorted(events.glob("*.jsonl"))):
@@ -94,19 +96,15 @@ def test_the_dagster_layout(tmp_path: Path) -> None:
         result = ingest(sorted(day_dir.iterdir()), space)
         wh.write_partition(warehouse, "raw_events", day_dir.name, result.events)
         wh.write_partition(warehouse, "raw_trait_updates", day_dir.name, result.trait_updates)
-    stacked, updates = combine_partitions(
-        wh.read_partitions(warehouse, "raw_events"),
-        wh.read_partitions(warehouse, "raw_trait_updates"),
-    )
-    run = run_engine(stacked, updates, DEFINITIONS, AS_OF, warehouse)
-    for name, frame in run.tables.items():
-        wh.write_whole(warehouse, name, frame)
-    commit_engine(run, warehouse)
-
-    manifest = read_manifest(warehouse)
-    assert manifest is not None and manifest.layout == "partitions"
-    assert "state_messages" in manifest.files
+    _, run = engine_step(warehouse, DEFINITIONS, AS_OF)
+    assert run.layout == "partitions"
     snapshot = open_snapshot(warehouse)
+    assert snapshot.has("state_messages") and snapshot.has_inputs
+    # A partition rewritten after the run does not change what the run pinned.
+    day = sorted(landing.iterdir())[0].name
+    pinned = snapshot.table(f"raw_events/{day}")
+    wh.write_partition(warehouse, "raw_events", day, pinned.head(1))
+    assert open_snapshot(warehouse).table(f"raw_events/{day}").equals(pinned)
     explainer = Explainer(snapshot, DEFINITIONS)
     expected = Expected(warehouse)
     keys = sorted(expected.audiences["user"])
@@ -122,8 +120,6 @@ def test_a_replaced_generation_is_freed_in_steps(copy: Path) -> None:
     requests keep running), once no request holds it."""
     import weakref
 
-    from audience_pipeline.manifest import write_manifest
-
     store = Store(copy, DEFINITIONS, poll_seconds=0)
     first = store.load()
     index = first.users.index
@@ -131,11 +127,7 @@ def test_a_replaced_generation_is_freed_in_steps(copy: Path) -> None:
     watch = weakref.ref(first)
     assert len(index) > 0
     del first
-    manifest = read_manifest(copy)
-    assert manifest is not None
-    inputs = {n: e.path for n, e in manifest.files.items() if e.role == "input"}
-    write_manifest(copy, as_of=manifest.as_of, inputs=inputs, layout=manifest.layout,
-                   json_columns=manifest.json_columns)  # fmt: skip
+    amend_run(copy, {})  # the same tables committed again: a new run to load
     assert store.reload_once() and store.current.number == 2
     deadline = time.monotonic() + 10
     while (index or ids) and time.monotonic() < deadline:
@@ -145,8 +137,8 @@ def test_a_replaced_generation_is_freed_in_steps(copy: Path) -> None:
     assert len(store.current.users.index) == len(store.current.users.ids) > 0
 
 
-def test_a_dagster_materialization_publishes_a_matching_manifest(tmp_path: Path) -> None:
-    """The real pipeline: the IO manager writes the engine's tables, commit_engine the manifest."""
+def test_a_dagster_materialization_commits_a_whole_run(tmp_path: Path) -> None:
+    """The real pipeline: the engine asset commits its run, the IO manager writes nothing."""
     import dagster as dg
 
     from audience_pipeline.orchestration.definitions import build_definitions
@@ -161,7 +153,10 @@ def test_a_dagster_materialization_publishes_a_matching_manifest(tmp_path: Path)
                                 landing_dir=str(tmp_path / "landing"),
                                 warehouse_dir=str(tmp_path / "warehouse"))  # fmt: skip
     materialize_all(build_definitions(settings), dg.DagsterInstance.ephemeral(), AS_OF.isoformat())
-    snapshot = open_snapshot(tmp_path / "warehouse")  # raises if a file does not match
-    assert snapshot.manifest.layout == "partitions" and snapshot.has_inputs
+    snapshot = open_snapshot(tmp_path / "warehouse")
+    assert snapshot.layout == "partitions" and snapshot.has_inputs
+    runs = list((tmp_path / "warehouse" / "runs").iterdir())
+    assert len(runs) == 1  # one engine run, one commit (history and snapshots included)
+    assert snapshot.run.has("membership_history") and snapshot.run.has("membership_snapshots")
     generation = Store(tmp_path / "warehouse", definitions, poll_seconds=0).load()
     assert len(generation.users.ids) > 0 and generation.users.events is not None

@@ -9,7 +9,7 @@ import polars as pl
 
 from audience_pipeline.impact import edit_impact
 from audience_pipeline.ingest import ingest
-from audience_pipeline.membership.pipeline import combine_partitions, commit_engine, run_engine
+from audience_pipeline.membership.pipeline import engine_step
 from audience_pipeline.orchestration import warehouse as wh
 from audience_pipeline.spec.loader import load_space
 from tests.impact.conftest import REPO_DEFINITIONS, edit
@@ -20,14 +20,7 @@ KEYS = ["audience_key", "level", "entity_id"]
 
 def engine_run(warehouse: Path, definitions: Path) -> pl.DataFrame:
     """One engine step as the Dagster assets run it; returns the memberships it commits."""
-    stacked, updates = combine_partitions(
-        wh.read_partitions(warehouse, "raw_events"),
-        wh.read_partitions(warehouse, "raw_trait_updates"),
-    )
-    run = run_engine(stacked, updates, str(definitions), AS_OF, warehouse)
-    for name, frame in run.tables.items():
-        wh.write_whole(warehouse, name, frame)
-    commit_engine(run, warehouse)
+    run, _ = engine_step(warehouse, definitions, AS_OF)
     return run.tables["memberships"]
 
 

@@ -3,6 +3,7 @@ nothing."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
@@ -35,7 +36,9 @@ def test_after_equals_the_next_runs_memberships(run: tuple[Path, Path, Path],
     assert by_key["big_spenders"].exiting > 0  # the edits move people both ways
     assert sum(i.entering for i in report.audiences if i.status == "existing") > 0
     # The next run with the same inputs and as-of, and the edited space: a full recompute.
-    run_compute(root / "events", after, parse_as_of(AS_OF), wh)
+    # A microsecond later: a run at the same as-of would replace the first one (and be compared
+    # with the run before it, docs/semantics.md), not follow it.
+    run_compute(root / "events", after, parse_as_of(AS_OF) + timedelta(microseconds=1), wh)
     memberships = pl.read_parquet(wh / "memberships.parquet")
     changes = pl.read_parquet(wh / "membership_changes.parquet")
     for impact in report.audiences:
