@@ -37,6 +37,8 @@ _ASCII_SPACE = " \t\n\r\x0b\x0c"  # bytes.isspace(): what makes a line blank
 # (e.g. "a,1e5"): that only costs speed.
 _ODD_NUMBER = r"[:\[,]\s*(?:-?[0-9.]+[eE]|-?(?:[0-9]\.?){16}|-?0\.0000|-0)"
 _ODD_TEXT = r"[\x00-\x1f]"  # raw control characters (invalid JSON, or read differently)
+# What DuckDB reads but Python refuses: NaN / Infinity, trailing commas.
+_ODD_SYNTAX = r"[:\[,]\s*-?(?:[Nn]a[Nn]|[Ii]nf)|,\s*[}\]]"
 _TIMESTAMP = (
     r"^((?:[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-[0-9]{2}-[0-9]{2})T([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])"
     r"(?:\.([0-9]{1,6}))?(Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?$"
@@ -53,15 +55,26 @@ def _pointer(path: Path) -> str:
     return "".join("/" + part.replace("~", "~0").replace("/", "~1") for part in path)
 
 
+def _utf8(line: bytes) -> str | None:
+    try:
+        return line.decode()
+    except UnicodeDecodeError:
+        return None
+
+
 def block_frame(block: list[bytes], *, first_line: int, first_seq: int) -> pl.DataFrame:
     """Non-blank lines of a block: seq, line, raw bytes, text (null when not UTF-8).
 
     Blank lines (empty or ASCII whitespace, as ``bytes.isspace``) take a line number but no seq.
     """
     raw = pl.Series("raw", block, dtype=pl.Binary)
-    frame = pl.DataFrame([raw]).with_columns(
+    try:
+        b"\n".join(block).decode()
+        text = raw.cast(pl.String)
+    except UnicodeDecodeError:  # rare: find the lines that are not UTF-8 (they go per line)
+        text = pl.Series([_utf8(line) for line in block], dtype=pl.String)
+    frame = pl.DataFrame([raw, text.alias("text")]).with_columns(
         line=pl.int_range(first_line, first_line + len(block), dtype=pl.Int64),
-        text=pl.col("raw").cast(pl.String, strict=False),
     )
     blank = (pl.col("raw").bin.size() == 0) | (
         pl.col("text").str.strip_chars(_ASCII_SPACE) == ""
@@ -207,6 +220,7 @@ class FastReader:
             & ~text.str.contains("\\u", literal=True)
             & ~text.str.contains(_ODD_TEXT)
             & ~text.str.contains(_ODD_NUMBER)
+            & ~text.str.contains(_ODD_SYNTAX)
             & ts_ok.fill_null(False)
             & received_ok.fill_null(False)
             & (~is_track | (event_text.str.len_bytes() > 0).fill_null(False))

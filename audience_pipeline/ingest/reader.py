@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,8 @@ from audience_pipeline.spec.models import SpaceConfig
 logger = logging.getLogger(__name__)
 
 CHUNK_LINES = 500_000
-FAST_BLOCK_BYTES = 1 << 25  # a block of lines the vectorized reader takes at once
+FAST_BLOCK_BYTES = 1 << 25
+FAST_INGEST_ENV = "AUDIENCE_PIPELINE_FAST_INGEST"  # a block of lines the vectorized reader takes at once
 UNREADABLE_FILE = "unreadable file: "
 DAMAGED_REST = "unreadable rest of file: "
 
@@ -50,6 +52,15 @@ class FileResult:
     quarantine: pl.DataFrame
     lines: int  # non-blank lines (Parquet rows): the seq numbers the file used
     size: int  # bytes on disk
+
+
+def fast_reader_enabled() -> bool:
+    """Whether JSON lines go through the vectorized reader (``AUDIENCE_PIPELINE_FAST_INGEST=1``).
+
+    Off by default: on this project's 2-core machine it is exact but not yet faster than the
+    per-line path (docs/benchmarks.md, "Ingestion").
+    """
+    return os.environ.get(FAST_INGEST_ENV, "") == "1"
 
 
 def _reject_constant(name: str) -> Any:
@@ -243,7 +254,7 @@ def read_chunks(
     chunk_lines: int,
     sink: Sink,
     *,
-    fast: bool = True,
+    fast: bool | None = None,
 ) -> tuple[int, pl.DataFrame | None]:
     """Read and normalize one file, handing its rows to ``sink`` a chunk at a time.
 
@@ -254,6 +265,8 @@ def read_chunks(
     """
     normalizer = Normalizer(space)
     chunks = _Chunks(source, chunk_lines, sink)
+    if fast is None:
+        fast = fast_reader_enabled()
     # The loop allocates millions of small acyclic objects; cyclic GC passes over them are waste.
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -292,7 +305,7 @@ def read_file(
     *,
     source: str | None = None,
     chunk_lines: int = CHUNK_LINES,
-    fast: bool = True,
+    fast: bool | None = None,
 ) -> FileResult:
     """Read and normalize one file into memory; an unreadable file gives one quarantine row.
 
