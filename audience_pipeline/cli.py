@@ -136,6 +136,7 @@ def _run(args: argparse.Namespace) -> int:
         for name, rows in summary.tables.items():
             print(f"  {name}: {rows} rows")
         print(f"  quarantined messages: {summary.quarantined}")
+        print(f"  {service.ingest_accounting(summary.stats)}")
         for key, size in summary.audience_sizes.items():
             print(f"  audience {key}: {size} (+{summary.entered[key]} / -{summary.exited[key]})")
         timing = ", ".join(f"{k} {v:.2f}s" for k, v in summary.seconds.items())

@@ -173,6 +173,8 @@ def assemble(files: list[FileParts], directory: Path, work: Path) -> dict[str, i
         "duplicates": dropped.len(),
         "files": len(files),
         "bytes": sum(file.size for file in files),
+        "blank_lines": sum(file.blank for file in files),
+        "unreadable_files": sum(1 for file in files if file.unreadable),
     }
     _sink_events(slices, kept, directory / EVENTS_FILE, stats)
     traits = _scan(_parts(files, "trait_updates"), TRAIT_UPDATES_COLUMNS)

@@ -36,8 +36,8 @@ from audience_pipeline.spec.models import SpaceConfig
 logger = logging.getLogger(__name__)
 
 CHUNK_LINES = 500_000
-FAST_BLOCK_BYTES = 1 << 25
-FAST_INGEST_ENV = "AUDIENCE_PIPELINE_FAST_INGEST"  # a block of lines the vectorized reader takes at once
+FAST_BLOCK_BYTES = 1 << 25  # a block of lines the vectorized reader takes at once
+FAST_INGEST_ENV = "AUDIENCE_PIPELINE_FAST_INGEST"
 UNREADABLE_FILE = "unreadable file: "
 DAMAGED_REST = "unreadable rest of file: "
 
@@ -52,6 +52,7 @@ class FileResult:
     quarantine: pl.DataFrame
     lines: int  # non-blank lines (Parquet rows): the seq numbers the file used
     size: int  # bytes on disk
+    blank: int = 0  # blank lines (no seq, no row anywhere)
 
 
 def fast_reader_enabled() -> bool:
@@ -99,7 +100,7 @@ class _Chunks:
         self.chunk_lines = chunk_lines
         self.sink = sink
         self.cols = Columns()
-
+        self.blank = 0  # blank lines seen (they take a line number, no seq)
         self.fast: list[pl.DataFrame] = []  # events rows of the vectorized reader
         self.fast_rows = 0
 
@@ -182,6 +183,7 @@ def _read_lines(path: Path, normalizer: Normalizer, chunks: _Chunks) -> int:
             for text in block:
                 line += 1
                 if not text or text.isspace():
+                    chunks.blank += 1
                     continue
                 # The common case inline (this loop runs per line); odd lines take _slow_line.
                 try:
@@ -220,6 +222,7 @@ def _read_lines_fast(
             frame = block_frame(block, first_line=line + 1, first_seq=seq)
             line += len(block)
             seq += frame.height
+            chunks.blank += len(block) - frame.height
             events = reader.read(frame.filter(pl.col("text").is_not_null()))
             cols = chunks.cols
             rest = frame.filter(~pl.col("seq").is_in(events.get_column("seq").implode()))
@@ -255,11 +258,12 @@ def read_chunks(
     sink: Sink,
     *,
     fast: bool | None = None,
-) -> tuple[int, pl.DataFrame | None]:
+) -> tuple[int, int, pl.DataFrame | None]:
     """Read and normalize one file, handing its rows to ``sink`` a chunk at a time.
 
     Returns:
-        The file's non-blank lines (Parquet rows), i.e. the seq numbers it used; and for an
+        The file's non-blank lines (Parquet rows), i.e. the seq numbers it used; its blank
+        lines; and for an
         unreadable file, its one quarantine row (line 0). The file then counts 0 lines and
         whatever chunks ``sink`` already received from it must be dropped.
     """
@@ -283,12 +287,12 @@ def read_chunks(
             {"raw": [""], "source": [source], "line": [0], "reason": [UNREADABLE_FILE + str(exc)]},
             schema=QUARANTINE_COLUMNS,
         )
-        return 0, quarantine
+        return 0, 0, quarantine
     finally:
         if gc_was_enabled:
             gc.enable()
     chunks.flush()
-    return lines, None
+    return lines, chunks.blank, None
 
 
 def file_size(path: Path) -> int:
@@ -320,7 +324,7 @@ def read_file(
     """
     source = str(path) if source is None else source
     parts: dict[str, list[pl.DataFrame]] = {table: [] for table in TABLES}
-    lines, unreadable = read_chunks(
+    lines, blank, unreadable = read_chunks(
         path,
         space,
         source,
@@ -338,6 +342,7 @@ def read_file(
         _concat(parts["quarantine"], QUARANTINE_COLUMNS),
         lines,
         file_size(path),
+        blank,
     )
 
 

@@ -660,6 +660,8 @@ def test_empty_input_gives_empty_typed_tables(tmp_path: Path) -> None:
         "duplicates": 0,
         "files": 0,
         "bytes": 0,
+        "blank_lines": 0,
+        "unreadable_files": 0,
     }
 
 

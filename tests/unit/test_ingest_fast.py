@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audience_pipeline.ingest.reader import read_file
+from audience_pipeline.ingest import accounting, ingest
+from audience_pipeline.ingest.reader import FAST_INGEST_ENV, read_file
 from audience_pipeline.spec.models import SpaceConfig
 
 SPACE = SpaceConfig()
@@ -125,6 +127,11 @@ _lines = st.lists(
 )
 
 
+@pytest.fixture(autouse=True)
+def _fast_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(FAST_INGEST_ENV, "1")  # ingest() below takes the vectorized reader
+
+
 def _read_both(path: Path) -> tuple[Any, Any]:
     return read_file(path, SPACE, fast=True), read_file(path, SPACE, fast=False)
 
@@ -144,6 +151,26 @@ def test_fast_reader_equals_the_per_line_reader(tmp_path_factory: Any, lines: li
     path = tmp_path_factory.mktemp("fast") / "events.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     _assert_same(*_read_both(path))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines=_lines, copies=st.integers(1, 3))
+def test_every_line_is_accounted_for(
+    tmp_path_factory: Any, lines: list[bytes], copies: int
+) -> None:
+    folder = tmp_path_factory.mktemp("conservation")
+    for index in range(copies):  # the same messages in several files: duplicates across files
+        (folder / f"{index}.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
+    (folder / "x.jsonl.gz").write_bytes(b"not gzip")
+    stats = ingest(folder, SPACE).stats
+    blank = sum(1 for line in lines if not line.strip(b" \t\n\r\x0b\x0c"))
+    assert stats["lines_read"] == (len(lines) - blank) * copies
+    assert stats["blank_lines"] == blank * copies
+    assert stats["unreadable_files"] == 1
+    assert stats["lines_read"] + stats["unreadable_files"] == (
+        stats["messages"] + stats["duplicates"] + stats["quarantined"]
+    )
+    assert accounting(stats).startswith(f"lines in: {stats['lines_read']} = kept")
 
 
 def test_fast_reader_takes_the_common_shape(tmp_path: Path) -> None:
