@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import polars as pl
 
 from audience_pipeline import service
+from audience_pipeline.ingest import accounting as ingest_accounting
+from audience_pipeline.ingest.progress import show_on_stderr as show_ingest_progress
 from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.sql.dialects import DIALECTS
 
@@ -127,6 +129,7 @@ def _run(args: argparse.Namespace) -> int:
         print("definitions are valid")
         return 0
     if args.command == "compute":
+        show_ingest_progress()
         as_of = service.parse_as_of(args.as_of)
         summary = service.run_compute(
             args.events, args.definitions, as_of, args.out, engine=args.engine,
@@ -136,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
         for name, rows in summary.tables.items():
             print(f"  {name}: {rows} rows")
         print(f"  quarantined messages: {summary.quarantined}")
-        print(f"  {service.ingest_accounting(summary.stats)}")
+        print(f"  {ingest_accounting(summary.stats)}")
         for key, size in summary.audience_sizes.items():
             print(f"  audience {key}: {size} (+{summary.entered[key]} / -{summary.exited[key]})")
         timing = ", ".join(f"{k} {v:.2f}s" for k, v in summary.seconds.items())

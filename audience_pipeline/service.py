@@ -18,7 +18,6 @@ from pathlib import Path
 import polars as pl
 
 from audience_pipeline.engine.compute import ComputeResult, compute
-from audience_pipeline.ingest import accounting as ingest_accounting
 from audience_pipeline.ingest import (
     IngestResult,
     ingest,

@@ -13,6 +13,7 @@ so the fast path never changes a meaning, only the time it takes.
 from __future__ import annotations
 
 import os
+
 import duckdb
 import orjson
 import polars as pl
@@ -47,7 +48,10 @@ _UNESCAPE = (
     ['\\"', "\\\\", "\\/", "\\n", "\\r", "\\t", "\\b", "\\f"],
     ['"', "\\", "/", "\n", "\r", "\t", "\b", "\f"],
 )
-_ESCAPE = (["\\", '"', "\n", "\r", "\t", "\b", "\f"], ["\\\\", '\\"', "\\n", "\\r", "\\t", "\\b", "\\f"])
+_ESCAPE = (
+    ["\\", '"', "\n", "\r", "\t", "\b", "\f"],
+    ["\\\\", '\\"', "\\n", "\\r", "\\t", "\\b", "\\f"],
+)
 _EVENT_NAMES = {"page": "Page Viewed", "screen": "Screen Viewed"}
 
 
@@ -117,9 +121,7 @@ class FastReader:
         lines = lines.select("seq", "line", "text")
         con.register("lines", lines)
         try:
-            structures = con.sql(
-                "SELECT try(json_structure(text)) AS structure FROM lines"
-            ).pl()
+            structures = con.sql("SELECT try(json_structure(text)) AS structure FROM lines").pl()
         finally:
             con.unregister("lines")
         lines = lines.with_columns(structures.get_column("structure"))
@@ -127,9 +129,7 @@ class FastReader:
         orders = {"properties": PathOrder(MAX_PATHS), "context": PathOrder(MAX_PATHS)}
         admitted: dict[str, Shape] = {}
         for text, shape in shapes.items():
-            if shape.ok and all(
-                orders[source].admit(getattr(shape, source)) for source in orders
-            ):
+            if shape.ok and all(orders[source].admit(getattr(shape, source)) for source in orders):
                 admitted[text] = shape
         paths = self._paths(orders)
         pointers = [_pointer(path) for path in paths]
@@ -204,10 +204,14 @@ class FastReader:
         received_ok = ~_is_json_string(raw_received) | received.is_not_null()
         ids = self._identifiers(value)
         previous = _strip(_string(value(("previousId",))))
-        previous = pl.when(previous.str.to_lowercase().is_in(self._blocked)).then(None).otherwise(previous)
+        previous = (
+            pl.when(previous.str.to_lowercase().is_in(self._blocked)).then(None).otherwise(previous)
+        )
         ascii_ids = pl.all_horizontal(
             [
-                ~_string(value(tuple(dotted.split(".")))).str.contains(r"[^\x00-\x7f]").fill_null(False)
+                ~_string(value(tuple(dotted.split("."))))
+                .str.contains(r"[^\x00-\x7f]")
+                .fill_null(False)
                 for spec in self.space.identifiers
                 for dotted in spec.paths
             ]
@@ -229,7 +233,9 @@ class FastReader:
         )
         frame = frame.with_columns(ids.alias("_ids"))
         frame = frame.filter(accept)
-        properties = self._object_text("properties", orders["properties"].paths, value, fills=is_page)
+        properties = self._object_text(
+            "properties", orders["properties"].paths, value, fills=is_page
+        )
         context = self._object_text("context", orders["context"].paths, value, fills=None)
         events = frame.select(
             pl.col("seq").cast(pl.Int64),
@@ -274,9 +280,7 @@ class FastReader:
                 )
         found = pl.concat_list(items).list.drop_nulls().list.unique().list.sort()
         return found.list.eval(
-            pl.struct(
-                pl.element().struct.field("id_type"), pl.element().struct.field("id_value")
-            )
+            pl.struct(pl.element().struct.field("id_type"), pl.element().struct.field("id_value"))
         ).cast(pl.List(ID_STRUCT))
 
     def _object_text(
@@ -293,9 +297,7 @@ class FastReader:
             fill_sources: list[tuple[str, pl.Expr]] = [("name", value(("name",)))]  # type: ignore[operator]
             fill_sources += [(k, value(("context", "page", k))) for k in PAGE_FILLS]  # type: ignore[operator]
             for key, raw in fill_sources:
-                absent = (
-                    ~pl.col(f"_{source}_{have[key]}") if key in have else pl.lit(True)
-                )
+                absent = ~pl.col(f"_{source}_{have[key]}") if key in have else pl.lit(True)
                 if key != "name":
                     absent = absent & pl.col("_has_page")
                 use = fills & absent & _is_json_string(raw)
@@ -364,9 +366,7 @@ def _timestamp(text: pl.Expr) -> pl.Expr:
     """Microseconds since the epoch of an ISO text, like datetime.fromisoformat; else null."""
     parts = text.str.extract_groups(_TIMESTAMP)
     date = parts.struct.field("1")
-    clock = (
-        parts.struct.field("2") + ":" + parts.struct.field("3") + ":" + parts.struct.field("4")
-    )
+    clock = parts.struct.field("2") + ":" + parts.struct.field("3") + ":" + parts.struct.field("4")
     base = (date + " " + clock).str.to_datetime("%Y-%m-%d %H:%M:%S", time_unit="us", strict=False)
     fraction = parts.struct.field("5").str.pad_end(6, "0").cast(pl.Int64).fill_null(0)
     zone = parts.struct.field("6")
@@ -375,7 +375,5 @@ def _timestamp(text: pl.Expr) -> pl.Expr:
         zone.str.slice(1, 2).cast(pl.Int64, strict=False) * 60
         + zone.str.slice(4, 2).cast(pl.Int64, strict=False)
     ).fill_null(0) * sign
-    micros = (
-        base.dt.epoch("us") + fraction - offset_minutes * 60_000_000
-    )
+    micros = base.dt.epoch("us") + fraction - offset_minutes * 60_000_000
     return micros.cast(pl.Int64).cast(UTC_US)

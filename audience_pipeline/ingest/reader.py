@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from audience_pipeline.ingest.fast import FastReader, block_frame
 from audience_pipeline.ingest.files import (
     DamagedFileError,
     UnreadableFileError,
@@ -22,7 +23,6 @@ from audience_pipeline.ingest.files import (
     parquet_rows,
     row_json,
 )
-from audience_pipeline.ingest.fast import FastReader, block_frame
 from audience_pipeline.ingest.frames import events_frame, quarantine_frame, trait_updates_frame
 from audience_pipeline.ingest.normalize import INVALID_JSON, Columns, InexactInteger, Normalizer
 from audience_pipeline.ingest.schema import (
@@ -218,7 +218,7 @@ def _read_lines_fast(
     seq = 0
     line = 0
     try:
-        for block in (line_blocks(path, block_bytes=FAST_BLOCK_BYTES)):
+        for block in line_blocks(path, block_bytes=FAST_BLOCK_BYTES):
             frame = block_frame(block, first_line=line + 1, first_seq=seq)
             line += len(block)
             seq += frame.height

@@ -40,7 +40,9 @@ def accounting(stats: dict[str, int]) -> str:
     unreadable = stats.get("unreadable_files", 0)
     kept, dups, quarantined = (stats.get(k, 0) for k in ("messages", "duplicates", "quarantined"))
     balance = "=" if lines + unreadable == kept + dups + quarantined else "!="
-    text = f"lines in: {lines} {balance} kept {kept} + duplicates {dups} + quarantined {quarantined}"
+    text = (
+        f"lines in: {lines} {balance} kept {kept} + duplicates {dups} + quarantined {quarantined}"
+    )
     if unreadable:
         text += f" - unreadable files {unreadable}"
     return text + f" (blank lines skipped: {stats.get('blank_lines', 0)})"
