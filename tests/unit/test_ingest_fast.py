@@ -205,3 +205,26 @@ def test_fast_reader_crlf_and_blank_lines(tmp_path: Path) -> None:
     assert fast.events.get_column("line").to_list() == [3, 5]
     assert fast.quarantine.height == 0  # "\r" and "\t" alone are blank (bytes.isspace)
     assert fast.lines == 2
+
+
+def test_fast_reader_follows_custom_identifier_rules(tmp_path: Path) -> None:
+    from audience_pipeline.spec.models import IdentifierSpec
+
+    messages = [
+        {"type": "track", "event": "E", "timestamp": "2026-01-01T00:00:00Z", "userId": u,
+         "context": {"device": {"id": d}}, "properties": {"email": e}}
+        for u, d, e in [("B", "a", "x"), (" guest ", "A", "y"), ("b", None, "z"), (None, "0", "w")]
+    ]  # fmt: skip
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(m) + b"\n" for m in messages))
+    for identifiers in [
+        (IdentifierSpec("device_id", ("context.device.id",), 10, 0),
+         IdentifierSpec("user_id", ("userId", "properties.email"), 1, 1)),
+        (IdentifierSpec("device_id", ("context.device.id",), 10, 1),  # one priority, two types:
+         IdentifierSpec("user_id", ("userId",), 1, 1)),  # the per-line path takes them all
+    ]:  # fmt: skip
+        space = SpaceConfig(identifiers=identifiers, blocked_values=frozenset({"guest", "0"}))
+        fast = read_file(path, space, fast=True)
+        slow = read_file(path, space, fast=False)
+        _assert_same(fast, slow)
+        assert fast.events.height >= 3  # (None, "0"): no identifier left in the second
