@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import duckdb
 import orjson
@@ -240,10 +241,18 @@ class FastReader:
             [slot.alias(f"_id{index}") for index, (_, slot) in enumerate(slots)]
         )
         frame = frame.with_columns(_id_lists(frame, [id_type for id_type, _ in slots]))
+        kinds: dict[Path, set[str]] = {}
+        held: dict[Path, int] = {}
+        for shape in admitted.values():
+            for path, kind in (shape.kinds or {}).items():
+                kinds.setdefault(path, set()).add(kind)
+                held[path] = held.get(path, 0) + 1
+        everywhere = {path for path, count in held.items() if count == len(admitted)}
+        layout = _Layout(kinds, everywhere)
         properties = self._object_text(
-            "properties", orders["properties"].paths, value, fills=is_page
+            "properties", orders["properties"].paths, value, is_page, layout
         )
-        context = self._object_text("context", orders["context"].paths, value, fills=None)
+        context = self._object_text("context", orders["context"].paths, value, None, layout)
         events = frame.select(
             pl.col("seq").cast(pl.Int64),
             _string(value(("messageId",))).alias("message_id"),
@@ -306,13 +315,18 @@ class FastReader:
         paths: list[Path],
         value: Callable[[Path], pl.Expr],
         fills: pl.Expr | None,
+        layout: _Layout,
     ) -> pl.Expr:
         parts: list[pl.Expr] = []
         for index, path in enumerate(paths):
             key = orjson.dumps(".".join(path)).decode() + ":"
-            column = value((source, *path))
-            present = pl.col(f"_{source}_{index}")
-            parts.append(pl.when(present).then(pl.lit(key) + _tagged_json(column)))
+            full = (source, *path)
+            kinds = layout.kinds.get(full, set())
+            tagged = _tagged_json(value(full), next(iter(kinds)) if len(kinds) == 1 else None)
+            part = pl.lit(key) + tagged
+            if full not in layout.everywhere:
+                part = pl.when(pl.col(f"_{source}_{index}")).then(part)
+            parts.append(part)
         if fills is not None:
             have = {path[0]: i for i, path in enumerate(paths) if len(path) == 1}
             fill_sources: list[tuple[str, pl.Expr]] = [("name", value(("name",)))]
@@ -393,8 +407,28 @@ def _number_text(raw: pl.Expr) -> pl.Expr:
     return raw.str.strip_suffix(".0")
 
 
-def _tagged_json(raw: pl.Expr) -> pl.Expr:
-    """JSON text of the flat-tagged value (tagging.flat_tag_dict) of a JSON value's text."""
+@dataclass(frozen=True)
+class _Layout:
+    """What the accepted shapes of a block say about each (source, *path)."""
+
+    kinds: dict[Path, set[str]]  # the flat tags its values take
+    everywhere: set[Path]  # paths every accepted shape holds (no presence test needed)
+
+
+def _tagged_json(raw: pl.Expr, kind: str | None = None) -> pl.Expr:
+    """JSON text of the flat-tagged value (tagging.flat_tag_dict) of a JSON value's text.
+
+    ``kind``: the one tag every accepted shape gives the path (s, n, b, z, o), which spares
+    the test of the first character; None when they differ.
+    """
+    if kind == "s":
+        return pl.lit('"s') + raw.str.slice(1)
+    if kind == "n":
+        return pl.lit('"n') + _number_text(raw) + pl.lit('"')
+    if kind == "z":
+        return pl.lit("null")
+    if kind == "o":
+        return pl.lit('"o') + raw.str.replace_many(["\\", '"'], ["\\\\", '\\"']) + pl.lit('"')
     first = raw.str.head(1)
     return (
         pl.when(first == '"')

@@ -39,6 +39,7 @@ class Shape:
     properties: tuple[Path, ...] = ()  # dotted paths in flatten order (flat_tag_dict's order)
     context: tuple[Path, ...] = ()
     has_page: bool = False  # context.page is an object (page/screen fills read it)
+    kinds: dict[Path, str] | None = None  # (source, *path) -> s, n, b, z (null) or o (object)
 
 
 NOT_OK = Shape(ok=False)
@@ -80,6 +81,28 @@ def _flat_paths(node: Any, prefix: Path = ()) -> list[Path]:
     return paths
 
 
+_KINDS = {_STRING: "s", "BOOLEAN": "b", _NULL: "z", _EMPTY_OBJECT: "o"}
+_KINDS.update(dict.fromkeys(("UBIGINT", "BIGINT", "DOUBLE", "HUGEINT", "UHUGEINT"), "n"))
+
+
+def _kind(node: Any) -> str:
+    """The flat tag of a structure node: s, n, b, z (null) or o (object or array)."""
+    if isinstance(node, dict | list):
+        return "o"
+    return _KINDS.get(node, "?")  # "?": unknown, the reader tests the value itself
+
+
+def _kinds(node: Any, prefix: Path) -> dict[Path, str]:
+    found: dict[Path, str] = {}
+    if isinstance(node, dict):
+        for key, child in node.items():
+            path = (*prefix, key)
+            found[path] = _kind(child)
+            if isinstance(child, dict):
+                found.update(_kinds(child, path))
+    return found
+
+
 def _at(structure: dict[str, Any], path: Iterable[str]) -> tuple[Any, bool]:
     """The structure at a path, and whether an array stands in the way (pointer ambiguity)."""
     node: Any = structure
@@ -119,13 +142,15 @@ def analyse(text: str, space: SpaceConfig) -> Shape:
     if has_page and not all(_string_or_missing(page.get(key)) for key in PAGE_FILLS):
         return NOT_OK
     flat: dict[str, tuple[Path, ...]] = {}
+    kinds: dict[Path, str] = {}
     for source in ("properties", "context"):
+        kinds.update(_kinds(structure.get(source), (source,)))
         paths = _flat_paths(structure.get(source))
         names = {".".join(path) for path in paths}
         if len(names) != len(paths):  # "a.b" and a -> b: one flat key, Python keeps one
             return NOT_OK
         flat[source] = tuple(paths)
-    return Shape(True, keys, flat["properties"], flat["context"], has_page)
+    return Shape(True, keys, flat["properties"], flat["context"], has_page, kinds)
 
 
 class PathOrder:
