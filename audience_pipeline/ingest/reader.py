@@ -318,6 +318,8 @@ def read_file(
         space: identifier rules.
         source: the name recorded in ``source`` columns (default: the path as given).
         chunk_lines: rows per intermediate DataFrame.
+        fast: JSON lines through the vectorized reader (:mod:`.fast`), the per-line normalizer
+            taking what it leaves; default: :func:`fast_reader_enabled`. Same result either way.
 
     Returns:
         The file's rows with file-local ``seq``.
