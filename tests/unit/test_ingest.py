@@ -712,3 +712,14 @@ def test_write_and_read_normalized_round_trip(tmp_path: Path) -> None:
     assert (
         pq.ParquetFile(out / "events.parquet").metadata.row_group(0).column(0).compression == "ZSTD"
     )
+
+
+def test_gzip_members_and_zero_padding_read_as_one_stream(tmp_path: Path) -> None:
+    plain = _write(tmp_path / "plain.jsonl", MIXED * 3)
+    data = plain.read_bytes()
+    cut = len(data) // 3  # members need not end at a line end
+    packed = tmp_path / "members.jsonl.gz"
+    packed.write_bytes(gzip.compress(data[:cut]) + gzip.compress(data[cut:]) + b"\0" * 8)
+    expected, got = ingest(plain, SPACE), ingest(packed, SPACE)
+    assert _without_source(got.events).equals(_without_source(expected.events))
+    assert _without_source(got.quarantine).equals(_without_source(expected.quarantine))
