@@ -8,6 +8,7 @@ final files are written by Polars' streaming sink.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,7 +36,10 @@ from audience_pipeline.ingest.storage import (
 )
 
 DEDUPE_KEYS = ("seq", "message_id", "received_at")
-DECODE_THREADS = 2  # slices decoded at once (memory: this many slices of events)
+# Slices decoded at once. Each holds a slice of events and its decoded columns: at 2M events two
+# took the main process from 1.24 to 2.03 GB, too close to the 2.5 GB budget at 10M to be the
+# default (docs/benchmarks.md, "Ingestion"); AUDIENCE_PIPELINE_DECODE_THREADS=2 trades it for time.
+DECODE_THREADS = max(1, int(os.environ.get("AUDIENCE_PIPELINE_DECODE_THREADS", "1") or 1))
 
 
 @dataclass(frozen=True)
@@ -122,9 +126,9 @@ def _write_slices(
     """Validated event slices with their flat columns on disk; the flat columns to keep.
 
     A source (properties, context) with more keys than MAX_FLAT_COLUMNS gets no flat columns
-    (flatten.add_flat_columns), so its decoding stops once it is over. Slices are decoded
-    DECODE_THREADS at a time (Polars' JSON decode of one column runs on one core) and their
-    names merged in slice order, so the columns come out as a sequential decode gives them.
+    (flatten.add_flat_columns), so its decoding stops once it is over. Slices may be decoded
+    DECODE_THREADS at a time (Polars' JSON decode of one column runs on one core); their names
+    are merged in slice order, so the columns come out as a sequential decode gives them.
     """
     names: dict[str, dict[str, None]] = {prefix: {} for prefix in PREFIXES.values()}
     slices: list[_Slice] = []

@@ -192,3 +192,15 @@ def test_keys_polars_would_read_as_patterns_are_plain_keys(tmp_path: Path) -> No
     assert events.get_column("p.*").to_list() == ["sstar", None]
     assert events.get_column("p.^a$").to_list() == ["scaret", None]
     assert events.get_column("p.a").to_list() == ["splain", "sother"]
+
+
+@pytest.mark.usefixtures("tiny")
+def test_slices_decoded_two_at_a_time_give_the_same_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _files(tmp_path)
+    one = ingest(folder, SPACE, workers=1)
+    monkeypatch.setattr(assemble, "DECODE_THREADS", 2)
+    two = ingest(folder, SPACE, workers=1)
+    assert two.events.columns == one.events.columns
+    assert two.events.equals(one.events)
