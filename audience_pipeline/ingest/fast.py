@@ -35,6 +35,7 @@ from audience_pipeline.ingest.shapes import (
 from audience_pipeline.spec.models import SpaceConfig
 
 MAX_PATHS = 400  # per source and block; shapes beyond it take the per-line path
+MAX_CACHED_SHAPES = 50_000  # analysed structures kept per file
 _ASCII_SPACE = " \t\n\r\x0b\x0c"  # bytes.isspace(): what makes a line blank
 # A number Python and DuckDB may print differently (exponent, 16+ digits, tiny, negative zero),
 # or that orjson reads inexactly: its line takes the per-line path. Strings may match too
@@ -43,17 +44,16 @@ _ODD_NUMBER = r"[:\[,]\s*(?:-?[0-9.]+[eE]|-?(?:[0-9]\.?){16}|-?0\.0000|-0)"
 _ODD_TEXT = r"[\x00-\x1f]"  # raw control characters (invalid JSON, or read differently)
 # What DuckDB reads but Python refuses: NaN / Infinity, trailing commas.
 _ODD_SYNTAX = r"[:\[,]\s*-?(?:[Nn]a[Nn]|[Ii]nf)|,\s*[}\]]"
+# The ISO form the fast path reads itself (year 9999 may overflow at the UTC conversion, and
+# other forms of fromisoformat go per line): date, hour, minute, second, fraction, offset.
 _TIMESTAMP = (
-    r"^((?:[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-[0-9]{2}-[0-9]{2})T([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])"
+    r"^((?:[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-[0-9]{2}-[0-9]{2})"
+    r"T([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])"
     r"(?:\.([0-9]{1,6}))?(Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?$"
 )
 _UNESCAPE = (
     ['\\"', "\\\\", "\\/", "\\n", "\\r", "\\t", "\\b", "\\f"],
     ['"', "\\", "/", "\n", "\r", "\t", "\b", "\f"],
-)
-_ESCAPE = (
-    ["\\", '"', "\n", "\r", "\t", "\b", "\f"],
-    ["\\\\", '\\"', "\\n", "\\r", "\\t", "\\b", "\\f"],
 )
 _EVENT_NAMES = {"page": "Page Viewed", "screen": "Screen Viewed"}
 
@@ -134,8 +134,14 @@ class FastReader:
         orders = {"properties": PathOrder(MAX_PATHS), "context": PathOrder(MAX_PATHS)}
         admitted: dict[str, Shape] = {}
         for text, shape in shapes.items():
-            if shape.ok and all(orders[source].admit(getattr(shape, source)) for source in orders):
+            if not shape.ok:
+                continue
+            before = {source: list(order.paths) for source, order in orders.items()}
+            if all(order.admit(getattr(shape, source)) for source, order in orders.items()):
                 admitted[text] = shape
+            else:  # one source refused it: the other keeps no trace of it
+                for source, order in orders.items():
+                    order.paths = before[source]
         paths = self._paths(orders)
         pointers = [_pointer(path) for path in paths]
         candidates = lines.filter(pl.col("structure").is_in(list(admitted)))
@@ -161,6 +167,8 @@ class FastReader:
         for text in structures.drop_nulls().unique(maintain_order=True).to_list():
             shape = self._shapes.get(text)
             if shape is None:
+                if len(self._shapes) >= MAX_CACHED_SHAPES:
+                    self._shapes.clear()
                 try:
                     shape = analyse(text, self.space)
                 except (ValueError, RecursionError):

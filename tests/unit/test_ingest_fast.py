@@ -228,3 +228,20 @@ def test_fast_reader_follows_custom_identifier_rules(tmp_path: Path) -> None:
         slow = read_file(path, space, fast=False)
         _assert_same(fast, slow)
         assert fast.events.height >= 3  # (None, "0"): no identifier left in the second
+
+
+def test_keys_in_another_order_keep_their_order(tmp_path: Path) -> None:
+    base = {"type": "track", "event": "E", "userId": "u", "timestamp": "2026-01-01T00:00:00Z"}
+    messages = [
+        {**base, "properties": {"a": 1, "b": {"c": "x"}}, "context": {"ip": "1", "os": "z"}},
+        {**base, "properties": {"b": {"c": "y"}, "a": 2}, "context": {"ip": "2"}},
+        {**base, "properties": {"a": 3}, "context": {"os": "w", "ip": "3"}},
+        {**base, "properties": {"d": None, "a": 4}},
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(m) + b"\n" for m in messages))
+    fast, slow = _read_both(path)
+    _assert_same(fast, slow)
+    assert fast.events.get_column("properties").to_list()[1] == (
+        '{"b":"o{\\"c\\":\\"y\\"}","b.c":"sy","a":"n2"}'
+    )
