@@ -32,10 +32,10 @@ class Progress:
         return self.bytes_done / 1e6 / self.seconds if self.seconds > 0 else 0.0
 
     def describe(self) -> str:
-        """One plain line, e.g. ``ingest read: 3/8 files, 1,089/2,903 MB, 41.2 MB/s``."""
+        """One plain line, e.g. ``ingest read: 3/8 files, 1,089.2/2,903.4 MB, 41.2 MB/s, 26.4 s``."""
         return (
             f"ingest {self.stage}: {self.files_done}/{self.files_total} files, "
-            f"{self.bytes_done / 1e6:,.0f}/{self.bytes_total / 1e6:,.0f} MB, "
+            f"{self.bytes_done / 1e6:,.1f}/{self.bytes_total / 1e6:,.1f} MB, "
             f"{self.mb_per_s:.1f} MB/s, {self.seconds:.1f} s"
         )
 

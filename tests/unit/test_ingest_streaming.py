@@ -204,3 +204,19 @@ def test_slices_decoded_two_at_a_time_give_the_same_columns(
     two = ingest(folder, SPACE, workers=1)
     assert two.events.columns == one.events.columns
     assert two.events.equals(one.events)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_reports_every_file_then_assembly_and_end(tmp_path: Path, workers: int) -> None:
+    from audience_pipeline.ingest.progress import Progress
+
+    folder = _files(tmp_path)
+    reports: list[Progress] = []
+    ingest(folder, SPACE, workers=workers, progress=reports.append)
+    total = sum(path.stat().st_size for path in discover(folder))
+    stages = [report.stage for report in reports]
+    assert stages == ["read"] * 5 + ["assemble", "done"]  # the start, then each of 4 files
+    assert [report.files_done for report in reports[:5]] == [0, 1, 2, 3, 4]
+    assert all(report.bytes_total == total and report.files_total == 4 for report in reports)
+    assert reports[-1].bytes_done == total
+    assert "4/4 files" in reports[-1].describe()
