@@ -20,6 +20,12 @@ only the columns compute needs from the normalized events (`read_events`), as a 
 would, and `peak_rss_mb` is this process's peak after the Polars runs (before DuckDB and the
 incremental runs). `--reuse-normalized` skips ingestion when normalized events from an earlier
 run exist (for profiling; no `ingest_mb_per_s` then).
+
+Ingestion is also compared with DuckDB reading the same files: `read_json` with typed columns
+(ids, event, timestamps as VARCHAR; properties, context, traits as JSON) written to one Parquet
+file, in this run (`ingest_vs_duckdb_read`: our ingest seconds / DuckDB's; medians of
+--ingest-repeat runs each). `--ingest-only` stops after that; `--fast-ingest` turns the
+vectorized reader on (AUDIENCE_PIPELINE_FAST_INGEST=1) in the ingest child.
 """
 
 from __future__ import annotations
@@ -125,11 +131,42 @@ def floor_plan(path: Path, space: ir.Space) -> pl.LazyFrame:
     )
 
 
-def ingest_in_child(data: Path, normalized: Path, definitions: str) -> dict[str, float]:
+# What PERF-NOTES.md timed: the message fields as text, the nested objects as JSON.
+DUCKDB_COLUMNS = {
+    **dict.fromkeys(
+        ("type", "userId", "anonymousId", "event", "messageId", "timestamp", "receivedAt"),
+        "VARCHAR",
+    ),
+    **dict.fromkeys(("properties", "context", "traits"), "JSON"),
+}
+
+
+def duckdb_read_seconds(data: Path, out: Path) -> float:
+    """Seconds DuckDB takes to read the event files (typed read_json) into one Parquet file."""
+    import duckdb
+
+    files = [str(p) for p in sorted(data.glob("events-*"))]
+    con = duckdb.connect()
+    con.execute("SET memory_limit = '2GB'")
+    start = time.perf_counter()
+    relation = con.read_json(
+        files, format="newline_delimited", columns=DUCKDB_COLUMNS, ignore_errors=True
+    )
+    relation.write_parquet(str(out))
+    seconds = time.perf_counter() - start
+    con.close()
+    out.unlink()
+    return seconds
+
+
+def ingest_in_child(
+    data: Path, normalized: Path, definitions: str, *, fast: bool = False
+) -> dict[str, float]:
     """Ingest `data` into `normalized` in a fresh process; its seconds and peak RSS."""
+    env = {**os.environ, "AUDIENCE_PIPELINE_FAST_INGEST": "1" if fast else "0"}
     out = subprocess.run(
         [sys.executable, __file__, "--ingest-child", str(data), str(normalized), definitions],
-        check=True, capture_output=True, text=True,
+        check=True, capture_output=True, text=True, env=env,
     )  # fmt: skip
     stats: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return stats
@@ -138,14 +175,18 @@ def ingest_in_child(data: Path, normalized: Path, definitions: str) -> dict[str,
 def _ingest_child(data: str, normalized: str, definitions_root: str) -> int:
     definitions, _ = load_space_ir(definitions_root, AS_OF)
     start = time.perf_counter()
+    cpu = time.process_time()
     # Straight to disk (parts, then a streaming assembly): memory does not grow with events.
     ingest_to_parquet(Path(data), definitions.space, Path(normalized))
     seconds = time.perf_counter() - start
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = time.process_time() - cpu + children.ru_utime + children.ru_stime
     (Path(normalized) / ".complete").write_text("ok")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # The reader processes (up to 2 at once): ru_maxrss of children is the largest one's peak.
     workers_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb, "workers_peak_mb": workers_mb}))
+    print(json.dumps({"seconds": seconds, "cpu_s": cpu_s, "peak_rss_mb": peak_mb,
+                      "workers_peak_mb": workers_mb}))  # fmt: skip
     return 0
 
 
@@ -216,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reuse-normalized", action="store_true", help="skip ingestion if normalized data exists"
     )
+    parser.add_argument("--ingest-only", action="store_true", help="stop after ingestion")
+    parser.add_argument("--ingest-repeat", type=int, default=1, help="ingest runs (median)")
+    parser.add_argument("--fast-ingest", action="store_true", help="the vectorized reader")
     parser.add_argument("--ingest-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.ingest_child:
@@ -228,7 +272,27 @@ def main(argv: list[str] | None = None) -> int:
     normalized = ROOT / "data" / f"normalized-{args.events}"
     ingest_stats: dict[str, float] = {}
     if not (args.reuse_normalized and (normalized / ".complete").exists()):
-        ingest_stats = ingest_in_child(data, normalized, args.definitions)
+        runs = [
+            ingest_in_child(data, normalized, args.definitions, fast=args.fast_ingest)
+            for _ in range(args.ingest_repeat)
+        ]
+        ingest_stats = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        ingest_stats["max_peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+        ingest_stats["max_workers_peak_mb"] = max(r["workers_peak_mb"] for r in runs)
+        duckdb_s = statistics.median(
+            duckdb_read_seconds(data, ROOT / "data" / "duckdb-read.parquet")
+            for _ in range(args.ingest_repeat)
+        )
+        print(f"raw_mb: {raw_bytes / 1e6:.0f}")
+        print(f"ingest_s: {ingest_stats['seconds']:.1f}")
+        print(f"ingest_cpu_s: {ingest_stats['cpu_s']:.1f}")
+        print(f"ingest_mb_per_s: {raw_bytes / 1e6 / ingest_stats['seconds']:.1f}")
+        print(f"duckdb_read_s: {duckdb_s:.1f}")
+        print(f"ingest_vs_duckdb_read: {ingest_stats['seconds'] / duckdb_s:.2f}")
+        print(f"ingest_peak_rss_mb: {ingest_stats['max_peak_rss_mb']:.0f}")
+        print(f"ingest_workers_peak_rss_mb: {ingest_stats['max_workers_peak_mb']:.0f}", flush=True)
+    if args.ingest_only:
+        return 0
 
     events, updates = read_events(normalized, space)
 
@@ -250,10 +314,6 @@ def main(argv: list[str] | None = None) -> int:
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     print(f"events: {events.height}")
-    if ingest_stats:
-        print(f"ingest_mb_per_s: {raw_bytes / 1e6 / ingest_stats['seconds']:.1f}")
-        print(f"ingest_peak_rss_mb: {ingest_stats['peak_rss_mb']:.0f}")
-        print(f"ingest_workers_peak_rss_mb: {ingest_stats['workers_peak_mb']:.0f}")
     print(f"compute_s: {compute_s:.2f}")
     print(f"floor_s: {floor_s:.2f}")
     print(f"compute_vs_floor: {compute_s / floor_s:.2f}")

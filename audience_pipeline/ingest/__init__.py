@@ -7,7 +7,7 @@ kept as tagged JSON text (:mod:`audience_pipeline.values`).
 
 from __future__ import annotations
 
-from audience_pipeline.ingest.result import IngestResult
+from audience_pipeline.ingest.result import IngestResult, accounting
 from audience_pipeline.ingest.run import ingest, ingest_to_parquet
 from audience_pipeline.ingest.schema import (
     EVENTS_COLUMNS,
@@ -23,6 +23,7 @@ __all__ = [
     "QUARANTINE_COLUMNS",
     "TRAIT_UPDATES_COLUMNS",
     "IngestResult",
+    "accounting",
     "ingest",
     "ingest_to_parquet",
     "read_normalized",

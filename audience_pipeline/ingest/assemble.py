@@ -8,7 +8,10 @@ final files are written by Polars' streaming sink.
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
@@ -33,6 +36,10 @@ from audience_pipeline.ingest.storage import (
 )
 
 DEDUPE_KEYS = ("seq", "message_id", "received_at")
+# Slices decoded at once. Each holds a slice of events and its decoded columns: at 2M events two
+# took the main process from 1.24 to 2.03 GB, too close to the 2.5 GB budget at 10M to be the
+# default (docs/benchmarks.md, "Ingestion"); AUDIENCE_PIPELINE_DECODE_THREADS=2 trades it for time.
+DECODE_THREADS = max(1, int(os.environ.get("AUDIENCE_PIPELINE_DECODE_THREADS", "1") or 1))
 
 
 @dataclass(frozen=True)
@@ -93,31 +100,54 @@ def _deduped_slices(parts: list[_Part], dropped: pl.Series) -> Iterator[pl.DataF
         yield pl.concat(held)
 
 
+def _decode_slice(
+    index: int, frame: pl.DataFrame, work: Path, skip: frozenset[str]
+) -> tuple[_Slice, dict[str, list[str]]]:
+    """Validate one slice, add its flat columns, write it; the flat names of each prefix."""
+    # seq is unique across slices by construction (file offsets); the rest is per row.
+    EVENTS_SCHEMA.validate(frame, lazy=True)
+    flat: list[pl.Series] = []
+    names: dict[str, list[str]] = {}
+    for source, prefix in PREFIXES.items():
+        if prefix in skip:
+            continue
+        fields = decode_fields(frame.get_column(source))
+        names[prefix] = fields.columns
+        flat += [fields.get_column(name).alias(prefix + name) for name in fields.columns]
+    frame = frame.with_columns(flat)
+    path = work / f"slice-{index:05d}.parquet"
+    frame.write_parquet(path, compression="lz4", statistics=False)
+    return _Slice(path, frozenset(frame.columns), frame.height), names
+
+
 def _write_slices(
     parts: list[_Part], dropped: pl.Series, work: Path
 ) -> tuple[list[_Slice], list[str]]:
     """Validated event slices with their flat columns on disk; the flat columns to keep.
 
     A source (properties, context) with more keys than MAX_FLAT_COLUMNS gets no flat columns
-    (flatten.add_flat_columns), so its decoding stops once it is over.
+    (flatten.add_flat_columns), so its decoding stops once it is over. Slices may be decoded
+    DECODE_THREADS at a time (Polars' JSON decode of one column runs on one core); their names
+    are merged in slice order, so the columns come out as a sequential decode gives them.
     """
     names: dict[str, dict[str, None]] = {prefix: {} for prefix in PREFIXES.values()}
     slices: list[_Slice] = []
-    for index, frame in enumerate(_deduped_slices(parts, dropped)):
-        # seq is unique across slices by construction (file offsets); the rest is per row.
-        EVENTS_SCHEMA.validate(frame, lazy=True)
-        flat: list[pl.Series] = []
-        for source, prefix in PREFIXES.items():
-            seen = names[prefix]
-            if len(seen) > MAX_FLAT_COLUMNS:
-                continue
-            fields = decode_fields(frame.get_column(source))
-            seen.update(dict.fromkeys(fields.columns))
-            flat += [fields.get_column(name).alias(prefix + name) for name in fields.columns]
-        frame = frame.with_columns(flat)
-        path = work / f"slice-{index:05d}.parquet"
-        frame.write_parquet(path, compression="lz4", statistics=False)
-        slices.append(_Slice(path, frozenset(frame.columns), frame.height))
+    pending: deque[Future[tuple[_Slice, dict[str, list[str]]]]] = deque()
+
+    def collect() -> None:
+        piece, found = pending.popleft().result()
+        slices.append(piece)
+        for prefix, columns in found.items():
+            names[prefix].update(dict.fromkeys(columns))
+
+    with ThreadPoolExecutor(DECODE_THREADS) as pool:
+        for index, frame in enumerate(_deduped_slices(parts, dropped)):
+            skip = frozenset(p for p, seen in names.items() if len(seen) > MAX_FLAT_COLUMNS)
+            pending.append(pool.submit(_decode_slice, index, frame, work, skip))
+            if len(pending) >= DECODE_THREADS:
+                collect()
+        while pending:
+            collect()
     kept = [
         prefix + name
         for prefix, seen in names.items()
@@ -173,6 +203,8 @@ def assemble(files: list[FileParts], directory: Path, work: Path) -> dict[str, i
         "duplicates": dropped.len(),
         "files": len(files),
         "bytes": sum(file.size for file in files),
+        "blank_lines": sum(file.blank for file in files),
+        "unreadable_files": sum(1 for file in files if file.unreadable),
     }
     _sink_events(slices, kept, directory / EVENTS_FILE, stats)
     traits = _scan(_parts(files, "trait_updates"), TRAIT_UPDATES_COLUMNS)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
+import zlib
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ INPUT_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".ndjson", ".parquet")
 NESTED_FIELDS = ("properties", "context", "traits")
 
 _BLOCK_BYTES = 1 << 24
+_GZIP_READ_BYTES = 1 << 16
 _PARQUET_BATCH_ROWS = 65_536
 _BOM = b"\xef\xbb\xbf"
 
@@ -63,39 +64,94 @@ def is_parquet(path: Path) -> bool:
     return path.name.endswith(".parquet")
 
 
-def _open_lines(path: Path) -> io.BufferedIOBase:
-    if path.name.endswith(".gz"):
-        return gzip.GzipFile(path, "rb")
-    return path.open("rb")
+class DamagedFileError(Exception):
+    """A compressed stream broke after some whole lines were read (they were handed out).
+
+    Attributes:
+        description: what broke.
+        rest: the bytes of the incomplete line before the damage (may be empty).
+    """
+
+    def __init__(self, description: str, rest: bytes) -> None:
+        super().__init__(description)
+        self.description = description
+        self.rest = rest
 
 
-def line_blocks(path: Path) -> Iterator[list[bytes]]:
+def _gunzip(stream: io.BufferedIOBase) -> Iterator[bytes]:
+    """Decompressed pieces of a gzip stream (several members allowed), as they come.
+
+    Compressed input is fed in small reads, so a damaged stream gives every byte before the
+    damage (``gzip.GzipFile`` drops what the failing read decompressed).
+    """
+    decompressor = zlib.decompressobj(31)
+    started = False
+    while data := stream.read(_GZIP_READ_BYTES):
+        while data:
+            started = True
+            out = decompressor.decompress(data)
+            if out:
+                yield out
+            if not decompressor.eof:
+                break
+            data = decompressor.unused_data.lstrip(b"\0")  # gzip allows zero padding
+            decompressor = zlib.decompressobj(31)
+            started = False
+    if started and not decompressor.eof:
+        msg = "Compressed file ended before the end-of-stream marker was reached"
+        raise EOFError(msg)
+
+
+def _pieces(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as stream:
+        if path.name.endswith(".gz"):
+            yield from _gunzip(stream)
+        else:
+            while data := stream.read(_BLOCK_BYTES):
+                yield data
+
+
+def line_blocks(path: Path, *, block_bytes: int = _BLOCK_BYTES) -> Iterator[list[bytes]]:
     """Lines of a JSON-lines file (gzip when named ``*.gz``) in blocks; blank lines included.
 
     Line terminators are removed; the i-th line over all blocks is line i + 1 of the file.
 
     Raises:
-        UnreadableFileError: the file (or its compression) is broken.
+        UnreadableFileError: the file (or its compression) is broken before its first line.
+        DamagedFileError: it broke later; every whole line before the damage was handed out.
     """
+    rest = b""
+    pending: list[bytes] = []
+    size = 0
+    first = True
+    handed = False
     try:
-        with _open_lines(path) as stream:
-            rest = b""
-            first = True
-            while True:
-                data = stream.read(_BLOCK_BYTES)
-                if not data:
-                    break
-                if first:
-                    first = False
-                    if data.startswith(_BOM):
-                        data = data[len(_BOM) :]
-                lines = (rest + data).split(b"\n")
+        for data in _pieces(path):
+            if first:
+                first = False
+                if data.startswith(_BOM):
+                    data = data[len(_BOM) :]
+            pending.append(data)
+            size += len(data)
+            if size >= block_bytes:
+                lines = (rest + b"".join(pending)).split(b"\n")
+                pending, size = [], 0
                 rest = lines.pop()
+                handed = True
                 yield lines
-            if rest:
-                yield [rest]
     except Exception as exc:  # OSError, EOFError, zlib.error...: one file never fails the run
-        raise UnreadableFileError(_describe(exc)) from exc
+        lines = (rest + b"".join(pending)).split(b"\n")
+        rest = lines.pop()
+        if not handed and not lines:
+            raise UnreadableFileError(_describe(exc)) from exc
+        if lines:
+            yield lines
+        raise DamagedFileError(_describe(exc), rest) from exc
+    lines = (rest + b"".join(pending)).split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    if lines:
+        yield lines
 
 
 def _describe(exc: BaseException) -> str:

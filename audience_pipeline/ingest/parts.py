@@ -28,6 +28,8 @@ class FileParts:
     source: str
     lines: int  # non-blank lines (Parquet rows): the seq numbers the file used
     size: int  # bytes on disk
+    blank: int = 0  # blank lines (no seq, no row)
+    unreadable: bool = False  # read as one quarantine row (line 0), counted in no line
     parts: dict[str, list[Path]] = field(default_factory=dict)  # table -> part files
 
     def of(self, table: str) -> list[Path]:
@@ -54,10 +56,10 @@ def write_parts(
         frame.write_parquet(part, compression="lz4", statistics=False)
         parts[table].append(part)
 
-    lines, unreadable = read_chunks(path, space, source, chunk_lines or PART_LINES, sink)
+    lines, blank, unreadable = read_chunks(path, space, source, chunk_lines or PART_LINES, sink)
     if unreadable is not None:
         shutil.rmtree(directory)
         directory.mkdir()
         parts = {table: [] for table in TABLES}
         sink("quarantine", unreadable)
-    return FileParts(source, lines, file_size(path), parts)
+    return FileParts(source, lines, file_size(path), blank, unreadable is not None, parts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,9 @@ from typing import Any
 import orjson
 import polars as pl
 
+from audience_pipeline.ingest.fast import FastReader, block_frame
 from audience_pipeline.ingest.files import (
+    DamagedFileError,
     UnreadableFileError,
     is_parquet,
     line_blocks,
@@ -34,7 +37,10 @@ from audience_pipeline.spec.models import SpaceConfig
 logger = logging.getLogger(__name__)
 
 CHUNK_LINES = 500_000
+FAST_BLOCK_BYTES = 1 << 25  # a block of lines the vectorized reader takes at once
+FAST_INGEST_ENV = "AUDIENCE_PIPELINE_FAST_INGEST"
 UNREADABLE_FILE = "unreadable file: "
+DAMAGED_REST = "unreadable rest of file: "
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,16 @@ class FileResult:
     quarantine: pl.DataFrame
     lines: int  # non-blank lines (Parquet rows): the seq numbers the file used
     size: int  # bytes on disk
+    blank: int = 0  # blank lines (no seq, no row anywhere)
+
+
+def fast_reader_enabled() -> bool:
+    """Whether JSON lines go through the vectorized reader (``AUDIENCE_PIPELINE_FAST_INGEST=1``).
+
+    Off by default: on this project's 2-core machine it is exact but not yet faster than the
+    per-line path (docs/benchmarks.md, "Ingestion").
+    """
+    return os.environ.get(FAST_INGEST_ENV, "") == "1"
 
 
 def _reject_constant(name: str) -> Any:
@@ -85,15 +101,30 @@ class _Chunks:
         self.chunk_lines = chunk_lines
         self.sink = sink
         self.cols = Columns()
+        self.blank = 0  # blank lines seen (they take a line number, no seq)
+        self.fast: list[pl.DataFrame] = []  # events rows of the vectorized reader
+        self.fast_rows = 0
+
+    def add_events(self, frame: pl.DataFrame) -> None:
+        """Events rows built elsewhere (the vectorized reader); merged by seq at flush."""
+        if frame.height:
+            self.fast.append(frame)
+            self.fast_rows += frame.height
 
     def maybe_flush(self) -> None:
-        if len(self.cols) >= self.chunk_lines:
+        if len(self.cols) + self.fast_rows >= self.chunk_lines:
             self.flush()
 
     def flush(self) -> None:
         cols = self.cols
+        frames = self.fast
         if cols.rows:
-            self.sink("events", events_frame(cols, self.source))
+            frames.append(events_frame(cols, self.source))
+        if len(frames) == 1:
+            self.sink("events", frames[0])
+        elif frames:
+            self.sink("events", pl.concat(frames).sort("seq"))
+        self.fast, self.fast_rows = [], 0
         if cols.traits:
             self.sink("trait_updates", trait_updates_frame(cols))
         if cols.quarantined:
@@ -132,30 +163,81 @@ def _slow_line(
         normalizer.fast_json = True
 
 
+def _line_reason(normalizer: Normalizer, text: bytes, seq: int, line: int, cols: Columns) -> None:
+    """Normalize one non-blank line into ``cols``, or quarantine it there (today's path)."""
+    try:
+        reason = normalizer.add(orjson.loads(text), seq, line, cols)
+    except (orjson.JSONDecodeError, InexactInteger):
+        reason = _slow_line(normalizer, text, seq, line, cols)
+    except Exception as exc:  # a bug or an odd value must not fail the run
+        reason = _unusable(line, exc)
+    if reason is not None:
+        cols.quarantine(_line_text(text), line, reason)
+
+
 def _read_lines(path: Path, normalizer: Normalizer, chunks: _Chunks) -> int:
     seq = 0
     line = 0
     loads = orjson.loads
     add = normalizer.add
-    for block in line_blocks(path):
-        cols = chunks.cols
-        for text in block:
-            line += 1
-            if not text or text.isspace():
-                continue
-            # The common case inline (this loop runs per line); odd lines take _slow_line.
-            try:
-                reason = add(loads(text), seq, line, cols)
-            except orjson.JSONDecodeError:
-                reason = _slow_line(normalizer, text, seq, line, cols)
-            except InexactInteger:
-                reason = _slow_line(normalizer, text, seq, line, cols)
-            except Exception as exc:  # a bug or an odd value must not fail the run
-                reason = _unusable(line, exc)
-            if reason is not None:
-                cols.quarantine(_line_text(text), line, reason)
-            seq += 1
-        chunks.maybe_flush()
+    try:
+        for block in line_blocks(path):
+            cols = chunks.cols
+            for text in block:
+                line += 1
+                if not text or text.isspace():
+                    chunks.blank += 1
+                    continue
+                # The common case inline (this loop runs per line); odd lines take _slow_line.
+                try:
+                    reason = add(loads(text), seq, line, cols)
+                except orjson.JSONDecodeError:
+                    reason = _slow_line(normalizer, text, seq, line, cols)
+                except InexactInteger:
+                    reason = _slow_line(normalizer, text, seq, line, cols)
+                except Exception as exc:  # a bug or an odd value must not fail the run
+                    reason = _unusable(line, exc)
+                if reason is not None:
+                    cols.quarantine(_line_text(text), line, reason)
+                seq += 1
+            chunks.maybe_flush()
+    except DamagedFileError as exc:
+        _quarantine_damage(chunks.cols, exc, line + 1)
+        seq += 1
+    return seq
+
+
+def _quarantine_damage(cols: Columns, exc: DamagedFileError, line: int) -> None:
+    """The rest of a file whose compressed stream broke: one row (one line) in the quarantine."""
+    logger.warning("input file %s", exc.description)
+    cols.quarantine(_line_text(exc.rest), line, DAMAGED_REST + exc.description)
+
+
+def _read_lines_fast(
+    path: Path, space: SpaceConfig, normalizer: Normalizer, chunks: _Chunks
+) -> int:
+    """The vectorized reader (:mod:`.fast`); lines it leaves go through the normalizer."""
+    reader = FastReader(space, chunks.source)
+    seq = 0
+    line = 0
+    try:
+        for block in line_blocks(path, block_bytes=FAST_BLOCK_BYTES):
+            frame = block_frame(block, first_line=line + 1, first_seq=seq)
+            line += len(block)
+            seq += frame.height
+            chunks.blank += len(block) - frame.height
+            events = reader.read(frame.filter(pl.col("text").is_not_null()))
+            cols = chunks.cols
+            rest = frame.filter(~pl.col("seq").is_in(events.get_column("seq").implode()))
+            for seq_no, line_no, raw in rest.select("seq", "line", "raw").iter_rows():
+                _line_reason(normalizer, raw, seq_no, line_no, cols)
+            chunks.add_events(events)
+            chunks.maybe_flush()
+    except DamagedFileError as exc:
+        _quarantine_damage(chunks.cols, exc, line + 1)
+        seq += 1
+    finally:
+        reader.close()
     return seq
 
 
@@ -172,23 +254,34 @@ def _read_parquet(path: Path, normalizer: Normalizer, chunks: _Chunks) -> int:
 
 
 def read_chunks(
-    path: Path, space: SpaceConfig, source: str, chunk_lines: int, sink: Sink
-) -> tuple[int, pl.DataFrame | None]:
+    path: Path,
+    space: SpaceConfig,
+    source: str,
+    chunk_lines: int,
+    sink: Sink,
+    *,
+    fast: bool | None = None,
+) -> tuple[int, int, pl.DataFrame | None]:
     """Read and normalize one file, handing its rows to ``sink`` a chunk at a time.
 
     Returns:
-        The file's non-blank lines (Parquet rows), i.e. the seq numbers it used; and for an
+        The file's non-blank lines (Parquet rows), i.e. the seq numbers it used; its blank
+        lines; and for an
         unreadable file, its one quarantine row (line 0). The file then counts 0 lines and
         whatever chunks ``sink`` already received from it must be dropped.
     """
     normalizer = Normalizer(space)
     chunks = _Chunks(source, chunk_lines, sink)
+    if fast is None:
+        fast = fast_reader_enabled()
     # The loop allocates millions of small acyclic objects; cyclic GC passes over them are waste.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         if is_parquet(path):
             lines = _read_parquet(path, normalizer, chunks)
+        elif fast:
+            lines = _read_lines_fast(path, space, normalizer, chunks)
         else:
             lines = _read_lines(path, normalizer, chunks)
     except (UnreadableFileError, OSError) as exc:
@@ -197,12 +290,12 @@ def read_chunks(
             {"raw": [""], "source": [source], "line": [0], "reason": [UNREADABLE_FILE + str(exc)]},
             schema=QUARANTINE_COLUMNS,
         )
-        return 0, quarantine
+        return 0, 0, quarantine
     finally:
         if gc_was_enabled:
             gc.enable()
     chunks.flush()
-    return lines, None
+    return lines, chunks.blank, None
 
 
 def file_size(path: Path) -> int:
@@ -214,7 +307,12 @@ def file_size(path: Path) -> int:
 
 
 def read_file(
-    path: Path, space: SpaceConfig, *, source: str | None = None, chunk_lines: int = CHUNK_LINES
+    path: Path,
+    space: SpaceConfig,
+    *,
+    source: str | None = None,
+    chunk_lines: int = CHUNK_LINES,
+    fast: bool | None = None,
 ) -> FileResult:
     """Read and normalize one file into memory; an unreadable file gives one quarantine row.
 
@@ -223,14 +321,21 @@ def read_file(
         space: identifier rules.
         source: the name recorded in ``source`` columns (default: the path as given).
         chunk_lines: rows per intermediate DataFrame.
+        fast: JSON lines through the vectorized reader (:mod:`.fast`), the per-line normalizer
+            taking what it leaves; default: :func:`fast_reader_enabled`. Same result either way.
 
     Returns:
         The file's rows with file-local ``seq``.
     """
     source = str(path) if source is None else source
     parts: dict[str, list[pl.DataFrame]] = {table: [] for table in TABLES}
-    lines, unreadable = read_chunks(
-        path, space, source, chunk_lines, lambda table, frame: parts[table].append(frame)
+    lines, blank, unreadable = read_chunks(
+        path,
+        space,
+        source,
+        chunk_lines,
+        lambda table, frame: parts[table].append(frame),
+        fast=fast,
     )
     if unreadable is not None:
         parts = {table: [] for table in TABLES}
@@ -242,6 +347,7 @@ def read_file(
         _concat(parts["quarantine"], QUARANTINE_COLUMNS),
         lines,
         file_size(path),
+        blank,
     )
 
 

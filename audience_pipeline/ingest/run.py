@@ -13,14 +13,16 @@ import multiprocessing
 import os
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from audience_pipeline.ingest.assemble import assemble
 from audience_pipeline.ingest.files import discover
 from audience_pipeline.ingest.parts import FileParts, write_parts
-from audience_pipeline.ingest.result import IngestResult
+from audience_pipeline.ingest.progress import ProgressCallback, Tracker, log_progress
+from audience_pipeline.ingest.reader import file_size
+from audience_pipeline.ingest.result import IngestResult, accounting
 from audience_pipeline.ingest.storage import read_normalized
 from audience_pipeline.spec.models import SpaceConfig
 
@@ -31,31 +33,45 @@ PARALLEL_MIN_BYTES = 16 << 20
 MAX_WORKERS = 2
 
 
-def _read_in_process(files: list[Path], space: SpaceConfig, work: Path) -> list[FileParts]:
-    return [write_parts(path, space, work / f"{index:05d}") for index, path in enumerate(files)]
+def _read_in_process(
+    files: list[Path], space: SpaceConfig, work: Path, tracker: Tracker
+) -> list[FileParts]:
+    done = []
+    for index, path in enumerate(files):
+        done.append(write_parts(path, space, work / f"{index:05d}"))
+        tracker.file_done(index)
+    return done
 
 
 def _read_all(
-    files: list[Path], space: SpaceConfig, work: Path, workers: int | None
+    files: list[Path], space: SpaceConfig, work: Path, workers: int | None, tracker: Tracker
 ) -> list[FileParts]:
     if workers is None:
         total = sum(path.stat().st_size for path in files)
         workers = MAX_WORKERS if total >= PARALLEL_MIN_BYTES else 1
     workers = min(workers, len(files), os.cpu_count() or 1)
     if workers <= 1:
-        return _read_in_process(files, space, work / "serial")
+        return _read_in_process(files, space, work / "serial", tracker)
     # spawn, not fork: a forked child of a process that already runs polars threads can deadlock.
     # An executor (unlike multiprocessing.Pool) reports a dead worker instead of waiting forever.
     context = multiprocessing.get_context("spawn")
     folders = [work / "pool" / f"{index:05d}" for index in range(len(files))]
     try:
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            return list(pool.map(write_parts, files, [space] * len(files), folders))
+            futures = {
+                pool.submit(write_parts, path, space, folder): index
+                for index, (path, folder) in enumerate(zip(files, folders, strict=True))
+            }
+            for future in as_completed(futures):
+                future.result()  # a failed worker fails here, as pool.map did
+                tracker.file_done(futures[future])
+            return [future.result() for future in futures]
     except BrokenProcessPool as exc:
         # e.g. a script without an `if __name__ == "__main__":` guard: spawned workers cannot
         # start. Reading in process is slower but gives the same result.
         logger.warning("ingest worker processes failed (%s); reading in process", exc)
-        return _read_in_process(files, space, work / "serial")
+        tracker.files_done = tracker.bytes_done = 0
+        return _read_in_process(files, space, work / "serial", tracker)
 
 
 def ingest_to_parquet(
@@ -64,12 +80,17 @@ def ingest_to_parquet(
     directory: str | Path,
     *,
     workers: int | None = None,
+    progress: ProgressCallback | None = None,
 ) -> dict[str, int]:
     """Ingest like :func:`ingest`, writing the tables into ``directory`` instead of memory.
 
     The files are the ones :func:`audience_pipeline.ingest.write_normalized` writes (and
     :func:`audience_pipeline.ingest.read_normalized` reads); peak memory is a few chunks of
     events, whatever their number. Scratch parts go to a temporary folder inside ``directory``.
+
+    ``progress`` hears of each file read, the assembly and the end (files, bytes, rate; see
+    :mod:`audience_pipeline.ingest.progress`); default: INFO lines on the
+    ``audience_pipeline.ingest`` logger.
 
     Returns:
         The run's stats (``IngestResult.stats``).
@@ -79,17 +100,26 @@ def ingest_to_parquet(
         pandera.errors.SchemaErrors: the events table broke its contract (a bug, not bad input).
     """
     files = discover(paths)
+    tracker = Tracker([file_size(path) for path in files], progress or log_progress)
+    tracker.report("read")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".ingest-", dir=directory) as scratch:
         work = Path(scratch)
-        stats = assemble(_read_all(files, space, work, workers), directory, work)
-    logger.info("ingested %s", stats)
+        parts = _read_all(files, space, work, workers, tracker)
+        tracker.report("assemble")
+        stats = assemble(parts, directory, work)
+    tracker.report("done")
+    logger.info("ingested: %s", accounting(stats))
     return stats
 
 
 def ingest(
-    paths: str | Path | Sequence[str | Path], space: SpaceConfig, *, workers: int | None = None
+    paths: str | Path | Sequence[str | Path],
+    space: SpaceConfig,
+    *,
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
 ) -> IngestResult:
     """Read Segment/RudderStack messages into normalized tables (SPEC sections 1 and 5a).
 
@@ -102,6 +132,7 @@ def ingest(
             and enough bytes to pay for starting them, else 1 (in process). Workers are
             spawned, so a calling script needs the usual ``if __name__ == "__main__":`` guard
             (without it, reading falls back to one process).
+        progress: hears of each file read, the assembly and the end (:func:`ingest_to_parquet`).
 
     Returns:
         Deduped events sorted by ``seq``, trait updates of the surviving messages, the
@@ -113,5 +144,5 @@ def ingest(
         pandera.errors.SchemaErrors: the events table broke its contract (a bug, not bad input).
     """
     with tempfile.TemporaryDirectory(prefix="audience-pipeline-ingest-") as scratch:
-        ingest_to_parquet(paths, space, scratch, workers=workers)
+        ingest_to_parquet(paths, space, scratch, workers=workers, progress=progress)
         return read_normalized(Path(scratch))

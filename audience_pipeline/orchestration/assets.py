@@ -74,13 +74,18 @@ def raw_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         context,  # noqa: ANN001  (dagster rejects a string annotation here)
         settings: PipelineSettings,
     ) -> Iterator[dg.Output[pl.DataFrame]]:
+        from audience_pipeline.ingest.progress import Progress
         from audience_pipeline.spec.loader import load_space
 
         issues: list = []
         space = load_space(Path(settings.definitions_dir), issues)
         files = wh.files_of_partition(settings.landing, context.partition_key)
         context.log.info("partition %s: %d files", context.partition_key, len(files))
-        result = ingest(files, space) if files else None
+
+        def report(progress: Progress) -> None:  # files, bytes and rate in the run log
+            context.log.info(progress.describe())
+
+        result = ingest(files, space, progress=report) if files else None
         if result is None:
             from audience_pipeline.ingest.schema import (
                 EVENTS_COLUMNS,

@@ -13,6 +13,9 @@ from rich.logging import RichHandler
 
 # Libraries that talk a lot at INFO; they stay at WARNING unless -vv asks for everything.
 _CHATTY = ("httpx", "httpcore", "urllib3", "asyncio", "filelock", "sqlglot")
+# Progress of long work (ingestion's files, MB and MB/s; its line accounting): shown at INFO by
+# default, hidden by -q.
+_PROGRESS = ("audience_pipeline.ingest",)
 
 
 def level_for(verbosity: int, default: int = logging.WARNING) -> int:
@@ -37,15 +40,37 @@ def _handler() -> logging.Handler:
     return handler
 
 
+class _ProgressFormatter(logging.Formatter):
+    """Progress shown below the chosen level is a plain line; the rest keeps its log format."""
+
+    def __init__(self, inner: logging.Formatter | None, level: int) -> None:
+        super().__init__()
+        self._inner = inner or logging.Formatter()
+        self._level = level
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno < self._level:
+            return record.getMessage()
+        return self._inner.format(record)
+
+
 @contextmanager
 def configured_logging(verbosity: int, default: int = logging.WARNING) -> Iterator[None]:
     """Route log records at the level `verbosity` asks for to stderr while the block runs."""
     root = logging.getLogger()
     level = level_for(verbosity, default)
     handler = _handler()
-    handler.setLevel(level)
+    show_progress = verbosity >= 0
+    handler.setLevel(min(level, logging.INFO) if show_progress else level)
+    handler.addFilter(
+        lambda r: r.levelno >= level or (show_progress and r.name.startswith(_PROGRESS))
+    )
+    handler.setFormatter(_ProgressFormatter(handler.formatter, level))
     saved_level = root.level
-    chatty = {name: logging.getLogger(name).level for name in _CHATTY}
+    chatty = {name: logging.getLogger(name).level for name in (*_CHATTY, *_PROGRESS)}
+    if show_progress:
+        for name in _PROGRESS:
+            logging.getLogger(name).setLevel(min(level, logging.INFO))
     root.addHandler(handler)
     root.setLevel(level)
     if verbosity < 2:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 import polars as pl
 
+from audience_pipeline.ingest import accounting as ingest_accounting
 from audience_pipeline.service import Preview, RunSummary
 
 
@@ -18,6 +19,7 @@ def print_compute_summary(summary: RunSummary) -> None:
     for name, rows in summary.tables.items():
         click.echo(f"  {name}: {rows} rows")
     click.echo(f"  quarantined messages: {summary.quarantined}")
+    click.echo(f"  {ingest_accounting(summary.stats)}")
     for key, size in summary.audience_sizes.items():
         click.echo(f"  audience {key}: {size} (+{summary.entered[key]} / -{summary.exited[key]})")
     timing = ", ".join(f"{k} {v:.2f}s" for k, v in summary.seconds.items())

@@ -588,20 +588,40 @@ def test_parquet_with_struct_fields_and_timestamp_column(tmp_path: Path) -> None
 def test_unreadable_files_are_quarantined_and_the_run_goes_on(tmp_path: Path) -> None:
     (tmp_path / "a_bad.jsonl.gz").write_bytes(b"this is not gzip")
     (tmp_path / "b_bad.parquet").write_bytes(b"PAR1 nope")
-    truncated = gzip.compress(b"".join(orjson.dumps(_track()) + b"\n" for _ in range(50)))
-    (tmp_path / "c_truncated.jsonl.gz").write_bytes(truncated[:-20])
     _write(tmp_path / "d_good.jsonl", [_track()])
     result = ingest(tmp_path, SPACE)
     assert result.events["source"].to_list() == [str(tmp_path / "d_good.jsonl")]
     assert result.events["seq"].to_list() == [0]
     rows = result.quarantine.to_dicts()
-    assert [Path(r["source"]).name for r in rows] == [
-        "a_bad.jsonl.gz",
-        "b_bad.parquet",
-        "c_truncated.jsonl.gz",
-    ]
+    assert [Path(r["source"]).name for r in rows] == ["a_bad.jsonl.gz", "b_bad.parquet"]
     assert all(r["line"] == 0 and r["reason"].startswith("unreadable file: ") for r in rows)
-    assert result.stats["files"] == 4
+    assert result.stats["files"] == 3
+
+
+@pytest.mark.parametrize("cut", [20, 300, 2000])
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_truncated_gzip_keeps_every_line_before_the_damage(
+    tmp_path: Path, cut: int, fast: bool
+) -> None:
+    from audience_pipeline.ingest.reader import read_file
+
+    messages = [_track(messageId=f"m{i}", properties={"i": i}) for i in range(400)]
+    whole = b"".join(orjson.dumps(m) + b"\n" for m in messages)
+    packed = gzip.compress(whole)
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(packed[:-cut])
+    got = read_file(path, SPACE, fast=fast)
+    import zlib
+
+    readable = zlib.decompressobj(31).decompress(packed[:-cut])  # every byte before the damage
+    complete = readable.count(b"\n")
+    assert got.events["line"].to_list() == list(range(1, complete + 1))
+    assert got.events["message_id"].to_list() == [f"m{i}" for i in range(complete)]
+    (row,) = got.quarantine.to_dicts()
+    assert row["line"] == complete + 1
+    assert row["reason"].startswith("unreadable rest of file: EOFError")
+    assert row["raw"] == readable[readable.rfind(b"\n") + 1 :].decode(errors="replace")
+    assert got.lines == complete + 1  # kept + the quarantined rest: every line accounted for
 
 
 def test_folder_is_searched_recursively_in_sorted_order(tmp_path: Path) -> None:
@@ -640,6 +660,8 @@ def test_empty_input_gives_empty_typed_tables(tmp_path: Path) -> None:
         "duplicates": 0,
         "files": 0,
         "bytes": 0,
+        "blank_lines": 0,
+        "unreadable_files": 0,
     }
 
 
@@ -690,3 +712,14 @@ def test_write_and_read_normalized_round_trip(tmp_path: Path) -> None:
     assert (
         pq.ParquetFile(out / "events.parquet").metadata.row_group(0).column(0).compression == "ZSTD"
     )
+
+
+def test_gzip_members_and_zero_padding_read_as_one_stream(tmp_path: Path) -> None:
+    plain = _write(tmp_path / "plain.jsonl", MIXED * 3)
+    data = plain.read_bytes()
+    cut = len(data) // 3  # members need not end at a line end
+    packed = tmp_path / "members.jsonl.gz"
+    packed.write_bytes(gzip.compress(data[:cut]) + gzip.compress(data[cut:]) + b"\0" * 8)
+    expected, got = ingest(plain, SPACE), ingest(packed, SPACE)
+    assert _without_source(got.events).equals(_without_source(expected.events))
+    assert _without_source(got.quarantine).equals(_without_source(expected.quarantine))

@@ -160,7 +160,7 @@ def test_worker_processes_write_the_same_parts(tmp_path: Path) -> None:
     assert parallel.quarantine.equals(serial.quarantine)
 
 
-def test_file_unreadable_half_way_keeps_only_its_quarantine_row(tmp_path: Path) -> None:
+def test_gzip_damaged_half_way_keeps_its_parts_and_quarantines_the_rest(tmp_path: Path) -> None:
     import gzip
 
     lines = b"".join(
@@ -170,11 +170,11 @@ def test_file_unreadable_half_way_keeps_only_its_quarantine_row(tmp_path: Path) 
     (tmp_path / "cut.jsonl.gz").write_bytes(gzip.compress(lines)[:-20])
     directory = tmp_path / "parts"
     result = parts.write_parts(tmp_path / "cut.jsonl.gz", SPACE, directory, chunk_lines=3)
-    assert result.lines == 0
-    assert result.of("events") == [] and result.of("trait_updates") == []
-    (quarantine,) = result.of("quarantine")
-    assert pl.read_parquet(quarantine)["line"].to_list() == [0]
-    assert sorted(p.name for p in directory.iterdir()) == [quarantine.name]
+    events = pl.concat([pl.read_parquet(p) for p in result.of("events")])
+    quarantine = pl.concat([pl.read_parquet(p) for p in result.of("quarantine")])
+    assert events.height + quarantine.height == result.lines
+    assert quarantine["line"].to_list() == [events.height + 1]
+    assert events["line"].to_list() == list(range(1, events.height + 1))
 
 
 def test_keys_polars_would_read_as_patterns_are_plain_keys(tmp_path: Path) -> None:
@@ -192,3 +192,31 @@ def test_keys_polars_would_read_as_patterns_are_plain_keys(tmp_path: Path) -> No
     assert events.get_column("p.*").to_list() == ["sstar", None]
     assert events.get_column("p.^a$").to_list() == ["scaret", None]
     assert events.get_column("p.a").to_list() == ["splain", "sother"]
+
+
+@pytest.mark.usefixtures("tiny")
+def test_slices_decoded_two_at_a_time_give_the_same_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _files(tmp_path)
+    one = ingest(folder, SPACE, workers=1)
+    monkeypatch.setattr(assemble, "DECODE_THREADS", 2)
+    two = ingest(folder, SPACE, workers=1)
+    assert two.events.columns == one.events.columns
+    assert two.events.equals(one.events)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_reports_every_file_then_assembly_and_end(tmp_path: Path, workers: int) -> None:
+    from audience_pipeline.ingest.progress import Progress
+
+    folder = _files(tmp_path)
+    reports: list[Progress] = []
+    ingest(folder, SPACE, workers=workers, progress=reports.append)
+    total = sum(path.stat().st_size for path in discover(folder))
+    stages = [report.stage for report in reports]
+    assert stages == ["read"] * 5 + ["assemble", "done"]  # the start, then each of 4 files
+    assert [report.files_done for report in reports[:5]] == [0, 1, 2, 3, 4]
+    assert all(report.bytes_total == total and report.files_total == 4 for report in reports)
+    assert reports[-1].bytes_done == total
+    assert "4/4 files" in reports[-1].describe()

@@ -1,0 +1,91 @@
+"""Progress of an ingestion run: files and bytes done, and the rate, for whoever listens.
+
+Ingestion reports through one small callback (:data:`ProgressCallback`); the CLI can draw a bar
+from it, a Dagster asset can forward it to ``context.log``, and without a listener it goes to
+the ``audience_pipeline.ingest`` logger as plain lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+logger = logging.getLogger("audience_pipeline.ingest")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where an ingestion run is: ``stage`` is "read" (files), "assemble" or "done"."""
+
+    stage: str
+    files_done: int
+    files_total: int
+    bytes_done: int
+    bytes_total: int
+    seconds: float
+
+    @property
+    def mb_per_s(self) -> float:
+        """Input megabytes (10^6, on disk) read per second so far."""
+        return self.bytes_done / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+    def describe(self) -> str:
+        """One plain line, e.g. ``ingest read: 3/8 files, 1,089.2/2,903.4 MB, 41.2 MB/s, 26.4 s``."""
+        return (
+            f"ingest {self.stage}: {self.files_done}/{self.files_total} files, "
+            f"{self.bytes_done / 1e6:,.1f}/{self.bytes_total / 1e6:,.1f} MB, "
+            f"{self.mb_per_s:.1f} MB/s, {self.seconds:.1f} s"
+        )
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def log_progress(progress: Progress) -> None:
+    """The default listener: one INFO line per report."""
+    logger.info("%s", progress.describe())
+
+
+@dataclass
+class Tracker:
+    """Counts files and bytes as they finish and reports each step to a callback."""
+
+    sizes: list[int]
+    callback: ProgressCallback = log_progress
+    files_done: int = 0
+    bytes_done: int = 0
+    start: float = field(default_factory=time.perf_counter)
+
+    def report(self, stage: str) -> None:
+        """Send the current state, tagged with ``stage``."""
+        self.callback(
+            Progress(
+                stage,
+                self.files_done,
+                len(self.sizes),
+                self.bytes_done,
+                sum(self.sizes),
+                time.perf_counter() - self.start,
+            )
+        )
+
+    def file_done(self, index: int) -> None:
+        """One more file read (``index`` into ``sizes``)."""
+        self.files_done += 1
+        self.bytes_done += self.sizes[index]
+        self.report("read")
+
+
+def show_on_stderr() -> None:
+    """Print the ingest logger's INFO lines (progress, the final accounting) on stderr.
+
+    For a command line without logging set up; does nothing when the logger has a handler.
+    """
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
