@@ -18,6 +18,12 @@ profiles and identifier types (user_id, email, anonymous_id): 70% traits, 10% tr
 class=audience, 10% external_ids, 5% metadata, 5% links. It prints `api_requests_per_s`,
 `api_p50_ms`, `api_p99_ms` (and the goal: 1,000 requests/s at p99 < 20 ms), then the
 throughput at saturation measured with wrk when it is installed (`api_max_requests_per_s`).
+
+Then the same load again for `--reload-seconds` while new runs are published back to back (the
+run is committed again, so the server loads the run anew: the same work as a new run):
+`api_p99_during_reload_ms` is the p99 of the requests answered while a reload was under way
+(goal: 20 ms), `api_reloads` how many reloads finished, `api_reload_seconds` their median
+duration. `--reload-seconds 0` skips it.
 """
 
 from __future__ import annotations
@@ -30,8 +36,10 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -39,12 +47,13 @@ from urllib.parse import quote
 import httpx
 import orjson
 import polars as pl
-from api_load import load, percentile
+from api_load import Result, load, percentile
 
 from audience_pipeline.demo.generate import DEFAULT_AS_OF, generate
 from audience_pipeline.ingest import EVENTS_COLUMNS
 from audience_pipeline.service import run_compute
 from audience_pipeline.warehouse import begin_run, open_run
+from audience_pipeline.warehouse.writer import amend_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "benchmark-token"
@@ -159,7 +168,7 @@ def start_server(
 ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "AUDIENCE_PIPELINE_API_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "audience_pipeline.cli", "serve", "--warehouse", str(warehouse),
-               "--definitions", str(definitions), "--port", str(port), "--poll", "0"]  # fmt: skip
+               "--definitions", str(definitions), "--port", str(port), "--poll", "0.25"]  # fmt: skip
     process = subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
@@ -172,6 +181,42 @@ def start_server(
             time.sleep(0.5)
     process.kill()
     raise SystemExit("server did not start in 15 minutes")
+
+
+def republish(warehouse: Path) -> None:
+    """Commit the warehouse's run again as a new run (its files carried over by hard link): the
+    server reloads it as new, the same work as a new run."""
+    amend_run(warehouse, {})
+
+
+def served_generation(port: int) -> int:
+    return int(httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()["generation"])
+
+
+def reload_loop(
+    warehouse: Path, port: int, until: float, windows: list[tuple[float, float]]
+) -> None:
+    """Reloads back to back until `until` (wall clock): each window is (published, swapped)."""
+    generation = served_generation(port)
+    while time.time() < until:
+        published = time.time()
+        republish(warehouse)
+        while served_generation(port) == generation:
+            if time.time() > until + 900:
+                return
+            time.sleep(0.1)
+        generation += 1
+        windows.append((published, time.time()))
+    windows.append((time.time(), float("inf")))  # a last reload may still be running
+
+
+def during_reloads(result: Result, windows: list[tuple[float, float]]) -> list[float]:
+    """Latencies of the requests answered while a reload was under way."""
+    return [
+        latency
+        for latency, done in zip(result.latencies, result.done_at, strict=True)
+        if any(start <= done <= end for start, end in windows)
+    ]
 
 
 def rss_mb(pid: int) -> float:
@@ -225,6 +270,7 @@ def main() -> None:
     parser.add_argument("--base-events", type=int, default=1_000_000)
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--reload-seconds", type=float, default=120)
     parser.add_argument("--data", default=str(ROOT / "benchmarks" / "data" / "api"))
     parser.add_argument("--definitions", default=str(ROOT / "definitions"))
     parser.add_argument(
@@ -256,6 +302,15 @@ def main() -> None:
                       seconds=args.seconds, niceness=nice)  # fmt: skip
         saturation = wrk_max(port, paths, 15, data, nice)
         memory = rss_mb(server.pid)
+        windows: list[tuple[float, float]] = []
+        reloading = None
+        if args.reload_seconds > 0:
+            until = time.time() + args.reload_seconds
+            trigger = threading.Thread(target=reload_loop, args=(warehouse, port, until, windows))
+            trigger.start()
+            reloading = load("open", "127.0.0.1", port, auth, paths, rate=args.rate,
+                             seconds=args.reload_seconds, niceness=nice)  # fmt: skip
+            trigger.join()
     finally:
         server.send_signal(signal.SIGINT)
         try:
@@ -280,8 +335,23 @@ def main() -> None:
     if saturation:
         for key, value in saturation.items():
             print(f"{key}: {value:.2f}" if "ms" in key else f"{key}: {value:.0f}")
+    extra: dict[str, float] = {}
+    if reloading is not None:
+        finished = [end - start for start, end in windows if end != float("inf")]
+        inside = during_reloads(reloading, windows)
+        extra = {
+            "api_reloads": len(finished),
+            "api_reload_seconds": statistics.median(finished) if finished else float("nan"),
+            "api_requests_during_reload": len(inside),
+            "api_p50_during_reload_ms": percentile(inside, 50) * 1000,
+            "api_p99_during_reload_ms": percentile(inside, 99) * 1000,
+            "api_max_during_reload_ms": max(inside, default=float("nan")) * 1000,
+            "api_errors_during_reload": reloading.errors,
+        }
+        for key, value in extra.items():
+            print(f"{key}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")
     (data / "last_run.json").write_bytes(orjson.dumps({"rate": rate, "p50_ms": p50, "p99_ms": p99,
-                                                       **(saturation or {})}))  # fmt: skip
+                                                       **(saturation or {}), **extra}))  # fmt: skip
 
 
 if __name__ == "__main__":

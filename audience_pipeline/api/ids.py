@@ -24,7 +24,8 @@ def resolve(generation: Generation, collection: str, external_id: str) -> int:
     elif id_type == PROFILE_ID:
         row = generation.users.row_of(value)
     else:
-        row = generation.id_index.get(id_type, {}).get(value)
+        index = generation.id_index.get(id_type)
+        row = index.get(value) if index is not None else None
     if row is None:
         missing = not_found(f"{'Profile' if level == 'user' else 'Account'} was not found.")
         missing.headers.update(stamp(generation))

@@ -3,30 +3,29 @@
 Requests read `store.current` once and use only that object: a swap is one reference assignment,
 so a request sees the old run or the new one, never a mix. The reloader polls the warehouse's
 commit point (the id of its current run changes exactly when a run commits); a run being
-written is invisible until then, so the old generation keeps serving meanwhile. Loading holds the GIL in short stretches only (Python's switch interval), so
-requests keep being answered during a reload, somewhat slower.
+written is invisible until then, so the old generation keeps serving meanwhile. A reload's frames
+are built in a child process at a lower CPU priority and mapped in (api/builder.py), so requests
+keep their latency while a new run loads; the old generation is freed by reference counting once
+the last request on it ends (it holds no per-entity Python objects, so that is quick).
 """
 
 from __future__ import annotations
 
 import gc
-import itertools
 import logging
-import sys
 import threading
 import time
 from pathlib import Path
 
-from audience_pipeline.api.tables import Generation, build_generation
+from audience_pipeline.api.builder import build_frames_in_child
+from audience_pipeline.api.tables import Generation, assemble_generation, build_generation
 from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.spec.loader import load_definitions
 from audience_pipeline.spec.models import Definitions
 from audience_pipeline.warehouse.runs import current_stamp
-from audience_pipeline.warehouse.snapshot import open_snapshot
+from audience_pipeline.warehouse.snapshot import SnapshotChanged, open_snapshot
 
 log = logging.getLogger(__name__)
-
-RETIRE_CHUNK = 20_000
 
 
 def load_checked_definitions(definitions_dir: str | Path) -> Definitions:
@@ -46,11 +45,13 @@ class Store:
         *,
         events_days: int = 14,
         poll_seconds: float = 1.0,
+        build_in_child: bool = True,
     ) -> None:
         self.warehouse = Path(warehouse)
         self.definitions_dir = str(definitions_dir)
         self.events_days = events_days
         self.poll_seconds = poll_seconds
+        self.build_in_child = build_in_child  # reloads only: the first load has nobody waiting
         self._current: Generation | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -79,17 +80,10 @@ class Store:
         )  # fmt: skip
         return generation
 
-    def _swap(self, generation: Generation, *, retire: bool = False) -> None:
-        box = [self._current]
+    def _swap(self, generation: Generation) -> None:
         self._current = generation  # one reference assignment: requests see old or new
-        # The indexes are millions of long-lived objects; frozen, the cyclic GC never walks them
-        # (a full collection over them would pause every request for tens of milliseconds).
-        # They are still freed by reference counting when their generation is dropped.
+        # Few long-lived objects remain after a build; frozen, the cyclic GC never walks them.
         gc.freeze()
-        if retire and box[0] is not None:
-            # In its own thread: waiting for the last request on the old generation must not
-            # delay the next reload.
-            threading.Thread(target=_retire, args=(box,), name="retire", daemon=True).start()
 
     def changed(self) -> bool:
         """Whether the warehouse published another run than the one being served."""
@@ -110,8 +104,21 @@ class Store:
             log.warning("definitions are invalid; keeping the previous ones: %s", error)
         snapshot = open_snapshot(self.warehouse)
         number = self.current.number + 1
-        generation = build_generation(number, snapshot, definitions, events_days=self.events_days)
-        self._swap(generation, retire=True)
+        if self.build_in_child:
+            started = time.perf_counter()
+            try:
+                frames = build_frames_in_child(self.warehouse, definitions, snapshot.stamp,
+                                               events_days=self.events_days)  # fmt: skip
+            except SnapshotChanged as error:
+                log.info("warehouse changed while loading (%s); trying again", error)
+                return False
+            generation = assemble_generation(number, snapshot, definitions, frames,
+                                             events_days=self.events_days, started=started)  # fmt: skip
+        else:
+            generation = build_generation(
+                number, snapshot, definitions, events_days=self.events_days
+            )
+        self._swap(generation)
         log.info(
             "reloaded: generation %d (as of %s) in %.1f s",
             generation.number, generation.as_of.isoformat(), generation.load_seconds,
@@ -138,35 +145,6 @@ class Store:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-
-
-def _retire(box: list[Generation | None], *, wait: float = 30.0) -> None:
-    """Free the previous generation in small steps.
-
-    Dropping it at once would free millions of objects in one C call, holding the GIL (and
-    stalling every request) for a second or more at 1M profiles. Once no request holds it any
-    more (its reference count says so; new requests only see the new generation), its big dicts
-    and lists are emptied a chunk at a time, letting request threads run in between.
-    """
-    old = box.pop()
-    assert old is not None
-    deadline = time.monotonic() + wait
-    # References: `old` and getrefcount's argument; anything more is a request still running.
-    while sys.getrefcount(old) > 2:
-        if time.monotonic() > deadline:
-            return  # still in use: reference counting frees it when that request ends
-        time.sleep(0.05)
-    for mapping in [*old.id_index.values(), old.users.index, old.accounts.index]:
-        while mapping:
-            for key in list(itertools.islice(mapping, RETIRE_CHUNK)):
-                del mapping[key]
-            time.sleep(0.0005)  # let the request thread have the GIL (see tables._yield_gil)
-    for collection in (old.users, old.accounts):
-        for items in (collection.ids, collection.external_offsets, collection.link_offsets,
-                      collection.event_offsets, collection.column_names):  # fmt: skip
-            while items:
-                del items[-RETIRE_CHUNK:]
-                time.sleep(0.0005)
 
 
 __all__ = ["Store", "load_checked_definitions"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,7 +36,7 @@ class TraitColumn:
     json_text: bool  # stored as JSON text (mixed JSON types): decode before sending
 
 
-def _offsets(rows: pl.Series, n: int) -> list[int]:
+def _offsets(rows: pl.Series, n: int) -> pl.Series:
     """Start offsets (length n + 1) of each row's run in a frame sorted by `rows`."""
     counts = (
         pl.DataFrame({"row": pl.int_range(0, n, eager=True, dtype=pl.UInt32)})
@@ -46,57 +47,69 @@ def _offsets(rows: pl.Series, n: int) -> list[int]:
         )
         .sort("row")["len"]
         .fill_null(0)
+        .cast(pl.Int64)
     )
-    return [0, *_as_list(counts.cum_sum())]
+    return pl.concat([pl.Series("offset", [0], dtype=pl.Int64), counts.cum_sum()]).rename("offset")
 
 
-CHUNK = 20_000
+class KeyIndex:
+    """key -> row over keys sorted by Polars, with no Python object per key.
 
+    A dict of a million Python strings takes seconds of GIL time to build, which stalls every
+    request while a reload runs; this is two Arrow columns (built off the GIL, or in another
+    process: see api/builder.py) plus every BLOCK-th key as a Python list. A lookup bisects
+    that list, then the one block of keys it points to: about 10 us.
+    """
 
-def _yield_gil() -> None:
-    # A reload runs beside the request thread; without a pause here the request thread, which
-    # gives the GIL up at every socket call, waits a whole switch interval to get it back each
-    # time (the "convoy effect"), and serving slows to a crawl during a reload.
-    time.sleep(0.0005)
+    BLOCK = 64
 
+    def __init__(self, keys: pl.Series, rows: pl.Series) -> None:
+        self.keys = keys  # sorted ascending (Polars' order: by bytes, as Python's for str)
+        self.rows = rows
+        self._firsts: list[str] = keys.gather_every(self.BLOCK).to_list()
 
-def _as_list(series: pl.Series) -> list[Any]:
-    """`Series.to_list` in chunks: one call on millions of values holds the GIL for a second,
-    stalling every request while a reload builds the next generation in the background."""
-    out: list[Any] = []
-    for start in range(0, series.len(), CHUNK):
-        out.extend(series.slice(start, CHUNK).to_list())
-        _yield_gil()
-    return out
+    @classmethod
+    def of(cls, keys: pl.Series, rows: pl.Series) -> KeyIndex:
+        frame = pl.DataFrame({"key": keys, "row": rows}).sort("key")
+        return cls(frame["key"], frame["row"])
 
+    def get(self, key: str, default: int | None = None) -> int | None:
+        if not isinstance(key, str):
+            return default
+        block = bisect_right(self._firsts, key) - 1
+        if block < 0:
+            return default
+        start = block * self.BLOCK
+        keys = self.keys.slice(start, self.BLOCK).to_list()
+        at = bisect_left(keys, key)
+        if at < len(keys) and keys[at] == key:
+            return int(self.rows[start + at])
+        return default
 
-def _as_dict(keys: pl.Series, values: pl.Series) -> dict[Any, Any]:
-    """dict(zip(keys, values)), built in chunks for the same reason."""
-    out: dict[Any, Any] = {}
-    for start in range(0, keys.len(), CHUNK):
-        chunk = zip(keys.slice(start, CHUNK).to_list(), values.slice(start, CHUNK).to_list(),
-                    strict=True)  # fmt: skip
-        out.update(chunk)
-        _yield_gil()
-    return out
+    def __len__(self) -> int:
+        return self.keys.len()
 
 
 @dataclass
 class Collection:
-    """Users (profiles) or accounts: ids in row order and everything keyed by row."""
+    """Users (profiles) or accounts: ids in row order and everything keyed by row.
+
+    `ids` and the offsets are Polars Series (indexing gives Python values), `index` a
+    :class:`KeyIndex`: nothing in a generation is a per-entity Python object.
+    """
 
     name: str
-    ids: list[str]
-    index: dict[str, int]
+    ids: pl.Series
+    index: KeyIndex
     traits: pl.DataFrame
     columns: list[TraitColumn]  # sorted by name
     external: pl.DataFrame  # row, type, id, created_at (sorted by row, type, id)
-    external_offsets: list[int]
+    external_offsets: pl.Series
     links: pl.DataFrame  # row, other_row, created_at (sorted by row, other id)
-    link_offsets: list[int]
+    link_offsets: pl.Series
     metadata: pl.DataFrame  # created_at, updated_at, first_message_id, last_message_id by row
     events: pl.DataFrame | None = None  # row, timestamp, seq, type, event, message_id, ...
-    event_offsets: list[int] = field(default_factory=list)
+    event_offsets: pl.Series = field(default_factory=lambda: pl.Series("offset", [], pl.Int64))
 
     def __post_init__(self) -> None:
         self.column_names = [c.name for c in self.columns]
@@ -117,7 +130,7 @@ class Generation:
     load_seconds: float
     users: Collection
     accounts: Collection
-    id_index: dict[str, dict[str, int]]  # id_type -> id_value -> user row
+    id_index: dict[str, KeyIndex]  # id_type -> id_value -> user row
     members: dict[str, pl.Series]  # audience key -> sorted entity ids
     audience_levels: dict[str, str]
     events_days: int
@@ -141,23 +154,30 @@ class Generation:
             return self._explainer
 
 
+Frames = dict[str, pl.DataFrame]
+"""Everything a generation holds, as plain frames (what api/builder.py hands between processes):
+tables, indexes (``index.<name>``: key, row sorted by key), offsets (one ``offset`` column)."""
+
+
 def build_generation(
     number: int, snapshot: Snapshot, definitions: Definitions, *, events_days: int
 ) -> Generation:
-    """Read a pinned run into memory indexes."""
+    """Read a pinned run into memory indexes (in this process)."""
+    started = time.perf_counter()
+    frames = compute_frames(snapshot, definitions, events_days=events_days)
+    return assemble_generation(
+        number, snapshot, definitions, frames, events_days=events_days, started=started
+    )
+
+
+def compute_frames(snapshot: Snapshot, definitions: Definitions, *, events_days: int) -> Frames:
+    """All the Polars work of a generation: its tables, indexes and offsets as frames."""
     started = time.perf_counter()
     identities = snapshot.table("identities")
     user_traits = snapshot.table("user_traits")
     account_traits = snapshot.table("account_traits")
     memberships = snapshot.table("memberships", ["audience_key", "level", "entity_id"])
-
-    levels: dict[str, str] = {a.key: a.level for a in definitions.audiences}
-    for key, level in memberships.select("audience_key", "level").unique().iter_rows():
-        levels.setdefault(key, level)
-    computed: dict[str, str] = {t.key: t.level for t in definitions.traits}
-    user_ids = _as_list(user_traits["profile_id"])
-    account_ids = _as_list(account_traits["account_id"])
-    # Frames from the Series, not from the Python lists (that copy holds the GIL for a second).
+    n_users, n_accounts = user_traits.height, account_traits.height
     user_rows = user_traits.select(
         "profile_id", pl.int_range(0, pl.len(), dtype=pl.UInt32).alias("row")
     )
@@ -167,7 +187,7 @@ def build_generation(
     steps = {"tables": time.perf_counter() - started}
     messages = _messages(snapshot)
     user_meta, account_meta, links, first_seen = _message_facts(
-        messages, user_rows, account_rows, len(user_ids), len(account_ids)
+        messages, user_rows, account_rows, n_users, n_accounts
     )
     steps["messages"] = time.perf_counter() - started - sum(steps.values())
     external = identities.join(user_rows, on="profile_id", how="inner")
@@ -180,27 +200,70 @@ def build_generation(
     external = external.select(
         "row", pl.col("id_type").alias("type"), pl.col("id_value").alias("id"), "created_at"
     ).sort("row", "type", "id")
-    id_index: dict[str, dict[str, int]] = {}
+    frames: Frames = {
+        "user_traits": user_traits,
+        "account_traits": account_traits,
+        "index.users": user_rows.select(pl.col("profile_id").alias("key"), "row").sort("key"),
+        "index.accounts": account_rows.select(pl.col("account_id").alias("key"), "row").sort("key"),
+        "external.users": external,
+        "offsets.users.external": _offsets(external["row"], n_users).to_frame(),
+    }
     for (id_type,), part in external.partition_by("type", as_dict=True).items():
-        id_index[str(id_type)] = _as_dict(part["id"], part["row"])
-
-    account_external = (
+        frames[f"index.id.{id_type}"] = part.select(pl.col("id").alias("key"), "row").sort("key")
+    frames["external.accounts"] = (
         account_rows.select(
             "row", pl.lit("group_id").alias("type"), pl.col("account_id").alias("id")
         )
         .join(account_meta.select("row", pl.col("created_at")), on="row", how="left")
         .sort("row")
     )
-
-    user_links = links.select(pl.col("user_row").alias("row"), pl.col("account_row").alias("other_row"),
+    for name, row, other in (("users", "user_row", "account_row"),
+                             ("accounts", "account_row", "user_row")):  # fmt: skip
+        linked = links.select(pl.col(row).alias("row"), pl.col(other).alias("other_row"),
                               "created_at").sort("row", "other_row")  # fmt: skip
-    account_links = links.select(pl.col("account_row").alias("row"), pl.col("user_row").alias("other_row"),
-                                 "created_at").sort("row", "other_row")  # fmt: skip
+        frames[f"links.{name}"] = linked
+        n = n_users if name == "users" else n_accounts
+        frames[f"offsets.{name}.links"] = _offsets(linked["row"], n).to_frame()
+    frames["metadata.users"] = user_meta.drop("row")
+    frames["metadata.accounts"] = account_meta.drop("row")
+    steps["indexes"] = time.perf_counter() - started - sum(steps.values())
+    if messages is not None and events_days > 0:
+        events, offsets = _recent_events(messages, user_rows, snapshot.as_of, events_days, n_users)
+        frames["events.users"] = events
+        frames["offsets.users.events"] = offsets.to_frame()
+    frames["members"] = memberships.select("audience_key", "level", "entity_id").sort(
+        "audience_key", "entity_id"
+    )
+    steps["events"] = time.perf_counter() - started - sum(steps.values())
+    log.info("generation frames built in %s", ", ".join(f"{k} {v:.1f}s" for k, v in steps.items()))
+    return frames
+
+
+def assemble_generation(
+    number: int,
+    snapshot: Snapshot,
+    definitions: Definitions,
+    frames: Frames,
+    *,
+    events_days: int,
+    started: float,
+) -> Generation:
+    """A generation over frames from :func:`compute_frames` (cheap: no per-entity work)."""
+    levels: dict[str, str] = {a.key: a.level for a in definitions.audiences}
+    members_frame = frames["members"]
+    for key, level in members_frame.select("audience_key", "level").unique().iter_rows():
+        levels.setdefault(key, level)
+    computed: dict[str, str] = {t.key: t.level for t in definitions.traits}
+    user_traits, account_traits = frames["user_traits"], frames["account_traits"]
+
+    def index(name: str) -> KeyIndex:
+        frame = frames[name]
+        return KeyIndex(frame["key"], frame["row"])
 
     users = Collection(
         name=USERS,
-        ids=user_ids,
-        index=_as_dict(user_traits["profile_id"], user_rows["row"]),
+        ids=user_traits["profile_id"],
+        index=index("index.users"),
         traits=user_traits.drop("profile_id"),
         columns=_columns(
             user_traits,
@@ -210,16 +273,16 @@ def build_generation(
             levels,
             snapshot.json_columns("user_traits"),
         ),  # fmt: skip
-        external=external,
-        external_offsets=_offsets(external["row"], len(user_ids)),
-        links=user_links,
-        link_offsets=_offsets(user_links["row"], len(user_ids)),
-        metadata=user_meta.drop("row"),
+        external=frames["external.users"],
+        external_offsets=frames["offsets.users.external"]["offset"],
+        links=frames["links.users"],
+        link_offsets=frames["offsets.users.links"]["offset"],
+        metadata=frames["metadata.users"],
     )
     accounts = Collection(
         name=ACCOUNTS,
-        ids=account_ids,
-        index=_as_dict(account_traits["account_id"], account_rows["row"]),
+        ids=account_traits["account_id"],
+        index=index("index.accounts"),
         traits=account_traits.drop("account_id"),
         columns=_columns(
             account_traits,
@@ -229,26 +292,25 @@ def build_generation(
             levels,
             snapshot.json_columns("account_traits"),
         ),  # fmt: skip
-        external=account_external,
-        external_offsets=list(range(len(account_ids) + 1)),
-        links=account_links,
-        link_offsets=_offsets(account_links["row"], len(account_ids)),
-        metadata=account_meta.drop("row"),
+        external=frames["external.accounts"],
+        external_offsets=pl.int_range(0, account_traits.height + 1, eager=True).alias("offset"),
+        links=frames["links.accounts"],
+        link_offsets=frames["offsets.accounts.links"]["offset"],
+        metadata=frames["metadata.accounts"],
     )
-    steps["indexes"] = time.perf_counter() - started - sum(steps.values())
-    if messages is not None and events_days > 0:
-        users.events, users.event_offsets = _recent_events(
-            messages, user_rows, snapshot.as_of, events_days, len(user_ids)
-        )
+    if "events.users" in frames:
+        users.events = frames["events.users"]
+        users.event_offsets = frames["offsets.users.events"]["offset"]
+    id_index = {
+        name.removeprefix("index.id."): index(name)
+        for name in frames
+        if name.startswith("index.id.")
+    }
     members = {
-        str(key): part["entity_id"].sort()
-        for (key,), part in memberships.partition_by("audience_key", as_dict=True).items()
+        str(key): part["entity_id"]
+        for (key,), part in members_frame.partition_by("audience_key", as_dict=True).items()
     }
     seconds = time.perf_counter() - started
-    steps["events"] = seconds - sum(steps.values())
-    log.info(
-        "generation %d built in %s", number, ", ".join(f"{k} {v:.1f}s" for k, v in steps.items())
-    )
     return Generation(
         number=number,
         snapshot=snapshot,
@@ -385,7 +447,7 @@ def _aligned(meta: pl.DataFrame, n: int) -> pl.DataFrame:
 
 def _recent_events(
     messages: pl.LazyFrame, user_rows: pl.DataFrame, as_of: datetime, days: int, n: int
-) -> tuple[pl.DataFrame, list[int]]:
+) -> tuple[pl.DataFrame, pl.Series]:
     """The last `days` days of track/page/screen calls before as-of, sorted by (row, time)."""
     since = as_of - timedelta(days=days)
     events = (
@@ -420,7 +482,11 @@ __all__ = [
     "CUSTOM",
     "USERS",
     "Collection",
+    "Frames",
     "Generation",
+    "KeyIndex",
     "TraitColumn",
+    "assemble_generation",
     "build_generation",
+    "compute_frames",
 ]
