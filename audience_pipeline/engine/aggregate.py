@@ -40,7 +40,8 @@ def window_mask(window: ir.Window | None, since: datetime | None, as_of: datetim
     ts = pl.col("timestamp")
     mask = ts <= pl.lit(as_of)
     if window is not None:
-        mask = mask & (ts > pl.lit(as_of - timedelta(seconds=window.lower)))
+        if window.lower is not None:
+            mask = mask & (ts > pl.lit(as_of - timedelta(seconds=window.lower)))
         if window.upper:
             mask = mask & (ts <= pl.lit(as_of - timedelta(seconds=window.upper)))
     if since is not None:

@@ -20,6 +20,7 @@ from audience_pipeline.engine.audiences import (
 from audience_pipeline.engine.columns import ENTITY, needed_flat_columns
 from audience_pipeline.engine.level import LevelResult, evaluate_level
 from audience_pipeline.engine.native import native_traits
+from audience_pipeline.engine.samples import account_anchors, profile_anchors, with_sample_columns
 from audience_pipeline.engine.traitvalues import computed_column, custom_column
 from audience_pipeline.identity import IdentityResult, resolve_identities
 from audience_pipeline.identity.prepare import processing_rank
@@ -230,6 +231,13 @@ def compute(
     )
     clock = _lap(clock, "user level")
     user_frame = users.frame.join(universe.rename({"profile_id": ENTITY}), on=ENTITY, how="left")
+    user_samples = leaves.of("user", ir.Sample)
+    if user_samples:
+        anchors = profile_anchors(identity.identities, space_config.identifier_types()).join(
+            code_of, left_on="profile_id", right_on="_id", how="inner", suffix="_code"
+        )
+        anchors = anchors.select(pl.col("profile_id_code").alias(ENTITY), "id_type", "id_value")
+        user_frame = with_sample_columns(user_frame, user_samples, anchors)
     user_audiences = [a for a in space.audiences if a.level == "user"]
     for audience in user_audiences:
         in_universe = pl.lit(True) if audience.include_anonymous else pl.col("_known")
@@ -270,6 +278,9 @@ def compute(
     del event_frame, user_events, account_events  # no later stage reads the events
     clock = _lap(clock, "account level")
     account_frame = _users_conditions(account_level, user_frame, members, leaves, users)
+    account_frame = with_sample_columns(
+        account_frame, leaves.of("account", ir.Sample), account_anchors(account_frame)
+    )
     for audience in account_audiences:
         expr = condition_expr(audience.condition, "account", leaves, account_level.traits)
         account_frame = account_frame.with_columns(expr.alias(audience_column(audience.key)))
@@ -343,6 +354,8 @@ def _event_names(space: ir.Space) -> set[str]:
                 names.update(node.events)
             elif isinstance(node, ir.Funnel):
                 names.update(name for step in node.steps for name in step.events)
+            elif isinstance(node, ir.Behaviour):
+                names.update(node.events)
     return names
 
 

@@ -31,6 +31,7 @@ from audience_pipeline.engine.compute import (
     latest_traits,
 )
 from audience_pipeline.engine.level import evaluate_level
+from audience_pipeline.engine.samples import account_anchors, profile_anchors, with_sample_columns
 from audience_pipeline.engine.traitvalues import TraitColumns
 from audience_pipeline.identity.prepare import processing_rank
 from audience_pipeline.ir import nodes as ir
@@ -143,6 +144,11 @@ def evaluate(
         as_of=as_of,
     )
     user_frame = users.frame.join(universe.rename({"profile_id": ENTITY}), on=ENTITY, how="left")
+    user_samples = leaves.of("user", ir.Sample)
+    if user_samples:
+        id_types = next(iter(user_samples)).id_types  # type: ignore[attr-defined]
+        anchors = profile_anchors(known, id_types).rename({"profile_id": ENTITY})
+        user_frame = with_sample_columns(user_frame, user_samples, anchors)
     for audience in (a for a in space.audiences if a.level == "user"):
         in_universe = pl.lit(True) if audience.include_anonymous else pl.col("_known")
         expr = in_universe & condition_expr(audience.condition, "user", leaves, users.traits)
@@ -172,6 +178,9 @@ def evaluate(
             as_of=as_of,
         )
         account_frame = _users_conditions(account_level, user_frame, members, leaves, users)
+        account_frame = with_sample_columns(
+            account_frame, leaves.of("account", ir.Sample), account_anchors(account_frame)
+        )
         for audience in (a for a in space.audiences if a.level == "account"):
             expr = condition_expr(audience.condition, "account", leaves, account_level.traits)
             account_frame = account_frame.with_columns(expr.alias(audience_column(audience.key)))

@@ -10,7 +10,9 @@ from audience_pipeline.ir.nodes import (
     And,
     AnyOf,
     Arith,
+    AtLeast,
     AudienceRef,
+    Behaviour,
     Cmp,
     Condition,
     EventCond,
@@ -60,8 +62,10 @@ def aggs(node: Expr) -> list[Agg]:
 
 def condition_children(node: Condition) -> tuple[Condition, ...]:
     match node:
-        case AllOf(children=children) | AnyOf(children=children):
+        case AllOf(children=children) | AnyOf(children=children) | AtLeast(children=children):
             return children
+        case Behaviour(body=body):
+            return (body,)
         case NotC(child=child):
             return (child,)
         case UsersCond(condition=child):

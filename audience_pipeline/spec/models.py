@@ -67,6 +67,10 @@ class SpaceConfig:
                 return spec
         return None
 
+    def identifier_types(self) -> tuple[str, ...]:
+        """Identifier types by priority, highest first."""
+        return tuple(spec.type for spec in self.identifiers)
+
     def is_blocked(self, value: str) -> bool:
         return value.lower() in self.blocked_values
 

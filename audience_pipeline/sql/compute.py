@@ -106,6 +106,7 @@ def prepare_inputs(
     _register(con, "_ap_messages", base)
     _register(con, "_ap_profiles_of", identity.message_profiles)
     _register(con, "_ap_identities", identity.identities)
+    _register(con, names.identities, identity.identities)
     con.execute(
         "CREATE OR REPLACE TEMP VIEW _ap_msgs AS SELECT m.*, p.profile_id FROM _ap_messages m "
         "JOIN _ap_profiles_of p ON p.seq = m.seq"

@@ -29,6 +29,12 @@ from audience_pipeline.ir.walk import aggs, condition_children, refs
 from audience_pipeline.sql.dialects import SqlDialect
 from audience_pipeline.sql.expressions import compile_predicate
 from audience_pipeline.sql.funnels import funnel_ctes
+from audience_pipeline.sql.samples import (
+    account_anchor_select,
+    anchor_select,
+    buckets_select,
+    sample_holds,
+)
 from audience_pipeline.sql.relations import (
     ENTITY,
     Inputs,
@@ -68,6 +74,7 @@ class LevelInput:
     audiences: list[ir.Audience]
     user_frame: str | None = None  # the user level's frame relation (for `users:`)
     user_condition_columns: dict[ir.UsersCond, str] = field(default_factory=dict)
+    samples: dict[ir.Sample, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -161,8 +168,9 @@ class LevelBuilder:
                since: datetime | None) -> list[exp.Expr]:  # fmt: skip
         parts: list[exp.Expr] = [exp.LTE(this=ts.copy(), expression=as_of_param())]
         if window is not None:
-            lower = exp.Sub(this=as_of_param(), expression=seconds(window.lower))
-            parts.append(exp.GT(this=ts.copy(), expression=lower))
+            if window.lower is not None:
+                lower = exp.Sub(this=as_of_param(), expression=seconds(window.lower))
+                parts.append(exp.GT(this=ts.copy(), expression=lower))
             if window.upper:
                 upper = exp.Sub(this=as_of_param(), expression=seconds(window.upper))
                 parts.append(exp.LTE(this=ts.copy(), expression=upper))
@@ -226,6 +234,7 @@ class LevelBuilder:
             stage2.emit("evtm")
         self.ctes += funnels
         users_names = self._users_ctes()
+        self._sample_ctes()
         self._base_cte(stage.having + stage2.having, bool(second_pass), funnel_names,
                        users_names)  # fmt: skip
         return self._frame_cte()
@@ -386,6 +395,24 @@ class LevelBuilder:
             names[out] = relation
         return names
 
+    def _salts(self) -> dict[str, str]:
+        salts: dict[str, str] = {}
+        for node in self.spec.samples:
+            salts.setdefault(node.salt, f"_sb{len(salts)}")
+        return salts
+
+    def _sample_ctes(self) -> None:
+        """Anchors and one bucket per salt, when the level has sample nodes."""
+        if not self.spec.samples:
+            return
+        anchors = self.name("anchors")
+        if self.spec.level == "user":
+            id_types = next(iter(self.spec.samples)).id_types
+            self.ctes.append((anchors, anchor_select(self.d, self.inputs.identities, id_types)))
+        else:
+            self.ctes.append((anchors, account_anchor_select(self.name("entities"))))
+        self.ctes.append((self.name("buckets"), buckets_select(self.d, anchors, self._salts())))
+
     def _base_cte(self, having: list[tuple[str, ir.EventCond, dict[ir.Agg, str]]],
                   second: bool, funnels: dict[str, str], users: dict[str, str]) -> None:  # fmt: skip
         select = exp.select(star("t")).from_(table(self.name("traits"), "t"))
@@ -420,6 +447,12 @@ class LevelBuilder:
             all_ = eq(coalesce(col("_all", short), exp.Literal.number(0)), one.copy())
             value = {"any": any_, "all": all_, "none": exp.not_(any_.copy())}[node.mode]
             select = select.select(alias(value, out))
+        if self.spec.samples:
+            select = select.join(table(self.name("buckets"), "sb"),
+                                 on=eq(col(ENTITY, "t"), col(ENTITY, "sb")), join_type="left")  # fmt: skip
+            salts = self._salts()
+            for node, out in self.spec.samples.items():
+                select = select.select(alias(sample_holds(node, col(salts[node.salt], "sb")), out))
         self.ctes.append((self.name("base"), select))
 
     def _having(self, condition: ir.EventCond, agg_columns: dict[ir.Agg, str],
@@ -470,6 +503,18 @@ class LevelBuilder:
                 return exp.paren(exp.or_(*parts, wrap=True))
             case ir.NotC(child=child):
                 return exp.not_(exp.paren(self.condition(child, table_name, built)))
+            case ir.AtLeast(count=count, children=children):
+                if not children:
+                    return exp.true() if count <= 0 else exp.false()
+                one, zero = exp.Literal.number(1), exp.Literal.number(0)
+                flags = [case((self.condition(c, table_name, built), one.copy()), default=zero.copy())
+                         for c in children]  # fmt: skip
+                total = flags[0]
+                for flag in flags[1:]:
+                    total = exp.Add(this=total, expression=flag)
+                return exp.paren(exp.GTE(this=total, expression=exp.Literal.number(count)))
+            case ir.Behaviour(body=body):
+                return self.condition(body, table_name, built)
             case ir.AudienceRef(key=key):
                 if key in built:
                     return exp.paren(built[key].copy())
@@ -481,14 +526,14 @@ class LevelBuilder:
                     return self.traits.typed(ref.path, table_name)
 
                 return compile_predicate(self.d, expr, resolve)
-            case ir.EventCond() | ir.Funnel() | ir.UsersCond():
+            case ir.EventCond() | ir.Funnel() | ir.UsersCond() | ir.Sample():
                 return col(self._leaf(node), table_name)
         msg = f"unknown condition {node!r}"
         raise TypeError(msg)
 
     def _leaf(self, node: ir.Condition) -> str:
         spec = self.spec
-        for table_ in (spec.conditions, spec.funnels, spec.users):
+        for table_ in (spec.conditions, spec.funnels, spec.users, spec.samples):
             if node in table_:
                 return table_[node]  # type: ignore[index]
         msg = f"condition not precomputed at level {spec.level}: {node!r}"
