@@ -101,6 +101,7 @@ def evaluate(
         account_events=account_events,
         account_traits=account_traits,
         definitions=_by_key(audiences),
+        id_priority=[rule.type for rule in rules],
     )
     memberships = {key: audience_members(world, key) for key in world.definitions}
     return RefResult(

@@ -467,12 +467,45 @@ def _funnel(draw: st.DrawFn, trait_keys: Sequence[str]) -> dict[str, Any]:
     return {"funnel": funnel}
 
 
+SECTION7_DURATIONS = ["1h", "12h", "1d", "3d", "7d", "2w", "30d"]
+SAMPLE_BOUNDS: list[Any] = [0, 0.01, 10, 12.5, 33.33, 50, 66.67, 90, 99.99, 100]
+
+
+@st.composite
+def _behaviour(draw: st.DrawFn, trait_keys: Sequence[str]) -> dict[str, Any]:
+    """A section-7 behaviour node (first_time, stopped, restarted, regularly)."""
+    kind = draw(st.sampled_from(["first_time", "stopped", "restarted", "regularly"]))
+    body: dict[str, Any] = {"event": _event_names(draw)}
+    if draw(st.integers(0, 3)) == 0:
+        body["where"] = draw(boolean_expressions(_where_keys(trait_keys), 1))
+    duration = st.sampled_from(SECTION7_DURATIONS)
+    if kind == "regularly":
+        periods = draw(st.integers(1, 4))
+        body.update(times=draw(st.integers(1, 3)), period=draw(duration), periods=periods)
+        if draw(st.booleans()):
+            body["min_periods"] = draw(st.integers(1, periods))
+    else:
+        body["within"] = draw(duration)
+        if kind == "stopped":
+            body["before"] = draw(duration)
+        if kind == "restarted":
+            body["gap"] = draw(duration)
+    return {kind: body}
+
+
+@st.composite
+def _sample(draw: st.DrawFn) -> dict[str, Any]:
+    low, high = sorted(draw(st.lists(st.sampled_from(SAMPLE_BOUNDS), min_size=2, max_size=2,
+                                     unique=True)))  # fmt: skip
+    return {"sample": {"salt": draw(st.sampled_from(["exp", "2026", 7])), "from": low, "to": high}}
+
+
 @st.composite
 def user_conditions(
     draw: st.DrawFn, trait_keys: Sequence[str], audience_keys: Sequence[str], depth: int = 2
 ) -> dict[str, Any]:
     """A user-level condition tree."""
-    leaves = ["event", "event", "traits", "traits", "funnel"]
+    leaves = ["event", "event", "traits", "traits", "funnel", "behaviour", "behaviour", "sample"]
     leaves += ["audience"] if audience_keys else []
     shapes = leaves + (["any", "all", "not"] if depth > 0 else [])
     shape = draw(st.sampled_from(shapes))
@@ -482,6 +515,10 @@ def user_conditions(
     if shape == "not":
         return {"not": draw(user_conditions(trait_keys, audience_keys, depth - 1))}
     keys = [*USER_TRAIT_KEYS, *trait_keys]
+    if shape == "behaviour":
+        return draw(_behaviour(keys))
+    if shape == "sample":
+        return draw(_sample())
     if shape == "event":
         return draw(_event_condition(keys))
     if shape == "funnel":
@@ -501,7 +538,7 @@ def account_conditions(
     depth: int = 2,
 ) -> dict[str, Any]:
     """An account-level condition tree (``users:`` nodes hold user-level trees)."""
-    leaves = ["users", "users", "event", "traits", "funnel"]
+    leaves = ["users", "users", "event", "traits", "funnel", "behaviour", "sample"]
     leaves += ["audience"] if account_audiences else []
     shape = draw(st.sampled_from(leaves + (["all", "any", "not"] if depth > 0 else [])))
     recurse = account_conditions(
@@ -514,6 +551,10 @@ def account_conditions(
     if shape == "users":
         inner = draw(user_conditions(user_trait_keys, user_audiences, 1))
         return {"users": draw(st.sampled_from(["any", "all", "none"])), "condition": inner}
+    if shape == "behaviour":
+        return draw(_behaviour([*ACCOUNT_TRAIT_KEYS, *account_trait_keys]))
+    if shape == "sample":
+        return draw(_sample())
     if shape == "event":
         return draw(_event_condition([*ACCOUNT_TRAIT_KEYS, *account_trait_keys]))
     if shape == "funnel":
