@@ -42,11 +42,17 @@ def account_anchors(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.select(ENTITY, pl.lit("group_id").alias("id_type"), pl.col(ENTITY).alias("id_value"))
 
 
+def detail_columns(column: str) -> tuple[str, str]:
+    """The bucket and anchor-text columns `with_sample_columns(..., detail=True)` adds."""
+    return f"{column}__bucket", f"{column}__anchor"
+
+
 def with_sample_columns(frame: pl.DataFrame, samples: dict[ir.Condition, str],
-                        anchors: pl.DataFrame) -> pl.DataFrame:  # fmt: skip
+                        anchors: pl.DataFrame, *, detail: bool = False) -> pl.DataFrame:  # fmt: skip
     """One boolean column per sample node: is the entity's bucket in [low, high)?
 
     `anchors`: entity_id, id_type, id_value (entities without an anchor are in no sample).
+    `detail`: also keep each entity's bucket and anchor (explain shows them).
     """
     if not samples:
         return frame
@@ -58,12 +64,16 @@ def with_sample_columns(frame: pl.DataFrame, samples: dict[ir.Condition, str],
             pl.Series("_bucket", [bucket(node.salt, t, v) for t, v in zip(types, values, strict=True)],
                       dtype=pl.Int64)
         )  # fmt: skip
-        holds = (
-            anchors.join(buckets, on=["id_type", "id_value"], how="inner")
-            .select(ENTITY, pl.col("_bucket").is_between(node.low, node.high - 1).alias(column))
-        )
+        bucket_column, anchor_column = detail_columns(column)
+        holds = anchors.join(buckets, on=["id_type", "id_value"], how="inner").select(
+            ENTITY,
+            pl.col("_bucket").is_between(node.low, node.high - 1).alias(column),
+            *([pl.col("_bucket").alias(bucket_column),
+               pl.concat_str("id_type", pl.lit(":"), "id_value").alias(anchor_column)]
+              if detail else []),
+        )  # fmt: skip
         frame = frame.join(holds, on=ENTITY, how="left").with_columns(pl.col(column).fill_null(False))
     return frame
 
 
-__all__ = ["account_anchors", "bucket", "profile_anchors", "with_sample_columns"]
+__all__ = ["account_anchors", "bucket", "detail_columns", "profile_anchors", "with_sample_columns"]

@@ -148,7 +148,7 @@ def evaluate(
     if user_samples:
         id_types = next(iter(user_samples)).id_types  # type: ignore[attr-defined]
         anchors = profile_anchors(known, id_types).rename({"profile_id": ENTITY})
-        user_frame = with_sample_columns(user_frame, user_samples, anchors)
+        user_frame = with_sample_columns(user_frame, user_samples, anchors, detail=True)
     for audience in (a for a in space.audiences if a.level == "user"):
         in_universe = pl.lit(True) if audience.include_anonymous else pl.col("_known")
         expr = in_universe & condition_expr(audience.condition, "user", leaves, users.traits)
@@ -179,7 +179,8 @@ def evaluate(
         )
         account_frame = _users_conditions(account_level, user_frame, members, leaves, users)
         account_frame = with_sample_columns(
-            account_frame, leaves.of("account", ir.Sample), account_anchors(account_frame)
+            account_frame, leaves.of("account", ir.Sample), account_anchors(account_frame),
+            detail=True,
         )
         for audience in (a for a in space.audiences if a.level == "account"):
             expr = condition_expr(audience.condition, "account", leaves, account_level.traits)
