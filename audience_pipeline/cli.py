@@ -121,6 +121,8 @@ def _run(args: argparse.Namespace) -> int:
         issues = service.validate(args.definitions)
         for issue in issues:
             print(issue)
+        for warning in service.validate_warnings(args.definitions):
+            print(f"warning: {warning}", file=sys.stderr)
         if issues:
             print(f"{len(issues)} problem(s)", file=sys.stderr)
             return 1

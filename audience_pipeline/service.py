@@ -27,7 +27,12 @@ from audience_pipeline.ingest import (
 )
 from audience_pipeline.manifest import publish_normalized, staging_folder, write_manifest
 from audience_pipeline.membership.diff import membership_changes, membership_history
-from audience_pipeline.spec.compile import compile_space, load_space_ir, validate_definitions
+from audience_pipeline.spec.compile import (
+    compile_space,
+    load_space_ir,
+    validate_definitions,
+    validation_warnings,
+)
 from audience_pipeline.spec.issues import DefinitionsError, Issue
 from audience_pipeline.spec.loader import load_definitions, parse_timestamp
 from audience_pipeline.spec.models import Definitions
@@ -59,6 +64,11 @@ def parse_as_of(text: str | None) -> datetime:
 
 def validate(definitions: str | Path) -> list[Issue]:
     return validate_definitions(str(definitions), datetime.now(UTC))
+
+
+def validate_warnings(definitions: str | Path) -> list[str]:
+    """Warnings that do not fail `validate` (overlapping sample ranges of one salt)."""
+    return validation_warnings(str(definitions), datetime.now(UTC))
 
 
 def load_events(
@@ -261,4 +271,5 @@ __all__ = [
     "query",
     "run_compute",
     "validate",
+    "validate_warnings",
 ]

@@ -39,7 +39,9 @@ def profile_anchors(identities: pl.DataFrame, id_types: tuple[str, ...], owner: 
 
 
 def account_anchors(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.select(ENTITY, pl.lit("group_id").alias("id_type"), pl.col(ENTITY).alias("id_value"))
+    return frame.select(
+        ENTITY, pl.lit("group_id").alias("id_type"), pl.col(ENTITY).alias("id_value")
+    )
 
 
 def detail_columns(column: str) -> tuple[str, str]:
@@ -72,7 +74,9 @@ def with_sample_columns(frame: pl.DataFrame, samples: dict[ir.Condition, str],
                pl.concat_str("id_type", pl.lit(":"), "id_value").alias(anchor_column)]
               if detail else []),
         )  # fmt: skip
-        frame = frame.join(holds, on=ENTITY, how="left").with_columns(pl.col(column).fill_null(False))
+        frame = frame.join(holds, on=ENTITY, how="left").with_columns(
+            pl.col(column).fill_null(False)
+        )
     return frame
 
 

@@ -15,6 +15,7 @@ from audience_pipeline.ir import nodes as ir
 def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
+
 # What each part of a behaviour node's body asks, in the order `spec.behaviour` builds them.
 PART_LABELS = {
     "first_time": ("a matching event in the last `within`", "none at or before that"),

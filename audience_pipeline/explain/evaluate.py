@@ -146,7 +146,9 @@ def evaluate(
     user_frame = users.frame.join(universe.rename({"profile_id": ENTITY}), on=ENTITY, how="left")
     user_samples = leaves.of("user", ir.Sample)
     if user_samples:
-        id_types = next(iter(user_samples)).id_types  # type: ignore[attr-defined]
+        first = next(iter(user_samples))
+        assert isinstance(first, ir.Sample)
+        id_types = first.id_types
         anchors = profile_anchors(known, id_types).rename({"profile_id": ENTITY})
         user_frame = with_sample_columns(user_frame, user_samples, anchors, detail=True)
     for audience in (a for a in space.audiences if a.level == "user"):
@@ -179,7 +181,9 @@ def evaluate(
         )
         account_frame = _users_conditions(account_level, user_frame, members, leaves, users)
         account_frame = with_sample_columns(
-            account_frame, leaves.of("account", ir.Sample), account_anchors(account_frame),
+            account_frame,
+            leaves.of("account", ir.Sample),
+            account_anchors(account_frame),
             detail=True,
         )
         for audience in (a for a in space.audiences if a.level == "account"):

@@ -101,7 +101,9 @@ def _body(node: str, c: _Common, s: dict[str, int], counts: dict[str, int]) -> i
         return ir.AllOf((c.cond(ir.Window(d), count_at_least(1)), c.cond(ir.Window(None, d), NONE)))
     if node == "stopped":
         d, b = s["within"], s["before"]
-        return ir.AllOf((c.cond(ir.Window(d + b, d), count_at_least(1)), c.cond(ir.Window(d), NONE)))
+        return ir.AllOf(
+            (c.cond(ir.Window(d + b, d), count_at_least(1)), c.cond(ir.Window(d), NONE))
+        )
     if node == "restarted":
         d, g = s["within"], s["gap"]
         return ir.AllOf((
@@ -151,7 +153,9 @@ def _regular_counts(raw: dict[str, Any], here: str, report: Report) -> dict[str,
     return {"times": times, "periods": periods, "min_periods": minimum}
 
 
-def parse_sample(raw: Any, path: str, id_types: tuple[str, ...], report: Report) -> ir.Sample | None:
+def parse_sample(
+    raw: Any, path: str, id_types: tuple[str, ...], report: Report
+) -> ir.Sample | None:
     """`{sample: {salt, from, to}}`'s body -> IR, or None after reporting."""
     here = f"{path}.sample"
     if not isinstance(raw, dict):
@@ -180,7 +184,7 @@ def parse_sample(raw: Any, path: str, id_types: tuple[str, ...], report: Report)
 
 
 def _salt(value: Any) -> str | None:
-    if isinstance(value, bool) or isinstance(value, date | datetime):
+    if isinstance(value, bool | date | datetime):
         return None
     if isinstance(value, int):
         return str(value)
@@ -204,4 +208,27 @@ def _hundredths(value: Any, path: str, report: Report) -> int | None:
     return int(scaled)
 
 
-__all__ = ["NEW_NODE_KEYS", "parse_behaviour", "parse_sample"]
+__all__ = ["NEW_NODE_KEYS", "parse_behaviour", "parse_sample", "sample_overlaps"]
+
+
+def sample_overlaps(space: ir.Space, files: dict[str, str]) -> list[str]:
+    """Warnings: two audiences whose samples of one salt have overlapping ranges (a split's arms
+    should adjoin, not overlap). `files`: audience key -> its file, for the message."""
+    from audience_pipeline.ir.walk import iter_conditions
+
+    by_salt: dict[str, list[tuple[str, ir.Sample]]] = {}
+    for audience in space.audiences:
+        for node in iter_conditions(audience.condition):
+            if isinstance(node, ir.Sample):
+                by_salt.setdefault(node.salt, []).append((audience.key, node))
+    warnings = []
+    for salt, uses in sorted(by_salt.items()):
+        for i, (key_a, a) in enumerate(uses):
+            for key_b, b in uses[i + 1 :]:
+                if key_a != key_b and a.low < b.high and b.low < a.high:
+                    warnings.append(
+                        f"{files.get(key_b, key_b)}: {key_b}: sample salt {salt!r} range "
+                        f"[{b.low / 100:g}, {b.high / 100:g}) overlaps {key_a}'s "
+                        f"[{a.low / 100:g}, {a.high / 100:g})"
+                    )
+    return warnings

@@ -10,7 +10,12 @@ from typing import Any
 
 from audience_pipeline.ir import nodes as ir
 from audience_pipeline.ir.walk import iter_conditions, refs
-from audience_pipeline.spec.behaviour import NEW_NODE_KEYS, parse_behaviour, parse_sample
+from audience_pipeline.spec.behaviour import (
+    NEW_NODE_KEYS,
+    parse_behaviour,
+    parse_sample,
+    sample_overlaps,
+)
 from audience_pipeline.spec.expressions import ExprContext, ExprError, parse_expression
 from audience_pipeline.spec.issues import DefinitionsError, Issue
 from audience_pipeline.spec.loader import (
@@ -359,4 +364,17 @@ def validate_definitions(root: str, as_of: datetime) -> list[Issue]:
     return issues + more
 
 
-__all__ = ["DefinitionsError", "compile_space", "load_space_ir", "validate_definitions"]
+def validation_warnings(root: str, as_of: datetime) -> list[str]:
+    """What `validate` points out without failing: overlapping sample ranges of one salt."""
+    definitions, _ = load_definitions(root)
+    space, _ = compile_space(definitions, as_of)
+    return sample_overlaps(space, {a.key: a.file for a in definitions.audiences})
+
+
+__all__ = [
+    "DefinitionsError",
+    "compile_space",
+    "load_space_ir",
+    "validate_definitions",
+    "validation_warnings",
+]

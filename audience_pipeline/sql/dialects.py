@@ -85,7 +85,9 @@ class SqlDialect:
     def code_point_order(self, value: exp.Expr) -> exp.Expr:
         if self.code_point_collation is None:
             return value
-        return exp.Collate(this=value, expression=exp.to_identifier(self.code_point_collation, quoted=True))
+        return exp.Collate(
+            this=value, expression=exp.to_identifier(self.code_point_collation, quoted=True)
+        )
 
     def render(self, tree: exp.Expr, *, pretty: bool = True) -> str:
         return tree.sql(dialect=self.sqlglot_dialect, pretty=pretty)

@@ -29,12 +29,6 @@ from audience_pipeline.ir.walk import aggs, condition_children, refs
 from audience_pipeline.sql.dialects import SqlDialect
 from audience_pipeline.sql.expressions import compile_predicate
 from audience_pipeline.sql.funnels import funnel_ctes
-from audience_pipeline.sql.samples import (
-    account_anchor_select,
-    anchor_select,
-    buckets_select,
-    sample_holds,
-)
 from audience_pipeline.sql.relations import (
     ENTITY,
     Inputs,
@@ -47,6 +41,12 @@ from audience_pipeline.sql.relations import (
     seconds,
     star,
     table,
+)
+from audience_pipeline.sql.samples import (
+    account_anchor_select,
+    anchor_select,
+    buckets_select,
+    sample_holds,
 )
 from audience_pipeline.sql.typed import (
     CachedValue,
@@ -451,8 +451,9 @@ class LevelBuilder:
             select = select.join(table(self.name("buckets"), "sb"),
                                  on=eq(col(ENTITY, "t"), col(ENTITY, "sb")), join_type="left")  # fmt: skip
             salts = self._salts()
-            for node, out in self.spec.samples.items():
-                select = select.select(alias(sample_holds(node, col(salts[node.salt], "sb")), out))
+            for sample, out in self.spec.samples.items():
+                holds = sample_holds(sample, col(salts[sample.salt], "sb"))
+                select = select.select(alias(holds, out))
         self.ctes.append((self.name("base"), select))
 
     def _having(self, condition: ir.EventCond, agg_columns: dict[ir.Agg, str],

@@ -40,7 +40,9 @@ def anchor_select(d: SqlDialect, identities: str, id_types: tuple[str, ...]) -> 
 
 def account_anchor_select(entities: str) -> exp.Select:
     return exp.select(
-        col(ENTITY), alias(exp.Literal.string("group_id"), "id_type"), alias(col(ENTITY), "id_value")
+        col(ENTITY),
+        alias(exp.Literal.string("group_id"), "id_type"),
+        alias(col(ENTITY), "id_value"),
     ).from_(table(entities))
 
 

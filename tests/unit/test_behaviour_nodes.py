@@ -274,10 +274,30 @@ def _issues(condition: Any) -> list[str]:
         ({"first_time": {"event": EVENT, "within": "7d"}, "where": "x = 1"}, "unknown field"),
         ({"stopped": {"event": EVENT, "within": "7d", "before": "soon"}}, "a duration is"),
         ({"restarted": {"event": EVENT, "within": "7d", "gap": "0h"}}, "greater than 0"),
-        ({"regularly": {"event": EVENT, "times": 1, "period": "1w", "periods": 3,
-                        "min_periods": 4}}, "min_periods is an integer in 1..3"),
-        ({"regularly": {"event": EVENT, "times": 1, "period": "1w", "periods": 3,
-                        "min_periods": 0}}, "min_periods"),
+        (
+            {
+                "regularly": {
+                    "event": EVENT,
+                    "times": 1,
+                    "period": "1w",
+                    "periods": 3,
+                    "min_periods": 4,
+                }
+            },
+            "min_periods is an integer in 1..3",
+        ),
+        (
+            {
+                "regularly": {
+                    "event": EVENT,
+                    "times": 1,
+                    "period": "1w",
+                    "periods": 3,
+                    "min_periods": 0,
+                }
+            },
+            "min_periods",
+        ),
         ({"regularly": {"event": EVENT, "times": 0, "period": "1w", "periods": 3}}, "times"),
         ({"regularly": {"event": EVENT, "times": 1, "period": "1w", "periods": True}}, "periods"),
         ({"first_time": {"event": EVENT, "within": "7d", "where": "nope("}}, "where"),
@@ -301,8 +321,15 @@ def test_invalid_nodes_name_the_field(condition: Any, needle: str) -> None:
     [
         {"sample": {"salt": 2026, "from": 33.33, "to": 66.67}},
         {"sample": {"salt": "s", "from": 0, "to": 100}},
-        {"regularly": {"event": [EVENT, "Page Viewed"], "times": 1, "period": "1d",
-                       "periods": 3, "min_periods": None}},
+        {
+            "regularly": {
+                "event": [EVENT, "Page Viewed"],
+                "times": 1,
+                "period": "1d",
+                "periods": 3,
+                "min_periods": None,
+            }
+        },
         {"not": {"first_time": {"event": EVENT, "within": "7d", "where": "price > 1"}}},
     ],
 )
@@ -320,3 +347,20 @@ def test_sample_reads_exact_hundredths_and_integer_salts_as_text() -> None:
     node = parse_sample({"salt": 7, "from": 0.29, "to": 33.33}, "c", ("user_id",),
                         lambda *a: problems.append(a))  # fmt: skip
     assert node is not None and (node.salt, node.low, node.high) == ("7", 29, 3333)
+
+
+def test_validate_warns_on_overlapping_ranges_of_one_salt(tmp_path: Path) -> None:
+    from audience_pipeline.spec.compile import validation_warnings
+
+    (tmp_path / "audiences").mkdir()
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPACE))
+    arms = {"a": ("s", 0, 50), "b": ("s", 40, 100), "c": ("other", 0, 100), "d": ("s", 50, 60)}
+    for key, (salt, low, high) in arms.items():
+        condition = {"not": {"sample": {"salt": salt, "from": low, "to": high}}}
+        (tmp_path / "audiences" / f"{key}.yaml").write_text(
+            yaml.safe_dump({"key": key, "name": key, "condition": condition})
+        )
+    assert validate_definitions(str(tmp_path), T) == []
+    warnings = validation_warnings(str(tmp_path), T)
+    assert len(warnings) == 2, warnings  # a/b and b/d; a/d adjoin, c has its own salt
+    assert all("overlaps" in w for w in warnings)
