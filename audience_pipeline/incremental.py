@@ -248,6 +248,9 @@ def refresh(
         return out
 
 
+WHOLE_LEVEL_KINDS = ("score",)  # traits whose value for one entity depends on all the others
+
+
 def _full_reason(
     definitions: Definitions, as_of: datetime, previous: EngineState | None
 ) -> str | None:
@@ -259,6 +262,9 @@ def _full_reason(
         return "definitions changed"
     if as_of < previous.as_of:
         return "as-of moved backwards"
+    if any(t.kind in WHOLE_LEVEL_KINDS for t in definitions.traits):
+        # A score ranks every entity of its level: one new event can move anyone's score.
+        return "score traits rank every entity of their level"
     return None
 
 

@@ -73,6 +73,7 @@ def evaluate(
     *,
     profiles: list[str],
     accounts: list[str],
+    scores: dict[str, pl.DataFrame] | None = None,
 ) -> Evaluation:
     """Evaluate every trait, leaf and audience for `profiles` (and `accounts`).
 
@@ -85,7 +86,10 @@ def evaluate(
         as_of: the run's as-of.
         profiles: profile ids to evaluate at user level.
         accounts: account ids (groupIds) to evaluate at account level.
+        scores: per level, entity_id and the run's score trait columns (`_tr_<key>`): a score
+            ranks every entity of its level, so the few evaluated here cannot recompute it.
     """
+    scores = scores or {}
     messages = messages.filter(
         pl.col("profile_id").is_in(profiles) & (pl.col("timestamp") <= as_of)
     ).sort("seq")
@@ -142,6 +146,7 @@ def evaluate(
         conditions=leaves.of("user", ir.EventCond),  # type: ignore[arg-type]
         funnels=leaves.of("user", ir.Funnel),  # type: ignore[arg-type]
         as_of=as_of,
+        overrides=scores.get("user"),
     )
     user_frame = users.frame.join(universe.rename({"profile_id": ENTITY}), on=ENTITY, how="left")
     user_samples = leaves.of("user", ir.Sample)
@@ -178,6 +183,7 @@ def evaluate(
             conditions=leaves.of("account", ir.EventCond),  # type: ignore[arg-type]
             funnels=leaves.of("account", ir.Funnel),  # type: ignore[arg-type]
             as_of=as_of,
+            overrides=scores.get("account"),
         )
         account_frame = _users_conditions(account_level, user_frame, members, leaves, users)
         account_frame = with_sample_columns(

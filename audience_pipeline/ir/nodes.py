@@ -235,7 +235,9 @@ TraitKind = TLiteral[
     "last",
     "unique_list",
     "unique_count",
+    "score",
 ]
+ScoreName = TLiteral["quantity", "frequency", "recency", "momentum", "consistency"]
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,7 @@ class Trait:
     where: Expr | None
     window: Window | None
     min_frequency: int
+    score: ScoreName | None = None  # kind score: which behavioural score (SPEC 7)
 
 
 @dataclass(frozen=True)

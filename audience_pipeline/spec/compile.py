@@ -144,7 +144,10 @@ def _compile_trait(d: TraitDef, issues: list[Issue]) -> ir.Trait | None:
             )
             return None
         prop = parsed
-    return ir.Trait(d.key, d.level, d.kind, d.events, prop, where, d.window, d.min_frequency)  # type: ignore[arg-type]
+    return ir.Trait(
+        d.key, d.level, d.kind, d.events, prop, where, d.window, d.min_frequency,  # type: ignore[arg-type]
+        score=d.score,  # type: ignore[arg-type]
+    )  # fmt: skip
 
 
 def _expr(

@@ -204,6 +204,10 @@ def load_trait(raw: Any, file: str, issues: list[Issue]) -> TraitDef | None:
     if not isinstance(raw, dict):
         issues.append(Issue(file, None, None, "a trait file holds one mapping"))
         return None
+    if raw.get("kind") == "score":  # section 7's kinds have their own fields
+        from audience_pipeline.spec.section7_traits import load_score_trait
+
+        return load_score_trait(raw, file, issues)
     key = _check_key(raw, file, issues)
     before = len(issues)
     for extra in sorted(set(raw) - TRAIT_FIELDS):

@@ -88,6 +88,7 @@ class TraitDef:
     file: str
     description: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    score: str | None = None  # kind score: quantity | frequency | recency | momentum | consistency
 
 
 @dataclass(frozen=True)

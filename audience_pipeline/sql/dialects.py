@@ -39,6 +39,8 @@ class SqlDialect:
     integral_text_limit: ClassVar[float] = 1e15
     # SHA-256 of a text's UTF-8 bytes as lower-case hex (sample buckets); `_1` the text.
     sha256_hex_template: ClassVar[str] = "SHA256(_1)"
+    # The UTC calendar date of a timestamp (frequency scores); `_1` the timestamp.
+    utc_date_template: ClassVar[str] = "CAST(TIMEZONE('UTC', _1) AS DATE)"
     # A collation that orders text by code point, where the default may not (sample anchors).
     code_point_collation: ClassVar[str | None] = None
 
@@ -82,6 +84,9 @@ class SqlDialect:
     def sha256_hex(self, text: exp.Expr) -> exp.Expr:
         return self.template(self.sha256_hex_template, text)
 
+    def utc_date(self, ts: exp.Expr) -> exp.Expr:
+        return self.template(self.utc_date_template, ts)
+
     def code_point_order(self, value: exp.Expr) -> exp.Expr:
         if self.code_point_collation is None:
             return value
@@ -108,6 +113,7 @@ class Postgres(SqlDialect):
     double_type = "DOUBLE PRECISION"
     text_type = "TEXT"
     sha256_hex_template = "ENCODE(SHA256(CONVERT_TO(_1, 'UTF8')), 'hex')"
+    utc_date_template = "CAST((_1 AT TIME ZONE 'UTC') AS DATE)"
     code_point_collation = "C"
 
 
@@ -118,6 +124,7 @@ class Snowflake(SqlDialect):
     empty_list_template = "ARRAY_CONSTRUCT()"
     timestamp_type = "TIMESTAMP_TZ"
     sha256_hex_template = "SHA2(_1, 256)"
+    utc_date_template = "CAST(CONVERT_TIMEZONE('UTC', _1) AS DATE)"
 
 
 class BigQuery(SqlDialect):
@@ -130,6 +137,7 @@ class BigQuery(SqlDialect):
     text_type = "STRING"
     timestamp_type = "TIMESTAMP"
     sha256_hex_template = "TO_HEX(SHA256(_1))"
+    utc_date_template = "DATE(_1, 'UTC')"
 
 
 class Spark(SqlDialect):
@@ -140,6 +148,8 @@ class Spark(SqlDialect):
     text_type = "STRING"
     timestamp_type = "TIMESTAMP"
     sha256_hex_template = "SHA2(_1, 256)"
+    # Spark's TIMESTAMP is read in the session time zone, which the Spark engine sets to UTC.
+    utc_date_template = "TO_DATE(_1)"
 
 
 DIALECTS: dict[str, type[SqlDialect]] = {

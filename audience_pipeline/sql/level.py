@@ -48,6 +48,7 @@ from audience_pipeline.sql.samples import (
     buckets_select,
     sample_holds,
 )
+from audience_pipeline.sql.scores import raw_aggregate, score_from_raw
 from audience_pipeline.sql.typed import (
     CachedValue,
     NullValue,
@@ -179,6 +180,8 @@ class LevelBuilder:
         return parts
 
     def names_in(self, event: exp.Expr, events: tuple[str, ...]) -> exp.Expr:
+        if not events:  # a score trait without `event`: every track, page and screen event
+            return exp.true()
         if len(events) == 1:
             return eq(event, exp.Literal.string(events[0]))
         return exp.In(this=event, expressions=[exp.Literal.string(e) for e in events])
@@ -365,7 +368,9 @@ class LevelBuilder:
             )
         for name, (short_stage, fill) in stage.outputs_with_fill().items():
             value = col(name, short_stage)
-            if fill == "list":
+            if name in stage.scores:
+                select = select.select(alias(score_from_raw(d, value), name))
+            elif fill == "list":
                 select = select.select(alias(coalesce(value, d.empty_list()), name))
             elif isinstance(fill, exp.Expr):
                 select = select.select(alias(coalesce(value, fill), name))
@@ -586,6 +591,7 @@ class _AggStage:
         self.most_frequent_relations: list[str] = []
         self.outputs: list[str] = []
         self.mask_exprs: dict[str, exp.Expr] = {}
+        self.scores: set[str] = set()  # outputs holding a score's raw value (ranked in traits)
 
     def mask(self, events: tuple[str, ...], where: ir.Expr | None, window: ir.Window | None,
              since: datetime | None, *, custom_only: bool = False) -> str:  # fmt: skip
@@ -613,6 +619,10 @@ class _AggStage:
         kind = trait.kind
         if kind == "count":
             self._agg(out, d.cast(count_if(mask), "BIGINT"), exp.Literal.number(0))
+            return
+        if kind == "score":
+            self._agg(out, raw_aggregate(d, trait, lambda: col(mask_name)), None)
+            self.scores.add(out)
             return
         assert trait.property is not None
         value = self._value(trait.property)

@@ -230,7 +230,7 @@ def _string(draw: st.DrawFn) -> str:
 NUMERIC_KEYS = {"price", "qty", "seats", "size", "parent.price"}
 STRING_KEYS = {"product_id", "plan", "company", "tier", "context.device.type", "name"}
 BOOLEAN_KEYS = {"flag", "vip"}
-_NUMERIC_KINDS = ("count", "sum", "avg", "min", "max", "unique_count")
+_NUMERIC_KINDS = ("count", "sum", "avg", "min", "max", "unique_count", "score")
 
 
 def key_kind(key: str) -> str | None:
@@ -395,11 +395,36 @@ KIND_NAMES = [
 ]
 
 
+SCORE_NAMES = ["quantity", "frequency", "recency", "momentum", "consistency"]
+
+
+def _score_trait(draw: st.DrawFn, index: int) -> dict[str, Any]:
+    """A `kind: score` trait (its key ends in `_score`: a number for expressions)."""
+    score = draw(st.sampled_from(SCORE_NAMES))
+    definition: dict[str, Any] = {"key": f"t{index}_{score}_score", "kind": "score",
+                                  "score": score}  # fmt: skip
+    if draw(st.integers(0, 2)) > 0:
+        definition["event"] = _event_names(draw)
+    level = draw(st.sampled_from(["user", "user", "account"]))
+    if level == "account" or draw(st.booleans()):
+        definition["level"] = level
+    if draw(st.integers(0, 3)) == 0:
+        customs = ACCOUNT_TRAIT_KEYS if level == "account" else USER_TRAIT_KEYS
+        keys = [*PROPERTY_KEYS, *(f"trait.{k}" for k in customs)]
+        definition["where"] = draw(boolean_expressions(keys, 1))
+    if draw(st.integers(0, 2)) > 0:
+        definition["within"] = draw(st.sampled_from(["3d", "7d", "9d", "15d", "30d", "90m", "2w"]))
+    return definition
+
+
 @st.composite
 def trait_defs(draw: st.DrawFn, max_traits: int = 5) -> list[dict[str, Any]]:
     """Computed trait definitions (user and account level, unique keys)."""
     out = []
     for index in range(draw(st.integers(0, max_traits))):
+        if draw(st.integers(0, 4)) == 0:
+            out.append(_score_trait(draw, index))
+            continue
         kind = draw(st.sampled_from(KIND_NAMES))
         level = draw(st.sampled_from(["user", "user", "account"]))
         definition: dict[str, Any] = {
