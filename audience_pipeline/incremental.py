@@ -60,6 +60,7 @@ from audience_pipeline.ir import nodes as ir
 from audience_pipeline.spec.compile import compile_space
 from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.spec.models import Definitions
+from audience_pipeline.sqltraits.run import run_sql_traits
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,8 @@ def full_compute(
 ) -> Refresh:
     """Compute every table from scratch and the state an incremental run needs next."""
     space = _compile(definitions, as_of)
-    result = compute(events, trait_updates, definitions.space, space, as_of)
+    sql_rows = run_sql_traits(definitions, events, trait_updates, as_of)
+    result = compute(events, trait_updates, definitions.space, space, as_of, sql_traits=sql_rows)
     messages = (
         events.lazy()
         .filter(_cut(as_of))
@@ -248,9 +250,6 @@ def refresh(
         return out
 
 
-WHOLE_LEVEL_KINDS = ("score",)  # traits whose value for one entity depends on all the others
-
-
 def _full_reason(
     definitions: Definitions, as_of: datetime, previous: EngineState | None
 ) -> str | None:
@@ -262,9 +261,11 @@ def _full_reason(
         return "definitions changed"
     if as_of < previous.as_of:
         return "as-of moved backwards"
-    if any(t.kind in WHOLE_LEVEL_KINDS for t in definitions.traits):
+    if any(t.kind == "score" for t in definitions.traits):
         # A score ranks every entity of its level: one new event can move anyone's score.
         return "score traits rank every entity of their level"
+    if any(t.kind == "sql" for t in definitions.traits):
+        return "SQL traits read sources a refresh does not track"
     return None
 
 

@@ -36,6 +36,7 @@ from audience_pipeline.spec.compile import (
 from audience_pipeline.spec.issues import DefinitionsError, Issue
 from audience_pipeline.spec.loader import load_definitions, parse_timestamp
 from audience_pipeline.spec.models import Definitions
+from audience_pipeline.sqltraits.run import run_sql_traits
 from audience_pipeline.storage import read_table, warehouse_connection, write_table
 
 log = logging.getLogger(__name__)
@@ -113,14 +114,19 @@ def compute_tables(
 ) -> tuple[Definitions, ComputeResult]:
     """Every computed table, by the Polars engine or inside DuckDB (same tables, same dtypes)."""
     definitions, space = load_space_ir(str(definitions_dir), as_of)
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    sql_rows = run_sql_traits(definitions, ingested.events, ingested.trait_updates, as_of)
     if engine == "duckdb":
         from audience_pipeline.sql import compute_duckdb
 
         result = compute_duckdb(
-            ingested.events, ingested.trait_updates, definitions.space, space, as_of
-        )
+            ingested.events, ingested.trait_updates, definitions.space, space, as_of,
+            sql_traits=sql_rows,
+        )  # fmt: skip
     elif engine == "polars":
-        result = compute(ingested.events, ingested.trait_updates, definitions.space, space, as_of)
+        result = compute(ingested.events, ingested.trait_updates, definitions.space, space, as_of,
+                         sql_traits=sql_rows)  # fmt: skip
     else:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     return definitions, result

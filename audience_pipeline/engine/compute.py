@@ -27,6 +27,9 @@ from audience_pipeline.identity.prepare import processing_rank
 from audience_pipeline.ir import nodes as ir
 from audience_pipeline.ir.walk import iter_conditions
 from audience_pipeline.spec.models import SpaceConfig
+from audience_pipeline.sqltraits.columns import expand_columns, with_sql_rows
+from audience_pipeline.sqltraits.match import matched_sql_traits
+from audience_pipeline.sqltraits.run import SqlTraitResult
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +113,7 @@ def compute(
     identity: IdentityResult | None = None,
     keep_json: Mapping[str, Collection[str]] | None = None,
     with_user_traits: bool = True,
+    sql_traits: list[SqlTraitResult] | None = None,
 ) -> ComputeResult:
     """Compute identities, traits and memberships as of `as_of` from normalized events.
 
@@ -119,6 +123,7 @@ def compute(
     here share one type (an incremental pass: the previous run's JSON-text columns).
     `with_user_traits`: False leaves the user_traits table empty (an incremental pass that
     only wants the account tables; building every member's traits row is most of its cost).
+    `sql_traits`: the rows of the space's `kind: sql` traits (`sqltraits.run_sql_traits`).
     """
     keep_json = keep_json or {}
     clock = time.perf_counter()
@@ -193,6 +198,14 @@ def compute(
         "account_id",
     )
 
+    sql = matched_sql_traits(sql_traits, identity.identities,
+                             accounts["account_id"].to_list(), space_config)  # fmt: skip
+    if sql is not None:  # SQL traits read as custom traits holding one object each
+        user_rows = sql.rows["user"].join(code_of, left_on="profile_id", right_on="_id")
+        user_rows = user_rows.select(pl.col("profile_id_right").alias("profile_id"),
+                                     "key", "value", "tagged")  # fmt: skip
+        user_latest = with_sql_rows(user_latest, user_rows, sql.keys["user"])
+        account_latest = with_sql_rows(account_latest, sql.rows["account"], sql.keys["account"])
     clock = _lap(clock, "latest traits")
     user_custom, user_custom_keys = _custom_wide(user_latest, "profile_id", universe)
     account_custom, account_custom_keys = _custom_wide(account_latest, "account_id", accounts)
@@ -309,12 +322,20 @@ def compute(
         account_audiences, keep_json.get("account_traits", ()),
     )  # fmt: skip
     account_traits = account_traits.rename({ENTITY: "account_id"})
+    if sql is not None:
+        user_traits, more = expand_columns(user_traits, "profile_id", sql.rows["user"],
+                                           sql.fields["user"] if with_user_traits else {})  # fmt: skip
+        user_json = (user_json - set(sql.fields["user"])) | more
+        account_traits, more = expand_columns(account_traits, "account_id", sql.rows["account"],
+                                              sql.fields["account"])  # fmt: skip
+        account_json = (account_json - set(sql.fields["account"])) | more
     clock = _lap(clock, "native traits")
     stats = {
         "messages": n_messages,
         "profiles": universe.height,
         "accounts": accounts.height,
         **{f"identity_{k}": v for k, v in identity.stats.items()},
+        **(sql.stats() if sql is not None else {}),
     }
     return ComputeResult(
         as_of=as_of,

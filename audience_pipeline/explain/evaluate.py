@@ -35,6 +35,7 @@ from audience_pipeline.engine.samples import account_anchors, profile_anchors, w
 from audience_pipeline.engine.traitvalues import TraitColumns
 from audience_pipeline.identity.prepare import processing_rank
 from audience_pipeline.ir import nodes as ir
+from audience_pipeline.sqltraits.columns import with_sql_rows
 
 EVENT_COLUMNS = ["timestamp", "message_id", "seq", ORDER, "event", "properties", "context"]
 
@@ -74,6 +75,7 @@ def evaluate(
     profiles: list[str],
     accounts: list[str],
     scores: dict[str, pl.DataFrame] | None = None,
+    sql_rows: dict[str, tuple[pl.DataFrame, set[str]]] | None = None,
 ) -> Evaluation:
     """Evaluate every trait, leaf and audience for `profiles` (and `accounts`).
 
@@ -88,7 +90,10 @@ def evaluate(
         accounts: account ids (groupIds) to evaluate at account level.
         scores: per level, entity_id and the run's score trait columns (`_tr_<key>`): a score
             ranks every entity of its level, so the few evaluated here cannot recompute it.
+        sql_rows: per level, the run's SQL trait objects (latest-style rows) and every SQL
+            trait key of the level: read as the run read them, not re-queried.
     """
+    sql_rows = sql_rows or {}
     scores = scores or {}
     messages = messages.filter(
         pl.col("profile_id").is_in(profiles) & (pl.col("timestamp") <= as_of)
@@ -130,6 +135,10 @@ def evaluate(
         ),
         "account_id",
     ).filter(pl.col("account_id").is_in(accounts))
+    if "user" in sql_rows:
+        user_latest = with_sql_rows(user_latest, *sql_rows["user"])
+    if "account" in sql_rows:
+        account_latest = with_sql_rows(account_latest, *sql_rows["account"])
     user_custom, user_custom_keys = _custom_wide(user_latest, "profile_id", universe)
 
     leaves = collect_leaves(space)

@@ -23,6 +23,7 @@ from audience_pipeline.spec.compile import compile_space
 from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.spec.loader import load_definitions
 from audience_pipeline.spec.models import Definitions
+from audience_pipeline.sqltraits.columns import rows_from_columns
 
 MESSAGE_COLUMNS = [
     "seq", "message_id", "type", "event", "timestamp", "group_id", "properties", "context",
@@ -122,6 +123,7 @@ class Explainer:
             profiles=profiles,
             accounts=accounts,
             scores=self._stored_scores(profiles, accounts),
+            sql_rows=self._stored_sql_traits(profiles, accounts),
         )
         builder = TreeBuilder(evaluation, self.space, self.definitions)
         stored = self._stored_memberships(level, entity)
@@ -147,6 +149,20 @@ class Explainer:
                         *[pl.col(k).cast(pl.Int64).alias(computed_column(k)) for k in keys])
                 .collect()
             )  # fmt: skip
+        return out
+
+    def _stored_sql_traits(self, profiles: list[str], accounts: list[str]
+                           ) -> dict[str, tuple[pl.DataFrame, set[str]]]:  # fmt: skip
+        """The run's SQL trait objects of these entities, per level, with every SQL key."""
+        out = {}
+        for level, table, owner, ids in (("user", "user_traits", "profile_id", profiles),
+                                         ("account", "account_traits", "account_id", accounts)):  # fmt: skip
+            keys = [t.key for t in self.definitions.traits if t.level == level and t.kind == "sql"]
+            if not keys or not ids:
+                continue
+            stored = self.snapshot.scan(table).filter(pl.col(owner).is_in(ids)).collect()
+            rows = rows_from_columns(stored, owner, keys, set(self.snapshot.json_columns(table)))
+            out[level] = (rows, set(keys))
         return out
 
     def _stored_memberships(self, level: str, entity: str) -> set[str]:

@@ -25,6 +25,7 @@ from audience_pipeline.spec.loader import (
     parse_window,
 )
 from audience_pipeline.spec.models import AudienceDef, Definitions, TraitDef
+from audience_pipeline.spec.sql_traits import check_sql_traits
 
 NODE_KEYS = ("all", "any", "not", "event", "traits", "audience", "funnel", "users",
              *NEW_NODE_KEYS)  # fmt: skip
@@ -65,7 +66,10 @@ def compile_space(definitions: Definitions, as_of: datetime) -> tuple[ir.Space, 
     issues: list[Issue] = []
     user_keys = {t.key for t in definitions.traits if t.level == "user"}
     account_keys = {t.key for t in definitions.traits if t.level == "account"}
-    traits = [t for t in (_compile_trait(d, issues) for d in definitions.traits) if t is not None]
+    issues += check_sql_traits(definitions)
+    # SQL traits are not aggregations: their rows reach the engines as per-entity objects.
+    computed = [d for d in definitions.traits if d.kind != "sql"]
+    traits = [t for t in (_compile_trait(d, issues) for d in computed) if t is not None]
     levels = {a.key: a.level for a in definitions.audiences}
     compiled: dict[str, ir.Audience] = {}
     deps: dict[str, set[str]] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -76,12 +77,13 @@ END = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def _without_scores(definitions: Definitions) -> Definitions:
-    """The demo minus its score traits and the audiences that read them (scores rank every
-    entity of a level, so a space with them always refreshes in full: see the test below)."""
-    scores = {t.key for t in definitions.traits if t.kind == "score"}
-    keep = [a for a in definitions.audiences if not scores & set(str(a.condition).replace('"', " ").replace("'", " ").split())]  # fmt: skip
-    traits = tuple(t for t in definitions.traits if t.kind != "score")
-    return replace(definitions, traits=traits, audiences=tuple(keep))
+    """The demo minus its score and SQL traits and the audiences that read them (a space with
+    them always refreshes in full: see the test below)."""
+    whole = {t.key for t in definitions.traits if t.kind in ("score", "sql")}
+    names = re.compile(r"\b(" + "|".join(sorted(whole)) + r")\b")
+    keep = tuple(a for a in definitions.audiences if not names.search(str(a.condition)))
+    traits = tuple(t for t in definitions.traits if t.key not in whole)
+    return replace(definitions, traits=traits, audiences=keep)
 
 
 def test_score_traits_refresh_in_full_and_equal_a_full_run(tmp_path: Path) -> None:
