@@ -114,6 +114,7 @@ def compute(
     keep_json: Mapping[str, Collection[str]] | None = None,
     with_user_traits: bool = True,
     sql_traits: list[SqlTraitResult] | None = None,
+    sample_identities: pl.DataFrame | None = None,
 ) -> ComputeResult:
     """Compute identities, traits and memberships as of `as_of` from normalized events.
 
@@ -124,6 +125,8 @@ def compute(
     `with_user_traits`: False leaves the user_traits table empty (an incremental pass that
     only wants the account tables; building every member's traits row is most of its cost).
     `sql_traits`: the rows of the space's `kind: sql` traits (`sqltraits.run_sql_traits`).
+    `sample_identities`: the profiles' identifier rows for `sample` anchors when `identity`
+    holds stand-ins (an incremental pass); `identity.identities` otherwise.
     """
     keep_json = keep_json or {}
     clock = time.perf_counter()
@@ -246,7 +249,8 @@ def compute(
     user_frame = users.frame.join(universe.rename({"profile_id": ENTITY}), on=ENTITY, how="left")
     user_samples = leaves.of("user", ir.Sample)
     if user_samples:
-        anchors = profile_anchors(identity.identities, space_config.identifier_types()).join(
+        rows = identity.identities if sample_identities is None else sample_identities
+        anchors = profile_anchors(rows, space_config.identifier_types()).join(
             code_of, left_on="profile_id", right_on="_id", how="inner", suffix="_code"
         )
         anchors = anchors.select(pl.col("profile_id_code").alias(ENTITY), "id_type", "id_value")

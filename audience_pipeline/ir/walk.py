@@ -26,6 +26,8 @@ from audience_pipeline.ir.nodes import (
     NotC,
     Or,
     Ref,
+    Sample,
+    Space,
     TraitsCond,
     UsersCond,
 )
@@ -81,6 +83,13 @@ def iter_conditions(node: Condition, *, into_users: bool = True) -> Iterator[Con
         yield from iter_conditions(child, into_users=into_users)
 
 
+def uses_samples(space: Space) -> bool:
+    """Whether some audience has a `sample` node (its value hangs on identifiers, not events)."""
+    return any(
+        isinstance(node, Sample) for a in space.audiences for node in iter_conditions(a.condition)
+    )
+
+
 def audience_refs(node: Condition) -> list[str]:
     return [n.key for n in iter_conditions(node) if isinstance(n, AudienceRef)]
 
@@ -109,4 +118,5 @@ __all__ = [
     "iter_conditions",
     "iter_expr",
     "refs",
+    "uses_samples",
 ]

@@ -364,3 +364,33 @@ def test_validate_warns_on_overlapping_ranges_of_one_salt(tmp_path: Path) -> Non
     warnings = validation_warnings(str(tmp_path), T)
     assert len(warnings) == 2, warnings  # a/b and b/d; a/d adjoin, c has its own salt
     assert all("overlaps" in w for w in warnings)
+
+
+def test_incremental_refresh_keeps_sample_buckets(tmp_path: Path) -> None:
+    """A refresh recomputes some profiles with stand-in identities: samples must still hash
+    each profile's real anchor (it equals a full run)."""
+    from polars.testing import assert_frame_equal
+
+    lines = [_track(i, f"u{i}", T - timedelta(days=2, hours=i)) for i in range(30)]
+    late = [_track(100 + i, f"u{i}", T - timedelta(hours=1)) for i in range(0, 30, 3)]
+    audiences = [
+        {"key": f"arm{i}", "name": f"arm {i}",
+         "condition": {"all": [{"event": EVENT, "within": "7d"},
+                               {"sample": {"salt": "s", "from": a, "to": b}}]}}
+        for i, (a, b) in enumerate([(0, 50), (50, 100)])
+    ]  # fmt: skip
+    case = Scenario({"e.jsonl": "\n".join(lines + late) + "\n"}, SPACE, [], audiences, T)
+    events_dir, defs = write_scenario(case, tmp_path)
+    definitions, issues = load_definitions(defs)
+    assert not issues
+    data = ingest(events_dir, definitions.space)
+    old = data.events["seq"] < len(lines)
+    before = full_compute(data.events.filter(old), data.trait_updates, definitions,
+                          T - timedelta(hours=2))  # fmt: skip
+    got = refresh(data.events, data.trait_updates, definitions, T, before.state)
+    want = full_compute(data.events, data.trait_updates, definitions, T)
+    assert got.mode == "incremental"
+    assert 0 < got.profiles_recomputed < want.tables["user_traits"].height
+    for name in ("memberships", "user_traits"):
+        assert_frame_equal(got.tables[name], want.tables[name])
+    assert want.tables["memberships"].height == 30
