@@ -155,6 +155,10 @@ def build_generation(
     for key, level in memberships.select("audience_key", "level").unique().iter_rows():
         levels.setdefault(key, level)
     computed: dict[str, str] = {t.key: t.level for t in definitions.traits}
+    # A SQL trait is stored as one `<key>.<field>` column per field: each is a computed trait.
+    for trait in (t for t in definitions.traits if t.kind == "sql"):
+        stored = user_traits if trait.level == "user" else account_traits
+        computed.update({c: trait.level for c in stored.columns if c.startswith(trait.key + ".")})
     user_ids = _as_list(user_traits["profile_id"])
     account_ids = _as_list(account_traits["account_id"])
     # Frames from the Series, not from the Python lists (that copy holds the GIL for a second).
