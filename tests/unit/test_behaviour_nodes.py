@@ -394,3 +394,25 @@ def test_incremental_refresh_keeps_sample_buckets(tmp_path: Path) -> None:
     for name in ("memberships", "user_traits"):
         assert_frame_equal(got.tables[name], want.tables[name])
     assert want.tables["memberships"].height == 30
+
+
+def test_explain_text_shows_windows_and_buckets() -> None:
+    from audience_pipeline.explain.render import render
+
+    window = {"asks": "none in the last `within`", "after": "2026-02-22T12:00:00Z",
+              "until": "2026-03-01T12:00:00Z", "matching_events": 2, "needs": "none",
+              "held": False}  # fmt: skip
+    explanation = {
+        "audience": "a", "level": "user", "name": "A", "entity_id": "p1",
+        "as_of": "2026-03-01T12:00:00Z", "member": False,
+        "condition": {"type": "all", "held": False, "children_held": 1, "children": [
+            {"type": "stopped", "held": False, "event": EVENT, "windows": [window],
+             "reason": "fails: none in the last `within` (2 matching events, needs none)"},
+            {"type": "sample", "held": True, "salt": "s", "from": 0.0, "to": 12.5,
+             "anchor": "user_id:u1", "bucket": 77, "reason": "bucket 77 is inside [0, 1250)"},
+        ]},
+    }  # fmt: skip
+    text = render(explanation)
+    assert "stopped Order Completed: fails" in text
+    assert "2 matching events in (2026-02-22T12:00:00Z, 2026-03-01T12:00:00Z], needs none" in text
+    assert "sample 's' [0%, 12.5%): anchor user_id:u1, bucket 77 is inside [0, 1250)" in text
