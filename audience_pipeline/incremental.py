@@ -55,9 +55,11 @@ from audience_pipeline.delta.reads import (
 from audience_pipeline.engine.compute import KNOWN_TYPES, ComputeResult, compute
 from audience_pipeline.identity import resolve_identities
 from audience_pipeline.ir import nodes as ir
+from audience_pipeline.ir.walk import uses_samples
 from audience_pipeline.spec.compile import compile_space
 from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.spec.models import Definitions
+from audience_pipeline.sqltraits.run import run_sql_traits
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +158,8 @@ def full_compute(
 ) -> Refresh:
     """Compute every table from scratch and the state an incremental run needs next."""
     space = _compile(definitions, as_of)
-    result = compute(events, trait_updates, definitions.space, space, as_of)
+    sql_rows = run_sql_traits(definitions, events, trait_updates, as_of)
+    result = compute(events, trait_updates, definitions.space, space, as_of, sql_traits=sql_rows)
     messages = (
         events.lazy()
         .filter(_cut(as_of))
@@ -257,6 +260,11 @@ def _full_reason(
         return "definitions changed"
     if as_of < previous.as_of:
         return "as-of moved backwards"
+    if any(t.kind == "score" for t in definitions.traits):
+        # A score ranks every entity of its level: one new event can move anyone's score.
+        return "score traits rank every entity of their level"
+    if any(t.kind == "sql" for t in definitions.traits):
+        return "SQL traits read sources a refresh does not track"
     return None
 
 
@@ -397,6 +405,20 @@ def _replace_profiles(frame: pl.DataFrame, resolved: pl.DataFrame) -> pl.DataFra
     return frame.with_columns(profile)
 
 
+def _profile_identities(
+    identities: pl.DataFrame,
+    fresh_identities: pl.DataFrame,
+    profiles: pl.Series,
+    touched: pl.Series,
+) -> pl.DataFrame:
+    """The identifier rows of `profiles`: resolved anew for the touched components, else the
+    previous run's."""
+    still = pl.col("profile_id").is_in(profiles.implode()) & ~pl.col("profile_id").is_in(
+        touched.implode()
+    )
+    return pl.concat([identities.filter(still), fresh_identities])
+
+
 def _known(
     identities: pl.DataFrame,
     fresh_identities: pl.DataFrame,
@@ -405,10 +427,7 @@ def _known(
 ) -> pl.DataFrame:
     """profile_id, known (holds a user_id or an email) of each profile: from the resolved
     identities for the touched components, else from the previous ones."""
-    still = pl.col("profile_id").is_in(profiles.implode()) & ~pl.col("profile_id").is_in(
-        touched.implode()
-    )
-    rows = pl.concat([identities.filter(still), fresh_identities])
+    rows = _profile_identities(identities, fresh_identities, profiles, touched)
     known = rows.group_by("profile_id").agg(
         pl.col("id_type").is_in(KNOWN_TYPES).any().alias("known")
     )
@@ -544,6 +563,12 @@ def _incremental(
             events, candidates["seq"], engine_columns(events.columns, space)
         ).with_columns(candidates.select("profile_id", "user_part", "account_part"))
         known = _known(previous.tables["identities"], identity.identities, everyone, touched)
+        # `sample` nodes hash each profile's anchor identifier: hand the pass the real rows.
+        anchors = None
+        if uses_samples(space):
+            anchors = _profile_identities(
+                previous.tables["identities"], identity.identities, everyone, touched
+            )
         clock.lap("scope")
         updates = pass_updates.result()
         results: dict[str, ComputeResult] = {}
@@ -559,6 +584,7 @@ def _incremental(
                 as_of,
                 keep_json=previous.json_columns,
                 with_user_traits=part == "user",
+                identities=anchors,
             )
         clock.lap("engine")
         new_rows = _recomputed_rows(

@@ -23,10 +23,16 @@ from audience_pipeline.ingest import (
 )
 from audience_pipeline.membership.diff import membership_changes, membership_history
 from audience_pipeline.progress import Stages
-from audience_pipeline.spec.compile import compile_space, load_space_ir, validate_definitions
+from audience_pipeline.spec.compile import (
+    compile_space,
+    load_space_ir,
+    validate_definitions,
+    validation_warnings,
+)
 from audience_pipeline.spec.issues import DefinitionsError, Issue
 from audience_pipeline.spec.loader import load_definitions, parse_timestamp
 from audience_pipeline.spec.models import Definitions
+from audience_pipeline.sqltraits.run import run_sql_traits
 from audience_pipeline.warehouse import NORMALIZED, begin_run, check_not_empty, require_run
 from audience_pipeline.warehouse.catalog import run_connection
 from audience_pipeline.warehouse.files import write_parquet
@@ -58,6 +64,11 @@ def parse_as_of(text: str | None) -> datetime:
 
 def validate(definitions: str | Path) -> list[Issue]:
     return validate_definitions(str(definitions), datetime.now(UTC))
+
+
+def validate_warnings(definitions: str | Path) -> list[str]:
+    """Warnings that do not fail `validate` (overlapping sample ranges of one salt)."""
+    return validation_warnings(str(definitions), datetime.now(UTC))
 
 
 def load_events(
@@ -102,14 +113,19 @@ def compute_tables(
 ) -> tuple[Definitions, ComputeResult]:
     """Every computed table, by the Polars engine or inside DuckDB (same tables, same dtypes)."""
     definitions, space = load_space_ir(str(definitions_dir), as_of)
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    sql_rows = run_sql_traits(definitions, ingested.events, ingested.trait_updates, as_of)
     if engine == "duckdb":
         from audience_pipeline.sql import compute_duckdb
 
         result = compute_duckdb(
-            ingested.events, ingested.trait_updates, definitions.space, space, as_of
-        )
+            ingested.events, ingested.trait_updates, definitions.space, space, as_of,
+            sql_traits=sql_rows,
+        )  # fmt: skip
     elif engine == "polars":
-        result = compute(ingested.events, ingested.trait_updates, definitions.space, space, as_of)
+        result = compute(ingested.events, ingested.trait_updates, definitions.space, space, as_of,
+                         sql_traits=sql_rows)  # fmt: skip
     else:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     return definitions, result
@@ -271,4 +287,5 @@ __all__ = [
     "query",
     "run_compute",
     "validate",
+    "validate_warnings",
 ]

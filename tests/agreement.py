@@ -83,7 +83,7 @@ def _kind(value: Any) -> str:
 
 def expected_column(values: dict[Any, Any], computed_kind: str | None) -> dict[Any, Any]:
     """Reference values as the engine stores them (SPEC 5a: native if one JSON type, else JSON)."""
-    if computed_kind in ("count", "unique_count", "sum", "avg", "min", "max"):
+    if computed_kind in ("count", "unique_count", "sum", "avg", "min", "max", "score"):
         return {k: None if v is None else float(v) for k, v in values.items()}
     if computed_kind in ("most_frequent", "unique_list"):
         return values

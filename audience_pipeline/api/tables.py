@@ -255,6 +255,10 @@ def assemble_generation(
         levels.setdefault(key, level)
     computed: dict[str, str] = {t.key: t.level for t in definitions.traits}
     user_traits, account_traits = frames["user_traits"], frames["account_traits"]
+    # A SQL trait is stored as one `<key>.<field>` column per field: each is a computed trait.
+    for trait in (t for t in definitions.traits if t.kind == "sql"):
+        stored = user_traits if trait.level == "user" else account_traits
+        computed.update({c: trait.level for c in stored.columns if c.startswith(trait.key + ".")})
 
     def index(name: str) -> KeyIndex:
         frame = frames[name]

@@ -36,6 +36,7 @@ def run_known(
     as_of: datetime,
     keep_json: Mapping[str, Collection[str]] | None = None,
     with_user_traits: bool = True,
+    identities: pl.DataFrame | None = None,
 ) -> ComputeResult:
     """`compute` over `messages` (event columns plus `profile_id`) with those profiles.
 
@@ -49,6 +50,8 @@ def run_known(
         as_of: the as-of.
         keep_json: per traits table, columns to keep as JSON text (`compute`'s argument).
         with_user_traits: False leaves user_traits empty (`compute`'s argument).
+        identities: profile_id, id_type, id_value of those profiles, when `sample` nodes need
+            their anchors (the identity handed to `compute` only says known / not known).
 
     Returns:
         The engine's result (its identities and message_profiles are the ones handed in).
@@ -72,6 +75,7 @@ def run_known(
         identity=identity,
         keep_json=keep_json,
         with_user_traits=with_user_traits,
+        sample_identities=identities,
     )
 
 

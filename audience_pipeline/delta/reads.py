@@ -154,7 +154,9 @@ def account_space(space: ir.Space) -> ir.Space:
 
 
 def _edges(read: Read) -> set[int]:
-    return set() if read.window is None else {read.window.lower, read.window.upper}
+    if read.window is None:
+        return set()
+    return {e for e in (read.window.lower, read.window.upper) if e is not None}
 
 
 def band_mask(

@@ -15,6 +15,7 @@ import polars as pl
 
 from audience_pipeline.engine.columns import ENTITY, ColumnNames
 from audience_pipeline.engine.expressions import compile_expr, compile_predicate
+from audience_pipeline.engine.scores import raw_value, score_from_raw
 from audience_pipeline.engine.traitvalues import TraitColumns, computed_column
 from audience_pipeline.engine.typed import NumberValue, TaggedValue, Typed
 from audience_pipeline.ir import nodes as ir
@@ -40,9 +41,10 @@ def window_mask(window: ir.Window | None, since: datetime | None, as_of: datetim
     ts = pl.col("timestamp")
     mask = ts <= pl.lit(as_of)
     if window is not None:
-        lower = _before(as_of, window.lower)
-        if lower is not None:  # else the window reaches before year 1: no event is older
-            mask = mask & (ts > pl.lit(lower))
+        if window.lower is not None:
+            lower = _before(as_of, window.lower)
+            if lower is not None:  # else the window reaches before year 1: no event is older
+                mask = mask & (ts > pl.lit(lower))
         if window.upper:
             upper = _before(as_of, window.upper)
             mask = mask & (pl.lit(False) if upper is None else ts <= pl.lit(upper))
@@ -61,6 +63,8 @@ def _before(as_of: datetime, seconds: int) -> datetime | None:
 
 
 def name_mask(events: tuple[str, ...]) -> pl.Expr:
+    if not events:  # a score trait without `event`: every track, page and screen event
+        return pl.lit(True)
     if len(events) == 1:
         return pl.col("event") == events[0]
     return pl.col("event").is_in(list(events))
@@ -134,6 +138,7 @@ class LevelPlan:
     first_last: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
     derived: dict[str, pl.Expr] = field(default_factory=dict)
     post: dict[str, pl.Expr] = field(default_factory=dict)
+    drop: list[str] = field(default_factory=list)  # raw columns only `post` reads (scores)
 
     def mask(self, events: tuple[str, ...], where: ir.Expr | None, window: ir.Window | None,
              since: datetime | None, *, custom_only: bool = False) -> str:  # fmt: skip
@@ -161,6 +166,12 @@ class LevelPlan:
         if kind == "count":
             self.aggs[out] = mask.sum().cast(pl.Int64).alias(out)
             self.fills[out] = 0
+            return
+        if kind == "score":
+            raw = f"{out}__raw"
+            self.aggs[raw] = raw_value(trait, mask, self.as_of).alias(raw)
+            self.post[out] = score_from_raw(raw).alias(out)
+            self.drop.append(raw)
             return
         assert trait.property is not None
         value = self._value(trait.property)
@@ -257,6 +268,8 @@ class LevelPlan:
             result = result.with_columns(fills)
         if self.post:
             result = result.with_columns(list(self.post.values()))
+        if self.drop:
+            result = result.drop(self.drop)
         return result
 
     def _read_columns(self) -> list[str]:

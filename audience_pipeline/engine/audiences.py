@@ -34,7 +34,9 @@ class NodeColumns:
     def name(self, level: str, node: ir.Condition) -> str:
         table = self.by_level[level]
         if node not in table:
-            prefix = {ir.EventCond: "e", ir.Funnel: "f", ir.UsersCond: "u"}[type(node)]
+            prefix = {ir.EventCond: "e", ir.Funnel: "f", ir.UsersCond: "u", ir.Sample: "s"}[
+                type(node)
+            ]
             table[node] = f"_{prefix}{level[0]}{len(table)}"
         return table[node]
 
@@ -47,7 +49,7 @@ def collect_leaves(space: ir.Space) -> NodeColumns:
     columns = NodeColumns()
     for audience in space.audiences:
         for node, level in _walk(audience.condition, audience.level):
-            if isinstance(node, ir.EventCond | ir.Funnel | ir.UsersCond):
+            if isinstance(node, ir.EventCond | ir.Funnel | ir.UsersCond | ir.Sample):
                 columns.name(level, node)
     return columns
 
@@ -74,6 +76,11 @@ def condition_expr(
             return pl.any_horizontal([condition_expr(c, level, leaves, traits) for c in children])
         case ir.NotC(child=child):
             return ~condition_expr(child, level, leaves, traits)
+        case ir.AtLeast(count=count, children=children):
+            held = [condition_expr(c, level, leaves, traits).cast(pl.Int32) for c in children]
+            return pl.sum_horizontal(held) >= count if held else pl.lit(count <= 0)
+        case ir.Behaviour(body=body):
+            return condition_expr(body, level, leaves, traits)
         case ir.AudienceRef(key=key):
             return pl.col(audience_column(key))
         case ir.TraitsCond(expr=expr):
@@ -83,7 +90,7 @@ def condition_expr(
                 return traits.typed(ref.path)
 
             return compile_predicate(expr, resolve)
-        case ir.EventCond() | ir.Funnel() | ir.UsersCond():
+        case ir.EventCond() | ir.Funnel() | ir.UsersCond() | ir.Sample():
             return pl.col(leaves.name(level, node))
     msg = f"unknown condition {node!r}"
     raise TypeError(msg)

@@ -20,12 +20,16 @@ from audience_pipeline.engine.audiences import (
 from audience_pipeline.engine.columns import ENTITY, needed_flat_columns
 from audience_pipeline.engine.level import LevelResult, evaluate_level
 from audience_pipeline.engine.native import native_traits
+from audience_pipeline.engine.samples import account_anchors, profile_anchors, with_sample_columns
 from audience_pipeline.engine.traitvalues import computed_column, custom_column
 from audience_pipeline.identity import IdentityResult, resolve_identities
 from audience_pipeline.identity.prepare import processing_rank
 from audience_pipeline.ir import nodes as ir
 from audience_pipeline.ir.walk import iter_conditions
 from audience_pipeline.spec.models import SpaceConfig
+from audience_pipeline.sqltraits.columns import expand_columns, with_sql_rows
+from audience_pipeline.sqltraits.match import matched_sql_traits
+from audience_pipeline.sqltraits.run import SqlTraitResult
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +113,8 @@ def compute(
     identity: IdentityResult | None = None,
     keep_json: Mapping[str, Collection[str]] | None = None,
     with_user_traits: bool = True,
+    sql_traits: list[SqlTraitResult] | None = None,
+    sample_identities: pl.DataFrame | None = None,
 ) -> ComputeResult:
     """Compute identities, traits and memberships as of `as_of` from normalized events.
 
@@ -118,6 +124,9 @@ def compute(
     here share one type (an incremental pass: the previous run's JSON-text columns).
     `with_user_traits`: False leaves the user_traits table empty (an incremental pass that
     only wants the account tables; building every member's traits row is most of its cost).
+    `sql_traits`: the rows of the space's `kind: sql` traits (`sqltraits.run_sql_traits`).
+    `sample_identities`: the profiles' identifier rows for `sample` anchors when `identity`
+    holds stand-ins (an incremental pass); `identity.identities` otherwise.
     """
     keep_json = keep_json or {}
     clock = time.perf_counter()
@@ -192,6 +201,14 @@ def compute(
         "account_id",
     )
 
+    sql = matched_sql_traits(sql_traits, identity.identities,
+                             accounts["account_id"].to_list(), space_config)  # fmt: skip
+    if sql is not None:  # SQL traits read as custom traits holding one object each
+        user_rows = sql.rows["user"].join(code_of, left_on="profile_id", right_on="_id")
+        user_rows = user_rows.select(pl.col("profile_id_right").alias("profile_id"),
+                                     "key", "value", "tagged")  # fmt: skip
+        user_latest = with_sql_rows(user_latest, user_rows, sql.keys["user"])
+        account_latest = with_sql_rows(account_latest, sql.rows["account"], sql.keys["account"])
     clock = _lap(clock, "latest traits")
     user_custom, user_custom_keys = _custom_wide(user_latest, "profile_id", universe)
     account_custom, account_custom_keys = _custom_wide(account_latest, "account_id", accounts)
@@ -230,6 +247,14 @@ def compute(
     )
     clock = _lap(clock, "user level")
     user_frame = users.frame.join(universe.rename({"profile_id": ENTITY}), on=ENTITY, how="left")
+    user_samples = leaves.of("user", ir.Sample)
+    if user_samples:
+        rows = identity.identities if sample_identities is None else sample_identities
+        anchors = profile_anchors(rows, space_config.identifier_types()).join(
+            code_of, left_on="profile_id", right_on="_id", how="inner", suffix="_code"
+        )
+        anchors = anchors.select(pl.col("profile_id_code").alias(ENTITY), "id_type", "id_value")
+        user_frame = with_sample_columns(user_frame, user_samples, anchors)
     user_audiences = [a for a in space.audiences if a.level == "user"]
     for audience in user_audiences:
         in_universe = pl.lit(True) if audience.include_anonymous else pl.col("_known")
@@ -270,6 +295,9 @@ def compute(
     del event_frame, user_events, account_events  # no later stage reads the events
     clock = _lap(clock, "account level")
     account_frame = _users_conditions(account_level, user_frame, members, leaves, users)
+    account_frame = with_sample_columns(
+        account_frame, leaves.of("account", ir.Sample), account_anchors(account_frame)
+    )
     for audience in account_audiences:
         expr = condition_expr(audience.condition, "account", leaves, account_level.traits)
         account_frame = account_frame.with_columns(expr.alias(audience_column(audience.key)))
@@ -298,12 +326,20 @@ def compute(
         account_audiences, keep_json.get("account_traits", ()),
     )  # fmt: skip
     account_traits = account_traits.rename({ENTITY: "account_id"})
+    if sql is not None:
+        user_traits, more = expand_columns(user_traits, "profile_id", sql.rows["user"],
+                                           sql.fields["user"] if with_user_traits else {})  # fmt: skip
+        user_json = (user_json - set(sql.fields["user"])) | more
+        account_traits, more = expand_columns(account_traits, "account_id", sql.rows["account"],
+                                              sql.fields["account"])  # fmt: skip
+        account_json = (account_json - set(sql.fields["account"])) | more
     clock = _lap(clock, "native traits")
     stats = {
         "messages": n_messages,
         "profiles": universe.height,
         "accounts": accounts.height,
         **{f"identity_{k}": v for k, v in identity.stats.items()},
+        **(sql.stats() if sql is not None else {}),
     }
     return ComputeResult(
         as_of=as_of,
@@ -343,6 +379,8 @@ def _event_names(space: ir.Space) -> set[str]:
                 names.update(node.events)
             elif isinstance(node, ir.Funnel):
                 names.update(name for step in node.steps for name in step.events)
+            elif isinstance(node, ir.Behaviour):
+                names.update(node.events)
     return names
 
 

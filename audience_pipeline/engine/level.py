@@ -44,11 +44,14 @@ def evaluate_level(
     conditions: dict[ir.EventCond, str],
     funnels: dict[ir.Funnel, str],
     as_of: datetime,
+    overrides: pl.DataFrame | None = None,
 ) -> LevelResult:
     """Computed traits, event-condition and funnel columns for every entity of one level.
 
     `events` has entity_id, timestamp, message_id, seq, event, properties, context (tagged JSON).
     `custom` has entity_id and one tagged-text column per custom trait (`_ct_<key>`).
+    `overrides`: entity_id and computed trait columns to take as given instead of computing
+    them (explain over a few entities takes the run's scores, which rank every entity).
     """
     names = ColumnNames()
     trait_columns = TraitColumns(
@@ -95,6 +98,9 @@ def evaluate_level(
     started = time.perf_counter()
     result = plan.run(events, entities).collect()
     log.debug("level plan: %.2fs", time.perf_counter() - started)
+    if overrides is not None:
+        given = [c for c in overrides.columns if c != ENTITY]
+        result = result.drop(given).join(overrides, on=ENTITY, how="left")
 
     computed_frame = result.select(ENTITY, *[computed_column(t.key) for t in traits])
     needs_computed = bool(second_pass) or bool(funnel_traits & computed_keys)

@@ -26,6 +26,7 @@ STORAGE_BY_KIND: dict[str, TraitStorage] = {
     "min": "number",
     "max": "number",
     "unique_count": "number",
+    "score": "number",
     "most_frequent": "text",
     "unique_list": "list",
     "first": "tagged",

@@ -31,9 +31,11 @@ from audience_pipeline.engine.compute import (
     latest_traits,
 )
 from audience_pipeline.engine.level import evaluate_level
+from audience_pipeline.engine.samples import account_anchors, profile_anchors, with_sample_columns
 from audience_pipeline.engine.traitvalues import TraitColumns
 from audience_pipeline.identity.prepare import processing_rank
 from audience_pipeline.ir import nodes as ir
+from audience_pipeline.sqltraits.columns import with_sql_rows
 
 EVENT_COLUMNS = ["timestamp", "message_id", "seq", ORDER, "event", "properties", "context"]
 
@@ -72,6 +74,8 @@ def evaluate(
     *,
     profiles: list[str],
     accounts: list[str],
+    scores: dict[str, pl.DataFrame] | None = None,
+    sql_rows: dict[str, tuple[pl.DataFrame, set[str]]] | None = None,
 ) -> Evaluation:
     """Evaluate every trait, leaf and audience for `profiles` (and `accounts`).
 
@@ -84,7 +88,13 @@ def evaluate(
         as_of: the run's as-of.
         profiles: profile ids to evaluate at user level.
         accounts: account ids (groupIds) to evaluate at account level.
+        scores: per level, entity_id and the run's score trait columns (`_tr_<key>`): a score
+            ranks every entity of its level, so the few evaluated here cannot recompute it.
+        sql_rows: per level, the run's SQL trait objects (latest-style rows) and every SQL
+            trait key of the level: read as the run read them, not re-queried.
     """
+    sql_rows = sql_rows or {}
+    scores = scores or {}
     messages = messages.filter(
         pl.col("profile_id").is_in(profiles) & (pl.col("timestamp") <= as_of)
     ).sort("seq")
@@ -125,6 +135,10 @@ def evaluate(
         ),
         "account_id",
     ).filter(pl.col("account_id").is_in(accounts))
+    if "user" in sql_rows:
+        user_latest = with_sql_rows(user_latest, *sql_rows["user"])
+    if "account" in sql_rows:
+        account_latest = with_sql_rows(account_latest, *sql_rows["account"])
     user_custom, user_custom_keys = _custom_wide(user_latest, "profile_id", universe)
 
     leaves = collect_leaves(space)
@@ -141,8 +155,16 @@ def evaluate(
         conditions=leaves.of("user", ir.EventCond),  # type: ignore[arg-type]
         funnels=leaves.of("user", ir.Funnel),  # type: ignore[arg-type]
         as_of=as_of,
+        overrides=scores.get("user"),
     )
     user_frame = users.frame.join(universe.rename({"profile_id": ENTITY}), on=ENTITY, how="left")
+    user_samples = leaves.of("user", ir.Sample)
+    if user_samples:
+        first = next(iter(user_samples))
+        assert isinstance(first, ir.Sample)
+        id_types = first.id_types
+        anchors = profile_anchors(known, id_types).rename({"profile_id": ENTITY})
+        user_frame = with_sample_columns(user_frame, user_samples, anchors, detail=True)
     for audience in (a for a in space.audiences if a.level == "user"):
         in_universe = pl.lit(True) if audience.include_anonymous else pl.col("_known")
         expr = in_universe & condition_expr(audience.condition, "user", leaves, users.traits)
@@ -170,8 +192,15 @@ def evaluate(
             conditions=leaves.of("account", ir.EventCond),  # type: ignore[arg-type]
             funnels=leaves.of("account", ir.Funnel),  # type: ignore[arg-type]
             as_of=as_of,
+            overrides=scores.get("account"),
         )
         account_frame = _users_conditions(account_level, user_frame, members, leaves, users)
+        account_frame = with_sample_columns(
+            account_frame,
+            leaves.of("account", ir.Sample),
+            account_anchors(account_frame),
+            detail=True,
+        )
         for audience in (a for a in space.audiences if a.level == "account"):
             expr = condition_expr(audience.condition, "account", leaves, account_level.traits)
             account_frame = account_frame.with_columns(expr.alias(audience_column(audience.key)))

@@ -13,6 +13,8 @@ from typing import Any
 
 import polars as pl
 
+from audience_pipeline.engine.columns import ENTITY
+from audience_pipeline.engine.traitvalues import computed_column
 from audience_pipeline.explain.evaluate import evaluate
 from audience_pipeline.explain.tree import TreeBuilder
 from audience_pipeline.ir import nodes as ir
@@ -21,6 +23,7 @@ from audience_pipeline.spec.compile import compile_space
 from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.spec.loader import load_definitions
 from audience_pipeline.spec.models import Definitions
+from audience_pipeline.sqltraits.columns import rows_from_columns
 
 MESSAGE_COLUMNS = [
     "seq", "message_id", "type", "event", "timestamp", "group_id", "properties", "context",
@@ -119,6 +122,8 @@ class Explainer:
             snapshot.as_of,
             profiles=profiles,
             accounts=accounts,
+            scores=self._stored_scores(profiles, accounts),
+            sql_rows=self._stored_sql_traits(profiles, accounts),
         )
         builder = TreeBuilder(evaluation, self.space, self.definitions)
         stored = self._stored_memberships(level, entity)
@@ -127,6 +132,37 @@ class Explainer:
             explanation = dict(builder.audience(key, entity))
             explanation["warehouse_member"] = key in stored
             out[key] = explanation
+        return out
+
+    def _stored_scores(self, profiles: list[str], accounts: list[str]) -> dict[str, pl.DataFrame]:
+        """The run's score traits of these entities (entity_id, `_tr_<key>`), per level."""
+        out = {}
+        for level, table, owner, ids in (("user", "user_traits", "profile_id", profiles),
+                                         ("account", "account_traits", "account_id", accounts)):  # fmt: skip
+            keys = [t.key for t in self.space.traits if t.level == level and t.kind == "score"]
+            if not keys or not ids:
+                continue
+            out[level] = (
+                self.snapshot.scan(table)
+                .filter(pl.col(owner).is_in(ids))
+                .select(pl.col(owner).alias(ENTITY),
+                        *[pl.col(k).cast(pl.Int64).alias(computed_column(k)) for k in keys])
+                .collect()
+            )  # fmt: skip
+        return out
+
+    def _stored_sql_traits(self, profiles: list[str], accounts: list[str]
+                           ) -> dict[str, tuple[pl.DataFrame, set[str]]]:  # fmt: skip
+        """The run's SQL trait objects of these entities, per level, with every SQL key."""
+        out = {}
+        for level, table, owner, ids in (("user", "user_traits", "profile_id", profiles),
+                                         ("account", "account_traits", "account_id", accounts)):  # fmt: skip
+            keys = [t.key for t in self.definitions.traits if t.level == level and t.kind == "sql"]
+            if not keys or not ids:
+                continue
+            stored = self.snapshot.scan(table).filter(pl.col(owner).is_in(ids)).collect()
+            rows = rows_from_columns(stored, owner, keys, set(self.snapshot.json_columns(table)))
+            out[level] = (rows, set(keys))
         return out
 
     def _stored_memberships(self, level: str, entity: str) -> set[str]:

@@ -83,6 +83,16 @@ def _node(node: dict[str, Any], depth: int, lines: list[str]) -> None:
                      f"{node['reason']}")  # fmt: skip
         for step in node["steps"]:
             _step(step, node, depth + 1, lines)
+    elif kind in ("first_time", "stopped", "restarted", "regularly"):
+        lines.append(f"{pad}{mark} {kind} {_events(node.get('event'))}: {node['reason']}")
+        for window in node["windows"]:
+            after = window["after"] or "the beginning"
+            lines.append(f"{pad}  {_mark(window['held'])} {window['asks']}: "
+                         f"{window['matching_events']} matching events in ({after}, "
+                         f"{window['until']}], needs {window['needs']}")  # fmt: skip
+    elif kind == "sample":
+        lines.append(f"{pad}{mark} sample {node['salt']!r} [{node['from']:g}%, {node['to']:g}%): "
+                     f"anchor {node['anchor']}, {node['reason']}")  # fmt: skip
     elif kind == "users":
         lines.append(f"{pad}{mark} users {node['mode']} ({node['members_held']} of "
                      f"{node['members']} members held)")  # fmt: skip

@@ -18,6 +18,7 @@ from audience_pipeline.engine.columns import ENTITY
 from audience_pipeline.engine.expressions import compile_expr
 from audience_pipeline.engine.traitvalues import computed_column, custom_column
 from audience_pipeline.engine.typed import Typed
+from audience_pipeline.explain.behaviour import behaviour_node, sample_node
 from audience_pipeline.explain.evaluate import Evaluation, LevelView
 from audience_pipeline.explain.funnel_trace import StepTrace, trace_funnel
 from audience_pipeline.ir import nodes as ir
@@ -137,6 +138,17 @@ class TreeBuilder:
                 return self._funnel(node, raw, view, entity, held)
             case ir.UsersCond():
                 return self._users(node, raw, entity, held)
+            case ir.Behaviour():
+                leaves = self.evaluation.leaves
+                return behaviour_node(node, raw, view.row(entity),
+                                      lambda part: leaves.name(view.level, part),
+                                      self.evaluation.as_of, held)  # fmt: skip
+            case ir.Sample():
+                column = self.evaluation.leaves.name(view.level, node)
+                return sample_node(node, raw, view.row(entity), column, held)
+            case ir.AtLeast():
+                msg = "AtLeast only appears inside a regularly node"
+                raise TypeError(msg)
         msg = f"unknown condition {node!r}"
         raise TypeError(msg)
 

@@ -108,9 +108,13 @@ Expr = Lit | Ref | Cmp | And | Or | Not | IsNull | Like | Arith | Neg | Func | A
 
 @dataclass(frozen=True)
 class Window:
-    """Events with as_of - lower < ts <= as_of - upper (seconds). `within: D` is (D, 0)."""
+    """Events with as_of - lower < ts <= as_of - upper (seconds). `within: D` is (D, 0).
 
-    lower: int
+    `lower` None: no lower bound (every event at or before as_of - upper), which the
+    section-7 behaviour nodes need for "none/one at or before T - D".
+    """
+
+    lower: int | None
     upper: int = 0
 
 
@@ -172,7 +176,50 @@ class UsersCond:
     condition: Condition
 
 
-Condition = AllOf | AnyOf | NotC | EventCond | TraitsCond | AudienceRef | Funnel | UsersCond
+@dataclass(frozen=True)
+class AtLeast:
+    """At least `count` of the children hold (`regularly`'s M of K periods)."""
+
+    count: int
+    children: tuple[Condition, ...]
+
+
+BehaviourKind = TLiteral["first_time", "stopped", "restarted", "regularly"]
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """A section-7 behaviour node (first_time, stopped, restarted, regularly).
+
+    `body` is its meaning in terms of event conditions (windows, counts and `since`), which every
+    backend already evaluates; the node itself only keeps what explain shows. `params` holds the
+    node's durations in seconds and counts by field name.
+    """
+
+    kind: BehaviourKind
+    events: tuple[str, ...]
+    params: tuple[tuple[str, int], ...]
+    body: Condition
+
+    def param(self, name: str) -> int:
+        return dict(self.params)[name]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The entity's bucket (0..9999, SPEC 7) is in [low, high); `id_types` is the space's
+    identifier priority (the anchor is the first type a profile holds)."""
+
+    salt: str
+    low: int  # hundredths of a percent: `from: 33.33` is 3333
+    high: int
+    id_types: tuple[str, ...]
+
+
+Condition = (
+    AllOf | AnyOf | NotC | EventCond | TraitsCond | AudienceRef | Funnel | UsersCond
+    | AtLeast | Behaviour | Sample
+)  # fmt: skip
 
 
 # --- definitions -------------------------------------------------------------------------------
@@ -188,7 +235,9 @@ TraitKind = TLiteral[
     "last",
     "unique_list",
     "unique_count",
+    "score",
 ]
+ScoreName = TLiteral["quantity", "frequency", "recency", "momentum", "consistency"]
 
 
 @dataclass(frozen=True)
@@ -201,6 +250,7 @@ class Trait:
     where: Expr | None
     window: Window | None
     min_frequency: int
+    score: ScoreName | None = None  # kind score: which behavioural score (SPEC 7)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ from audience_pipeline.ir.nodes import (
     And,
     AnyOf,
     Arith,
+    AtLeast,
     AudienceRef,
+    Behaviour,
     Cmp,
     Condition,
     EventCond,
@@ -24,6 +26,8 @@ from audience_pipeline.ir.nodes import (
     NotC,
     Or,
     Ref,
+    Sample,
+    Space,
     TraitsCond,
     UsersCond,
 )
@@ -60,8 +64,10 @@ def aggs(node: Expr) -> list[Agg]:
 
 def condition_children(node: Condition) -> tuple[Condition, ...]:
     match node:
-        case AllOf(children=children) | AnyOf(children=children):
+        case AllOf(children=children) | AnyOf(children=children) | AtLeast(children=children):
             return children
+        case Behaviour(body=body):
+            return (body,)
         case NotC(child=child):
             return (child,)
         case UsersCond(condition=child):
@@ -75,6 +81,13 @@ def iter_conditions(node: Condition, *, into_users: bool = True) -> Iterator[Con
         return
     for child in condition_children(node):
         yield from iter_conditions(child, into_users=into_users)
+
+
+def uses_samples(space: Space) -> bool:
+    """Whether some audience has a `sample` node (its value hangs on identifiers, not events)."""
+    return any(
+        isinstance(node, Sample) for a in space.audiences for node in iter_conditions(a.condition)
+    )
 
 
 def audience_refs(node: Condition) -> list[str]:
@@ -105,4 +118,5 @@ __all__ = [
     "iter_conditions",
     "iter_expr",
     "refs",
+    "uses_samples",
 ]

@@ -192,11 +192,16 @@ def trait_asset(trait: TraitDef) -> dg.AssetsDefinition:
     def _trait(settings: PipelineSettings) -> dg.Output[TableView]:
         frame = wh.read_whole(settings.warehouse, table)
         meta: dict[str, dg.MetadataValue] = {}
+        fields: tuple[str, ...] = ()
+        if frame is not None and trait.kind == "sql":  # one column per field: `<key>.<field>`
+            fields = tuple(c for c in frame.columns if c.startswith(trait.key + "."))
         if frame is not None and trait.key in frame.columns:
             column = frame[trait.key]
             meta["entities_with_value"] = dg.MetadataValue.int(column.len() - column.null_count())
-        view = wh.trait_view(settings.warehouse, table, entity, trait.key)
-        return dg.Output(TableView(view, table, columns=(entity, trait.key)), metadata=meta)
+        view = wh.trait_view(settings.warehouse, table, entity, trait.key, fields)
+        return dg.Output(
+            TableView(view, table, columns=(entity, *(fields or (trait.key,)))), metadata=meta
+        )
 
     return _trait
 

@@ -40,11 +40,15 @@ def audience_view(warehouse: Path, key: str) -> exp.Expression:
     )
 
 
-def trait_view(warehouse: Path, table: str, entity: str, key: str) -> exp.Expression:
-    """One trait column (and the entity id) of a traits table."""
-    del warehouse
+def trait_view(
+    warehouse: Path, table: str, entity: str, key: str, columns: tuple[str, ...] = ()
+) -> exp.Expression:
+    """One trait's column(s) (and the entity id) of a traits table; `columns`: a SQL trait's
+    `<key>.<field>` columns instead of the single column `key`."""
+    del warehouse  # views read paths relative to the warehouse folder
     scan = exp.func("read_parquet", exp.Literal.string(f"{table}.parquet"))
-    return exp.select(exp.column(entity), exp.column(key)).from_(scan)
+    picked = [exp.column(exp.to_identifier(c, quoted=True)) for c in columns or (key,)]
+    return exp.select(exp.column(entity), *picked).from_(scan)
 
 
 def register_view(warehouse: Path, name: str, query: exp.Expression, *, attempts: int = 5) -> bool:

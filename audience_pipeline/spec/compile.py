@@ -10,6 +10,12 @@ from typing import Any
 
 from audience_pipeline.ir import nodes as ir
 from audience_pipeline.ir.walk import iter_conditions, refs
+from audience_pipeline.spec.behaviour import (
+    NEW_NODE_KEYS,
+    parse_behaviour,
+    parse_sample,
+    sample_overlaps,
+)
 from audience_pipeline.spec.expressions import ExprContext, ExprError, parse_expression
 from audience_pipeline.spec.issues import DefinitionsError, Issue
 from audience_pipeline.spec.loader import (
@@ -19,8 +25,10 @@ from audience_pipeline.spec.loader import (
     parse_window,
 )
 from audience_pipeline.spec.models import AudienceDef, Definitions, TraitDef
+from audience_pipeline.spec.sql_traits import check_sql_traits
 
-NODE_KEYS = ("all", "any", "not", "event", "traits", "audience", "funnel", "users")
+NODE_KEYS = ("all", "any", "not", "event", "traits", "audience", "funnel", "users",
+             *NEW_NODE_KEYS)  # fmt: skip
 EVENT_FIELDS = {"event", "where", "within", "between", "having"}
 STEP_FIELDS = {"event", "where", "within", "performed"}
 HAVING_DEFAULT = ir.Cmp(">=", ir.Agg("count_star", None), ir.Lit(1.0))
@@ -39,6 +47,7 @@ class _Scope:
     custom_traits: tuple[str, ...] | None
     audience_levels: Mapping[str, str]
     refs_out: set[str] = field(default_factory=set)
+    id_types: tuple[str, ...] = ()  # the space's identifier types by priority (sample anchors)
 
     def issue(self, path: str, message: str, text: Any = None) -> None:
         self.issues.append(
@@ -57,7 +66,10 @@ def compile_space(definitions: Definitions, as_of: datetime) -> tuple[ir.Space, 
     issues: list[Issue] = []
     user_keys = {t.key for t in definitions.traits if t.level == "user"}
     account_keys = {t.key for t in definitions.traits if t.level == "account"}
-    traits = [t for t in (_compile_trait(d, issues) for d in definitions.traits) if t is not None]
+    issues += check_sql_traits(definitions)
+    # SQL traits are not aggregations: their rows reach the engines as per-entity objects.
+    computed = [d for d in definitions.traits if d.kind != "sql"]
+    traits = [t for t in (_compile_trait(d, issues) for d in computed) if t is not None]
     levels = {a.key: a.level for a in definitions.audiences}
     compiled: dict[str, ir.Audience] = {}
     deps: dict[str, set[str]] = {}
@@ -66,7 +78,8 @@ def compile_space(definitions: Definitions, as_of: datetime) -> tuple[ir.Space, 
         if not audience.backfill:
             since = audience.created_at or as_of
         scope = _Scope(audience, audience.level, since, issues, user_keys, account_keys,
-                       definitions.space.custom_traits, levels)  # fmt: skip
+                       definitions.space.custom_traits, levels,
+                       id_types=tuple(i.type for i in definitions.space.identifiers))  # fmt: skip
         condition = _condition(audience.condition, "condition", scope)
         if audience.level == "user" and not audience.include_anonymous:
             pass
@@ -135,7 +148,10 @@ def _compile_trait(d: TraitDef, issues: list[Issue]) -> ir.Trait | None:
             )
             return None
         prop = parsed
-    return ir.Trait(d.key, d.level, d.kind, d.events, prop, where, d.window, d.min_frequency)  # type: ignore[arg-type]
+    return ir.Trait(
+        d.key, d.level, d.kind, d.events, prop, where, d.window, d.min_frequency,  # type: ignore[arg-type]
+        score=d.score,  # type: ignore[arg-type]
+    )  # fmt: skip
 
 
 def _expr(
@@ -207,7 +223,25 @@ def _condition(raw: Any, path: str, scope: _Scope) -> ir.Condition | None:
         return _audience_ref(raw, path, scope)
     if node == "funnel":
         return _funnel(raw["funnel"], f"{path}.funnel", scope)
+    if node in NEW_NODE_KEYS:
+        return _new_node(node, raw, path, scope)
     return _users(raw, path, scope)
+
+
+def _new_node(node: str, raw: dict[str, Any], path: str, scope: _Scope) -> ir.Condition | None:
+    """Section 7's nodes: a one-key mapping with the fields under the key."""
+    if len(raw) != 1:
+        for extra in sorted(set(raw) - {node}, key=str):
+            scope.issue(f"{path}.{extra}", f"unknown field (the fields of {node} go under it)", extra)  # fmt: skip
+        return None
+    if node == "sample":
+        id_types = ("group_id",) if scope.level == "account" else scope.id_types
+        return parse_sample(raw[node], path, id_types, scope.issue)
+
+    def where(text: Any, where_path: str) -> ir.Expr | None:
+        return _expr(text, where_path, "event_where", scope)
+
+    return parse_behaviour(node, raw[node], path, scope.since, scope.issue, where)
 
 
 def _event(raw: dict[str, Any], path: str, scope: _Scope) -> ir.Condition | None:
@@ -320,7 +354,7 @@ def _users(raw: dict[str, Any], path: str, scope: _Scope) -> ir.Condition | None
         return None
     inner = _Scope(scope.audience, "user", scope.since, scope.issues, scope.user_trait_keys,
                    scope.account_trait_keys, scope.custom_traits, scope.audience_levels,
-                   scope.refs_out)  # fmt: skip
+                   scope.refs_out, scope.id_types)  # fmt: skip
     child = _condition(raw["condition"], f"{path}.condition", inner)
     if child is None:
         return None
@@ -337,4 +371,17 @@ def validate_definitions(root: str, as_of: datetime) -> list[Issue]:
     return issues + more
 
 
-__all__ = ["DefinitionsError", "compile_space", "load_space_ir", "validate_definitions"]
+def validation_warnings(root: str, as_of: datetime) -> list[str]:
+    """What `validate` points out without failing: overlapping sample ranges of one salt."""
+    definitions, _ = load_definitions(root)
+    space, _ = compile_space(definitions, as_of)
+    return sample_overlaps(space, {a.key: a.file for a in definitions.audiences})
+
+
+__all__ = [
+    "DefinitionsError",
+    "compile_space",
+    "load_space_ir",
+    "validate_definitions",
+    "validation_warnings",
+]

@@ -157,7 +157,10 @@ def load_space(root: Path, issues: list[Issue]) -> SpaceConfig:
             Issue(file, None, "custom_traits", "must be a list of trait keys", str(custom))
         )
         custom = None
+    from audience_pipeline.spec.section7_traits import load_sources
+
     return SpaceConfig(
+        sources=load_sources(raw.get("sources"), file, issues),
         space=str(raw.get("space", "default")),
         timezone=timezone,
         identifiers=identifiers,
@@ -207,6 +210,10 @@ def load_trait(raw: Any, file: str, issues: list[Issue]) -> TraitDef | None:
     if not isinstance(raw, dict):
         issues.append(Issue(file, None, None, "a trait file holds one mapping"))
         return None
+    if raw.get("kind") in ("score", "sql"):  # section 7's kinds have their own fields
+        from audience_pipeline.spec.section7_traits import load_section7_trait
+
+        return load_section7_trait(raw, file, issues)
     key = _check_key(raw, file, issues)
     before = len(issues)
     for extra in sorted(set(raw) - TRAIT_FIELDS):

@@ -43,6 +43,17 @@ class IdentifierSpec:
 
 
 @dataclass(frozen=True)
+class SourceSpec:
+    """A table SQL traits may read (space.yaml `sources:`): a Parquet or CSV file (`path`,
+    relative to the definitions folder) or a PostgreSQL table (`dsn` + `table`)."""
+
+    name: str
+    path: str | None = None
+    dsn: str | None = None
+    table: str | None = None
+
+
+@dataclass(frozen=True)
 class SpaceConfig:
     """definitions/space.yaml."""
 
@@ -60,12 +71,17 @@ class SpaceConfig:
         None  # declared custom trait keys (optional; enables unknown-name checks)
     )
     file: str = "space.yaml"
+    sources: tuple[SourceSpec, ...] = ()
 
     def identifier(self, id_type: str) -> IdentifierSpec | None:
         for spec in self.identifiers:
             if spec.type == id_type:
                 return spec
         return None
+
+    def identifier_types(self) -> tuple[str, ...]:
+        """Identifier types by priority, highest first."""
+        return tuple(spec.type for spec in self.identifiers)
 
     def is_blocked(self, value: str) -> bool:
         return value.lower() in self.blocked_values
@@ -84,6 +100,8 @@ class TraitDef:
     file: str
     description: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    score: str | None = None  # kind score: quantity | frequency | recency | momentum | consistency
+    query: str | None = None  # kind sql: the SELECT
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,7 @@ def build_space_sql(
             users={},
             audiences=user_audiences,
             user_condition_columns=user_condition_columns,  # type: ignore[arg-type]
+            samples=leaves.of("user", ir.Sample),  # type: ignore[arg-type]
         )
         builder = LevelBuilder(d, spec, inputs, "u_", flat_columns)
         result.user_frame = builder.build()
@@ -100,6 +101,7 @@ def build_space_sql(
             audiences=account_audiences,
             user_frame=result.user_frame,
             user_condition_columns=user_condition_columns,  # type: ignore[arg-type]
+            samples=leaves.of("account", ir.Sample),  # type: ignore[arg-type]
         )
         builder = LevelBuilder(d, spec, inputs, "a_", flat_columns)
         result.account_frame = builder.build()

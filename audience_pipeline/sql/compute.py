@@ -34,6 +34,9 @@ from audience_pipeline.sql.compiler import SpaceSql, build_space_sql
 from audience_pipeline.sql.dialects import DuckDB
 from audience_pipeline.sql.identity import resolve_identities_sql
 from audience_pipeline.sql.relations import ENTITY, Inputs, bind_as_of
+from audience_pipeline.sqltraits.columns import expand_columns, with_sql_rows
+from audience_pipeline.sqltraits.match import MatchedSqlTraits, matched_sql_traits
+from audience_pipeline.sqltraits.run import SqlTraitResult
 from audience_pipeline.values import flat_tag, loads
 
 log = logging.getLogger(__name__)
@@ -81,6 +84,7 @@ def prepare_inputs(
     space_config: SpaceConfig,
     as_of: datetime,
     inputs: Inputs | None = None,
+    sql_traits: list[SqlTraitResult] | None = None,
 ) -> dict[str, object]:
     """Create the SQL backend's input tables (see `relations`) in DuckDB.
 
@@ -106,6 +110,7 @@ def prepare_inputs(
     _register(con, "_ap_messages", base)
     _register(con, "_ap_profiles_of", identity.message_profiles)
     _register(con, "_ap_identities", identity.identities)
+    _register(con, names.identities, identity.identities)
     con.execute(
         "CREATE OR REPLACE TEMP VIEW _ap_msgs AS SELECT m.*, p.profile_id FROM _ap_messages m "
         "JOIN _ap_profiles_of p ON p.seq = m.seq"
@@ -143,6 +148,9 @@ def prepare_inputs(
         f'CREATE OR REPLACE TEMP TABLE "{names.account_members}" AS '  # noqa: S608
         "SELECT DISTINCT account_id, profile_id FROM _ap_groups"
     )
+    accounts = con.sql(f'SELECT account_id FROM "{names.accounts}"').pl()  # noqa: S608
+    sql = matched_sql_traits(sql_traits, identity.identities, accounts["account_id"].to_list(),
+                             space_config)  # fmt: skip
     updates = trait_updates.select("seq", "kind", "key", "value", "tagged")
     latest: dict[str, pl.DataFrame] = {}
     for kind, owner, source, target in (
@@ -156,6 +164,8 @@ def prepare_inputs(
         )
         frame = con.sql(_LATEST).pl().rename({"owner": owner})
         frame = frame.cast({"value": pl.String, "tagged": pl.String})
+        if sql is not None:  # SQL traits read as custom traits holding one object each
+            frame = with_sql_rows(frame, sql.rows[kind], sql.keys[kind])
         latest[kind] = frame
         _register(con, target, _flattened(frame, owner))
     return {
@@ -164,6 +174,7 @@ def prepare_inputs(
         "account_latest": latest["account"],
         "flat_columns": set(flat),
         "messages": messages.height,
+        "sql_traits": sql,
     }
 
 
@@ -211,6 +222,7 @@ def compute_duckdb(
     space_config: SpaceConfig,
     space_ir: ir.Space,
     as_of: datetime,
+    sql_traits: list[SqlTraitResult] | None = None,
 ) -> ComputeResult:
     """Compute identities, traits and memberships as of `as_of` inside DuckDB.
 
@@ -220,6 +232,7 @@ def compute_duckdb(
         space_config: identifier rules.
         space_ir: compiled traits and audiences.
         as_of: the evaluation time.
+        sql_traits: the rows of the space's `kind: sql` traits.
 
     Returns:
         The same tables, with the same dtypes, as `engine.compute.compute`.
@@ -227,7 +240,8 @@ def compute_duckdb(
     started = time.perf_counter()
     con = duckdb.connect(config=_duckdb_config())
     try:
-        prepared = prepare_inputs(con, events, trait_updates, space_config, as_of)
+        prepared = prepare_inputs(con, events, trait_updates, space_config, as_of,
+                                  sql_traits=sql_traits)  # fmt: skip
         compiled = build_space_sql(space_ir, DuckDB(), flat_columns=prepared["flat_columns"])  # type: ignore[arg-type]
         frames = run_space_sql(con, compiled, as_of)
         profiles = con.sql('SELECT profile_id FROM "ap_profiles" ORDER BY profile_id').pl()
@@ -256,8 +270,20 @@ def compute_duckdb(
         account_frame.sort(ENTITY), account_latest, "account_id", space_ir, "account",
         account_keys, account_audiences,
     )  # fmt: skip
+    sql: MatchedSqlTraits | None = prepared["sql_traits"]  # type: ignore[assignment]
+    if sql is not None:
+        user_traits, more = expand_columns(user_traits.rename({ENTITY: "profile_id"}), "profile_id",
+                                           sql.rows["user"], sql.fields["user"])  # fmt: skip
+        user_traits = user_traits.rename({"profile_id": ENTITY})
+        user_json = (user_json - set(sql.fields["user"])) | more
+        account_traits, more = expand_columns(account_traits.rename({ENTITY: "account_id"}),
+                                              "account_id", sql.rows["account"],
+                                              sql.fields["account"])  # fmt: skip
+        account_traits = account_traits.rename({"account_id": ENTITY})
+        account_json = (account_json - set(sql.fields["account"])) | more
     stats = {
         "messages": int(prepared["messages"]),  # type: ignore[call-overload]
+        **(sql.stats() if sql is not None else {}),
         "profiles": profiles.height,
         "accounts": accounts.height,
         **{f"identity_{k}": v for k, v in identity.stats.items()},  # type: ignore[attr-defined]

@@ -37,6 +37,12 @@ class SqlDialect:
     timestamp_type: ClassVar[str] = "TIMESTAMPTZ"
     # Largest magnitude whose integral doubles print through BIGINT (exact below 2**53).
     integral_text_limit: ClassVar[float] = 1e15
+    # SHA-256 of a text's UTF-8 bytes as lower-case hex (sample buckets); `_1` the text.
+    sha256_hex_template: ClassVar[str] = "SHA256(_1)"
+    # The UTC calendar date of a timestamp (frequency scores); `_1` the timestamp.
+    utc_date_template: ClassVar[str] = "CAST(TIMEZONE('UTC', _1) AS DATE)"
+    # A collation that orders text by code point, where the default may not (sample anchors).
+    code_point_collation: ClassVar[str | None] = None
 
     def template(self, text: str, *args: exp.Expr) -> exp.Expr:
         """Instantiate a template of this dialect with AST arguments."""
@@ -75,6 +81,19 @@ class SqlDialect:
     def timestamp(self, iso: str) -> exp.Expr:
         return self.cast(exp.Literal.string(iso), self.timestamp_type)
 
+    def sha256_hex(self, text: exp.Expr) -> exp.Expr:
+        return self.template(self.sha256_hex_template, text)
+
+    def utc_date(self, ts: exp.Expr) -> exp.Expr:
+        return self.template(self.utc_date_template, ts)
+
+    def code_point_order(self, value: exp.Expr) -> exp.Expr:
+        if self.code_point_collation is None:
+            return value
+        return exp.Collate(
+            this=value, expression=exp.to_identifier(self.code_point_collation, quoted=True)
+        )
+
     def render(self, tree: exp.Expr, *, pretty: bool = True) -> str:
         return tree.sql(dialect=self.sqlglot_dialect, pretty=pretty)
 
@@ -93,6 +112,9 @@ class Postgres(SqlDialect):
     empty_list_template = "CAST(ARRAY[] AS TEXT[])"
     double_type = "DOUBLE PRECISION"
     text_type = "TEXT"
+    sha256_hex_template = "ENCODE(SHA256(CONVERT_TO(_1, 'UTF8')), 'hex')"
+    utc_date_template = "CAST((_1 AT TIME ZONE 'UTC') AS DATE)"
+    code_point_collation = "C"
 
 
 class Snowflake(SqlDialect):
@@ -101,6 +123,8 @@ class Snowflake(SqlDialect):
     sorted_set_template = "ARRAY_AGG(DISTINCT _1) WITHIN GROUP (ORDER BY _1)"
     empty_list_template = "ARRAY_CONSTRUCT()"
     timestamp_type = "TIMESTAMP_TZ"
+    sha256_hex_template = "SHA2(_1, 256)"
+    utc_date_template = "CAST(CONVERT_TIMEZONE('UTC', _1) AS DATE)"
 
 
 class BigQuery(SqlDialect):
@@ -112,6 +136,8 @@ class BigQuery(SqlDialect):
     double_type = "FLOAT64"
     text_type = "STRING"
     timestamp_type = "TIMESTAMP"
+    sha256_hex_template = "TO_HEX(SHA256(_1))"
+    utc_date_template = "DATE(_1, 'UTC')"
 
 
 class Spark(SqlDialect):
@@ -121,6 +147,9 @@ class Spark(SqlDialect):
     empty_list_template = "CAST(ARRAY() AS ARRAY<STRING>)"
     text_type = "STRING"
     timestamp_type = "TIMESTAMP"
+    sha256_hex_template = "SHA2(_1, 256)"
+    # Spark's TIMESTAMP is read in the session time zone, which the Spark engine sets to UTC.
+    utc_date_template = "TO_DATE(_1)"
 
 
 DIALECTS: dict[str, type[SqlDialect]] = {

@@ -42,6 +42,13 @@ from audience_pipeline.sql.relations import (
     star,
     table,
 )
+from audience_pipeline.sql.samples import (
+    account_anchor_select,
+    anchor_select,
+    buckets_select,
+    sample_holds,
+)
+from audience_pipeline.sql.scores import raw_aggregate, score_from_raw
 from audience_pipeline.sql.typed import (
     CachedValue,
     NullValue,
@@ -68,6 +75,7 @@ class LevelInput:
     audiences: list[ir.Audience]
     user_frame: str | None = None  # the user level's frame relation (for `users:`)
     user_condition_columns: dict[ir.UsersCond, str] = field(default_factory=dict)
+    samples: dict[ir.Sample, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -161,8 +169,9 @@ class LevelBuilder:
                since: datetime | None) -> list[exp.Expr]:  # fmt: skip
         parts: list[exp.Expr] = [exp.LTE(this=ts.copy(), expression=as_of_param())]
         if window is not None:
-            lower = exp.Sub(this=as_of_param(), expression=seconds(window.lower))
-            parts.append(exp.GT(this=ts.copy(), expression=lower))
+            if window.lower is not None:
+                lower = exp.Sub(this=as_of_param(), expression=seconds(window.lower))
+                parts.append(exp.GT(this=ts.copy(), expression=lower))
             if window.upper:
                 upper = exp.Sub(this=as_of_param(), expression=seconds(window.upper))
                 parts.append(exp.LTE(this=ts.copy(), expression=upper))
@@ -171,6 +180,8 @@ class LevelBuilder:
         return parts
 
     def names_in(self, event: exp.Expr, events: tuple[str, ...]) -> exp.Expr:
+        if not events:  # a score trait without `event`: every track, page and screen event
+            return exp.true()
         if len(events) == 1:
             return eq(event, exp.Literal.string(events[0]))
         return exp.In(this=event, expressions=[exp.Literal.string(e) for e in events])
@@ -226,6 +237,7 @@ class LevelBuilder:
             stage2.emit("evtm")
         self.ctes += funnels
         users_names = self._users_ctes()
+        self._sample_ctes()
         self._base_cte(stage.having + stage2.having, bool(second_pass), funnel_names,
                        users_names)  # fmt: skip
         return self._frame_cte()
@@ -356,7 +368,9 @@ class LevelBuilder:
             )
         for name, (short_stage, fill) in stage.outputs_with_fill().items():
             value = col(name, short_stage)
-            if fill == "list":
+            if name in stage.scores:
+                select = select.select(alias(score_from_raw(d, value), name))
+            elif fill == "list":
                 select = select.select(alias(coalesce(value, d.empty_list()), name))
             elif isinstance(fill, exp.Expr):
                 select = select.select(alias(coalesce(value, fill), name))
@@ -385,6 +399,24 @@ class LevelBuilder:
             self.ctes.append((relation, select))
             names[out] = relation
         return names
+
+    def _salts(self) -> dict[str, str]:
+        salts: dict[str, str] = {}
+        for node in self.spec.samples:
+            salts.setdefault(node.salt, f"_sb{len(salts)}")
+        return salts
+
+    def _sample_ctes(self) -> None:
+        """Anchors and one bucket per salt, when the level has sample nodes."""
+        if not self.spec.samples:
+            return
+        anchors = self.name("anchors")
+        if self.spec.level == "user":
+            id_types = next(iter(self.spec.samples)).id_types
+            self.ctes.append((anchors, anchor_select(self.d, self.inputs.identities, id_types)))
+        else:
+            self.ctes.append((anchors, account_anchor_select(self.name("entities"))))
+        self.ctes.append((self.name("buckets"), buckets_select(self.d, anchors, self._salts())))
 
     def _base_cte(self, having: list[tuple[str, ir.EventCond, dict[ir.Agg, str]]],
                   second: bool, funnels: dict[str, str], users: dict[str, str]) -> None:  # fmt: skip
@@ -420,6 +452,13 @@ class LevelBuilder:
             all_ = eq(coalesce(col("_all", short), exp.Literal.number(0)), one.copy())
             value = {"any": any_, "all": all_, "none": exp.not_(any_.copy())}[node.mode]
             select = select.select(alias(value, out))
+        if self.spec.samples:
+            select = select.join(table(self.name("buckets"), "sb"),
+                                 on=eq(col(ENTITY, "t"), col(ENTITY, "sb")), join_type="left")  # fmt: skip
+            salts = self._salts()
+            for sample, out in self.spec.samples.items():
+                holds = sample_holds(sample, col(salts[sample.salt], "sb"))
+                select = select.select(alias(holds, out))
         self.ctes.append((self.name("base"), select))
 
     def _having(self, condition: ir.EventCond, agg_columns: dict[ir.Agg, str],
@@ -470,6 +509,18 @@ class LevelBuilder:
                 return exp.paren(exp.or_(*parts, wrap=True))
             case ir.NotC(child=child):
                 return exp.not_(exp.paren(self.condition(child, table_name, built)))
+            case ir.AtLeast(count=count, children=children):
+                if not children:
+                    return exp.true() if count <= 0 else exp.false()
+                one, zero = exp.Literal.number(1), exp.Literal.number(0)
+                flags = [case((self.condition(c, table_name, built), one.copy()), default=zero.copy())
+                         for c in children]  # fmt: skip
+                total = flags[0]
+                for flag in flags[1:]:
+                    total = exp.Add(this=total, expression=flag)
+                return exp.paren(exp.GTE(this=total, expression=exp.Literal.number(count)))
+            case ir.Behaviour(body=body):
+                return self.condition(body, table_name, built)
             case ir.AudienceRef(key=key):
                 if key in built:
                     return exp.paren(built[key].copy())
@@ -481,14 +532,14 @@ class LevelBuilder:
                     return self.traits.typed(ref.path, table_name)
 
                 return compile_predicate(self.d, expr, resolve)
-            case ir.EventCond() | ir.Funnel() | ir.UsersCond():
+            case ir.EventCond() | ir.Funnel() | ir.UsersCond() | ir.Sample():
                 return col(self._leaf(node), table_name)
         msg = f"unknown condition {node!r}"
         raise TypeError(msg)
 
     def _leaf(self, node: ir.Condition) -> str:
         spec = self.spec
-        for table_ in (spec.conditions, spec.funnels, spec.users):
+        for table_ in (spec.conditions, spec.funnels, spec.users, spec.samples):
             if node in table_:
                 return table_[node]  # type: ignore[index]
         msg = f"condition not precomputed at level {spec.level}: {node!r}"
@@ -540,6 +591,7 @@ class _AggStage:
         self.most_frequent_relations: list[str] = []
         self.outputs: list[str] = []
         self.mask_exprs: dict[str, exp.Expr] = {}
+        self.scores: set[str] = set()  # outputs holding a score's raw value (ranked in traits)
 
     def mask(self, events: tuple[str, ...], where: ir.Expr | None, window: ir.Window | None,
              since: datetime | None, *, custom_only: bool = False) -> str:  # fmt: skip
@@ -567,6 +619,10 @@ class _AggStage:
         kind = trait.kind
         if kind == "count":
             self._agg(out, d.cast(count_if(mask), "BIGINT"), exp.Literal.number(0))
+            return
+        if kind == "score":
+            self._agg(out, raw_aggregate(d, trait, lambda: col(mask_name)), None)
+            self.scores.add(out)
             return
         assert trait.property is not None
         value = self._value(trait.property)

@@ -9,7 +9,8 @@ The compiled SQL reads six relations (names configurable through `Inputs`):
 - user_traits: ``profile_id, key, tagged``: the latest custom trait values, flat-tagged; an
   object-valued trait also appears flattened under its dotted keys (``address.city``);
 - accounts: ``account_id``; account_members: ``account_id, profile_id``;
-- account_traits: ``account_id, key, tagged`` (as user_traits).
+- account_traits: ``account_id, key, tagged`` (as user_traits);
+- identities: ``profile_id, id_type, id_value`` (normalized; read by `sample` nodes only).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Inputs:
     accounts: str = "ap_accounts"
     account_members: str = "ap_account_members"
     account_traits: str = "ap_account_traits"
+    identities: str = "ap_identities"
 
 
 def as_of_param() -> exp.Expr:

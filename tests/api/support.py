@@ -132,13 +132,19 @@ class Expected:
         run = orjson.loads((self.warehouse / "current" / "run.json").read_bytes())
         self.json_columns = {k: set(v) for k, v in run["json_columns"].items()}
         definitions, _ = load_definitions(str(DEFINITIONS))
-        self.computed = {lvl: {t.key for t in definitions.traits if t.level == lvl}
-                         for lvl in ("user", "account")}  # fmt: skip
         self.audiences = {lvl: {a.key for a in definitions.audiences if a.level == lvl}
                           for lvl in ("user", "account")}  # fmt: skip
         self.identities = pl.read_parquet(self.warehouse / "identities.parquet")
         self.users = pl.read_parquet(self.warehouse / "user_traits.parquet")
         self.accounts = pl.read_parquet(self.warehouse / "account_traits.parquet")
+        columns = {"user": self.users.columns, "account": self.accounts.columns}
+        # A SQL trait is served as its `<key>.<field>` columns, each a computed trait.
+        self.computed = {
+            lvl: {t.key for t in definitions.traits if t.level == lvl and t.kind != "sql"}
+            | {c for t in definitions.traits if t.level == lvl and t.kind == "sql"
+               for c in columns[lvl] if c.startswith(t.key + ".")}
+            for lvl in ("user", "account")
+        }  # fmt: skip
         self.memberships = pl.read_parquet(self.warehouse / "memberships.parquet")
         self.members = set(self.memberships.select("audience_key", "entity_id").iter_rows())
 

@@ -66,6 +66,18 @@ def _check_tree(node: dict[str, Any], traits: dict[str, Any]) -> None:
             unreached = [s["step"] for s in positive if s["reached"] == 0]
             if unreached:
                 assert n["failed_step"] == unreached[0] and not n["held"]
+        elif kind in ("first_time", "stopped", "restarted"):
+            assert n["held"] == all(w["held"] for w in n["windows"])
+            for w in n["windows"]:
+                want_held = (w["matching_events"] == 0 if w["needs"] == "none"
+                             else w["matching_events"] >= int(w["needs"].split()[-1]))  # fmt: skip
+                assert w["held"] == want_held
+        elif kind == "regularly":
+            assert n["held"] == (n["periods_held"] >= n["min_periods"])
+        elif kind == "sample":
+            bucket = n["bucket"]
+            assert isinstance(bucket, int) and 0 <= bucket < 10000
+            assert n["held"] == (round(n["from"] * 100) <= bucket < round(n["to"] * 100))
         elif kind == "users":
             held, total = n["members_held"], n["members"]
             want = {"any": held > 0, "all": total > 0 and held == total, "none": held == 0}

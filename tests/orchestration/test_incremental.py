@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from audience_pipeline.incremental import (
 )
 from audience_pipeline.ingest import ingest
 from audience_pipeline.spec.loader import load_definitions
+from audience_pipeline.spec.models import Definitions
 from tests.agreement import Scenario, write_scenario
 from tests.reference.strategies import scenario
 
@@ -73,6 +76,30 @@ ROOT = Path(__file__).resolve().parents[2]
 END = datetime(2026, 3, 1, tzinfo=UTC)
 
 
+def _without_scores(definitions: Definitions) -> Definitions:
+    """The demo minus its score and SQL traits and the audiences that read them (a space with
+    them always refreshes in full: see the test below)."""
+    whole = {t.key for t in definitions.traits if t.kind in ("score", "sql")}
+    names = re.compile(r"\b(" + "|".join(sorted(whole)) + r")\b")
+    keep = tuple(a for a in definitions.audiences if not names.search(str(a.condition)))
+    traits = tuple(t for t in definitions.traits if t.key not in whole)
+    return replace(definitions, traits=traits, audiences=keep)
+
+
+def test_score_traits_refresh_in_full_and_equal_a_full_run(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    generate(raw, events=1500, profiles=100, accounts=10, as_of=END, days=100, files=2,
+             gzip=False)  # fmt: skip
+    definitions, issues = load_definitions(str(ROOT / "definitions"))
+    assert not issues and any(t.kind == "score" for t in definitions.traits)
+    data = ingest(sorted(raw.glob("events-*")), definitions.space)
+    before = full_compute(data.events, data.trait_updates, definitions, END - timedelta(days=1))
+    got = refresh(data.events, data.trait_updates, definitions, END, before.state)
+    want = full_compute(data.events, data.trait_updates, definitions, END)
+    assert (got.mode, got.reason) == ("full", "score traits rank every entity of their level")
+    _assert_same(got.tables, want.tables)
+
+
 def test_demo_space_day_by_day_equals_full(tmp_path: Path) -> None:
     """The repository's definitions (windows of 7 to 90 days, funnels, users: nodes, a
     backfill: false audience, account traits) over 100 days of demo data: each daily run, from
@@ -82,6 +109,7 @@ def test_demo_space_day_by_day_equals_full(tmp_path: Path) -> None:
              gzip=False)  # fmt: skip
     definitions, issues = load_definitions(str(ROOT / "definitions"))
     assert not issues
+    definitions = _without_scores(definitions)
     files = sorted(raw.glob("events-*"))
     # The first runs have not seen the last file yet (it lands late, with older events too).
     early = ingest(files[:-1], definitions.space)

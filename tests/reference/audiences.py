@@ -10,6 +10,7 @@ from typing import Any
 from sqlglot import exp
 
 from tests.reference import expressions as ex
+from tests.reference.behaviour import NODES, behaviour_holds, profile_anchor, sample_holds
 from tests.reference.identity import Profile
 from tests.reference.ingest import as_utc, parse_time
 from tests.reference.jsonvals import value_text
@@ -51,6 +52,7 @@ class World:
     definitions: dict[str, dict[str, Any]]
     members: dict[str, set[Any]] = field(default_factory=dict)
     computing: list[str] = field(default_factory=list)
+    id_priority: list[str] = field(default_factory=list)  # identifier types, highest first
 
 
 def audience_members(world: World, key: str) -> set[Any]:
@@ -133,8 +135,26 @@ def holds(world: World, node: dict[str, Any], entity: Entity, scope: Scope) -> b
         return _event(world, node, entity, scope)
     if "funnel" in node:
         return _funnel(world, node["funnel"], entity, scope)
+    for name in NODES:
+        if name in node:
+            return _section7(world, node, name, entity, scope)
     msg = f"unknown condition node {sorted(node)}"
     raise ValueError(msg)
+
+
+def _section7(world: World, node: dict[str, Any], name: str, entity: Entity,
+              scope: Scope) -> bool:  # fmt: skip
+    if len(node) != 1:
+        msg = f"{name} is a one-key mapping, got {sorted(node)}"
+        raise ValueError(msg)
+    spec = node[name]
+    if name == "sample":
+        if scope.level == ACCOUNT:
+            return sample_holds(spec, ("group_id", str(entity)))
+        return sample_holds(spec, profile_anchor(entity, world.id_priority))
+    traits = _traits(world, entity, scope)
+    events = _events(world, entity, scope)
+    return behaviour_holds(name, spec, events, traits, world.as_of, scope.since)
 
 
 def _traits(world: World, entity: Entity, scope: Scope) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 from tests.reference.audiences import ACCOUNT, USER, World, audience_members
 from tests.reference.identity import Profile, parse_space, resolve_profiles
 from tests.reference.ingest import Message, as_utc, read_files, usable
+from tests.reference.scores import rank_scores, raw_score
 from tests.reference.traits import (
     Event,
     computed_value,
@@ -101,6 +102,7 @@ def evaluate(
         account_events=account_events,
         account_traits=account_traits,
         definitions=_by_key(audiences),
+        id_priority=[rule.type for rule in rules],
     )
     memberships = {key: audience_members(world, key) for key in world.definitions}
     return RefResult(
@@ -146,16 +148,36 @@ def _user_traits(
 ) -> dict[Profile, dict[str, Any]]:
     computed = [t for t in _by_key(traits).values() if _level(t) == USER]
     out: dict[Profile, dict[str, Any]] = {}
+    customs: dict[Any, dict[str, Any]] = {}
     for profile in profiles:
         identifies = [m for m in by_profile[profile] if m.type == "identify"]
         custom = latest_values(identify_payload(m) for m in identifies)
+        customs[profile] = custom
         values = dict(custom)
         for definition in computed:
+            if definition["kind"] == "score":
+                continue
             values[definition["key"]] = computed_value(
                 definition, profile_events[profile], custom, as_of
             )
         out[profile] = values
+    _add_scores(computed, out, customs, profile_events, as_of)
     return out
+
+
+def _add_scores(computed: list[dict[str, Any]], out: dict[Any, dict[str, Any]],
+                customs: dict[Any, dict[str, Any]], events: dict[Any, list[Event]],
+                as_of: datetime) -> None:  # fmt: skip
+    """Scores rank every entity of the level, so they come after every entity's other traits
+    (a score's ``where`` may name custom traits, as any computed trait's)."""
+    for definition in computed:
+        if definition["kind"] != "score":
+            continue
+        raws = {}
+        for entity in out:
+            raws[entity] = raw_score(definition, events[entity], customs[entity], as_of)
+        for entity, score in rank_scores(raws).items():
+            out[entity][definition["key"]] = score
 
 
 def _account_traits(
@@ -167,12 +189,17 @@ def _account_traits(
 ) -> dict[str, dict[str, Any]]:
     computed = [t for t in _by_key(traits).values() if _level(t) == ACCOUNT]
     out: dict[str, dict[str, Any]] = {}
+    customs: dict[Any, dict[str, Any]] = {}
     for account in accounts:
         custom = latest_values(group_payload(m) for m in group_calls[account])
+        customs[account] = custom
         values = dict(custom)
         for definition in computed:
+            if definition["kind"] == "score":
+                continue
             values[definition["key"]] = computed_value(
                 definition, account_events[account], custom, as_of
             )
         out[account] = values
+    _add_scores(computed, out, customs, account_events, as_of)
     return out

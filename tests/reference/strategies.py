@@ -230,7 +230,7 @@ def _string(draw: st.DrawFn) -> str:
 NUMERIC_KEYS = {"price", "qty", "seats", "size", "parent.price"}
 STRING_KEYS = {"product_id", "plan", "company", "tier", "context.device.type", "name"}
 BOOLEAN_KEYS = {"flag", "vip"}
-_NUMERIC_KINDS = ("count", "sum", "avg", "min", "max", "unique_count")
+_NUMERIC_KINDS = ("count", "sum", "avg", "min", "max", "unique_count", "score")
 
 
 def key_kind(key: str) -> str | None:
@@ -395,11 +395,36 @@ KIND_NAMES = [
 ]
 
 
+SCORE_NAMES = ["quantity", "frequency", "recency", "momentum", "consistency"]
+
+
+def _score_trait(draw: st.DrawFn, index: int) -> dict[str, Any]:
+    """A `kind: score` trait (its key ends in `_score`: a number for expressions)."""
+    score = draw(st.sampled_from(SCORE_NAMES))
+    definition: dict[str, Any] = {"key": f"t{index}_{score}_score", "kind": "score",
+                                  "score": score}  # fmt: skip
+    if draw(st.integers(0, 2)) > 0:
+        definition["event"] = _event_names(draw)
+    level = draw(st.sampled_from(["user", "user", "account"]))
+    if level == "account" or draw(st.booleans()):
+        definition["level"] = level
+    if draw(st.integers(0, 3)) == 0:
+        customs = ACCOUNT_TRAIT_KEYS if level == "account" else USER_TRAIT_KEYS
+        keys = [*PROPERTY_KEYS, *(f"trait.{k}" for k in customs)]
+        definition["where"] = draw(boolean_expressions(keys, 1))
+    if draw(st.integers(0, 2)) > 0:
+        definition["within"] = draw(st.sampled_from(["3d", "7d", "9d", "15d", "30d", "90m", "2w"]))
+    return definition
+
+
 @st.composite
 def trait_defs(draw: st.DrawFn, max_traits: int = 5) -> list[dict[str, Any]]:
     """Computed trait definitions (user and account level, unique keys)."""
     out = []
     for index in range(draw(st.integers(0, max_traits))):
+        if draw(st.integers(0, 4)) == 0:
+            out.append(_score_trait(draw, index))
+            continue
         kind = draw(st.sampled_from(KIND_NAMES))
         level = draw(st.sampled_from(["user", "user", "account"]))
         definition: dict[str, Any] = {
@@ -467,12 +492,45 @@ def _funnel(draw: st.DrawFn, trait_keys: Sequence[str]) -> dict[str, Any]:
     return {"funnel": funnel}
 
 
+SECTION7_DURATIONS = ["1h", "12h", "1d", "3d", "7d", "2w", "30d"]
+SAMPLE_BOUNDS: list[Any] = [0, 0.01, 10, 12.5, 33.33, 50, 66.67, 90, 99.99, 100]
+
+
+@st.composite
+def _behaviour(draw: st.DrawFn, trait_keys: Sequence[str]) -> dict[str, Any]:
+    """A section-7 behaviour node (first_time, stopped, restarted, regularly)."""
+    kind = draw(st.sampled_from(["first_time", "stopped", "restarted", "regularly"]))
+    body: dict[str, Any] = {"event": _event_names(draw)}
+    if draw(st.integers(0, 3)) == 0:
+        body["where"] = draw(boolean_expressions(_where_keys(trait_keys), 1))
+    duration = st.sampled_from(SECTION7_DURATIONS)
+    if kind == "regularly":
+        periods = draw(st.integers(1, 4))
+        body.update(times=draw(st.integers(1, 3)), period=draw(duration), periods=periods)
+        if draw(st.booleans()):
+            body["min_periods"] = draw(st.integers(1, periods))
+    else:
+        body["within"] = draw(duration)
+        if kind == "stopped":
+            body["before"] = draw(duration)
+        if kind == "restarted":
+            body["gap"] = draw(duration)
+    return {kind: body}
+
+
+@st.composite
+def _sample(draw: st.DrawFn) -> dict[str, Any]:
+    low, high = sorted(draw(st.lists(st.sampled_from(SAMPLE_BOUNDS), min_size=2, max_size=2,
+                                     unique=True)))  # fmt: skip
+    return {"sample": {"salt": draw(st.sampled_from(["exp", "2026", 7])), "from": low, "to": high}}
+
+
 @st.composite
 def user_conditions(
     draw: st.DrawFn, trait_keys: Sequence[str], audience_keys: Sequence[str], depth: int = 2
 ) -> dict[str, Any]:
     """A user-level condition tree."""
-    leaves = ["event", "event", "traits", "traits", "funnel"]
+    leaves = ["event", "event", "traits", "traits", "funnel", "behaviour", "behaviour", "sample"]
     leaves += ["audience"] if audience_keys else []
     shapes = leaves + (["any", "all", "not"] if depth > 0 else [])
     shape = draw(st.sampled_from(shapes))
@@ -482,6 +540,10 @@ def user_conditions(
     if shape == "not":
         return {"not": draw(user_conditions(trait_keys, audience_keys, depth - 1))}
     keys = [*USER_TRAIT_KEYS, *trait_keys]
+    if shape == "behaviour":
+        return draw(_behaviour(keys))
+    if shape == "sample":
+        return draw(_sample())
     if shape == "event":
         return draw(_event_condition(keys))
     if shape == "funnel":
@@ -501,7 +563,7 @@ def account_conditions(
     depth: int = 2,
 ) -> dict[str, Any]:
     """An account-level condition tree (``users:`` nodes hold user-level trees)."""
-    leaves = ["users", "users", "event", "traits", "funnel"]
+    leaves = ["users", "users", "event", "traits", "funnel", "behaviour", "sample"]
     leaves += ["audience"] if account_audiences else []
     shape = draw(st.sampled_from(leaves + (["all", "any", "not"] if depth > 0 else [])))
     recurse = account_conditions(
@@ -514,6 +576,10 @@ def account_conditions(
     if shape == "users":
         inner = draw(user_conditions(user_trait_keys, user_audiences, 1))
         return {"users": draw(st.sampled_from(["any", "all", "none"])), "condition": inner}
+    if shape == "behaviour":
+        return draw(_behaviour([*ACCOUNT_TRAIT_KEYS, *account_trait_keys]))
+    if shape == "sample":
+        return draw(_sample())
     if shape == "event":
         return draw(_event_condition([*ACCOUNT_TRAIT_KEYS, *account_trait_keys]))
     if shape == "funnel":

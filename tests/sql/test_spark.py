@@ -63,7 +63,7 @@ def test_spark_sql_agrees_with_polars(space: str, spark, tmp_path: Path) -> None
     prepare_inputs(con, ingested.events, ingested.trait_updates, definitions.space, DEFAULT_AS_OF)
     inputs = Inputs()
     for name in (inputs.events, inputs.profiles, inputs.user_traits, inputs.accounts,
-                 inputs.account_members, inputs.account_traits):  # fmt: skip
+                 inputs.account_members, inputs.account_traits, inputs.identities):  # fmt: skip
         frame = con.sql(f'SELECT * FROM "{name}"').pl()  # noqa: S608
         frame = frame.select([c for c in frame.columns if not c.startswith(("p.", "c."))])
         path = tmp_path / f"{name}.parquet"

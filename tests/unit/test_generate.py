@@ -39,6 +39,7 @@ KINDS = {
     "unique_list",
     "unique_count",
 }
+SECTION7_KINDS = {"score", "sql"}  # SPEC 7: behavioural scores and SQL traits
 TYPES = {"track", "identify", "group", "page", "screen", "alias"}
 AS_OF = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -244,9 +245,16 @@ def test_definition_files_have_the_required_fields(root: Path) -> None:
     assert [i["type"] for i in space["identifiers"]] == ["user_id", "email", "anonymous_id"]
     for trait in traits:
         assert isinstance(trait, dict) and KEY.fullmatch(trait["key"])
-        assert trait["kind"] in KINDS and trait["event"]
         assert trait.get("level", "user") in ("user", "account")
         assert trait["name"] and trait["description"]
+        if trait["kind"] == "score":
+            assert trait["score"] in ("quantity", "frequency", "recency", "momentum", "consistency")
+            assert "property" not in trait
+            continue
+        if trait["kind"] == "sql":
+            assert isinstance(trait["query"], str) and "event" not in trait
+            continue
+        assert trait["kind"] in KINDS and trait["event"]
         assert (trait["kind"] == "count") == ("property" not in trait)
     for audience in audiences:
         assert isinstance(audience, dict) and KEY.fullmatch(audience["key"])
@@ -260,7 +268,7 @@ def test_definition_files_have_the_required_fields(root: Path) -> None:
 def test_demo_covers_every_feature() -> None:
     _, traits, audiences = load_folder(DEMO)
     user_traits = [t for t in traits if t.get("level", "user") == "user"]
-    assert len(user_traits) >= 10 and {t["kind"] for t in user_traits} == KINDS
+    assert len(user_traits) >= 10 and {t["kind"] for t in user_traits} == KINDS | SECTION7_KINDS
     assert len([t for t in traits if t.get("level") == "account"]) == 3
     assert any("where" in t for t in user_traits) and any("between" in t for t in user_traits)
     assert any("min_frequency" in t for t in user_traits)
@@ -286,6 +294,12 @@ def test_demo_covers_every_feature() -> None:
         "not:",
         "plan",
         "country",
+        "first_time:",
+        "stopped:",
+        "restarted:",
+        "regularly:",
+        "min_periods:",
+        "sample:",
     ):
         assert needle in text, needle
 
@@ -354,6 +368,8 @@ def test_event_names_and_fields_the_definitions_use_occur(
             by_event.setdefault(name, []).append(m)
     pairs: list[tuple[list[str], str]] = []
     for trait in traits:
+        if "event" not in trait:
+            continue  # a score over every event, or a SQL trait
         events = trait["event"] if isinstance(trait["event"], list) else [trait["event"]]
         assert all(e in by_event for e in events), events
         for name in names_in(trait.get("where") or "TRUE") | {trait.get("property") or ""}:
@@ -391,7 +407,8 @@ def test_custom_traits_the_definitions_use_occur(
                 walk(value)
 
     walk([a["condition"] for a in audiences] + traits)
-    custom = {n for n in found if n not in computed}
+    # `crm.plan` reads the field of the computed (SQL) trait crm.
+    custom = {n for n in found if n.split(".")[0] not in computed}
     assert custom  # plan, country, ... are used
     seen: set[str] = set()
     for m in messages:
