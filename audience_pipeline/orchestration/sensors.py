@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import orjson
 
-from audience_pipeline.incremental import definition_hash
+from audience_pipeline.incremental import definition_hash, space_fingerprint
 from audience_pipeline.membership.registry import Registry
 from audience_pipeline.orchestration import warehouse as wh
 from audience_pipeline.orchestration.resources import AS_OF_TAG, PipelineSettings
@@ -75,12 +75,40 @@ def landing_sensor(settings: PipelineSettings) -> dg.SensorDefinition:
     return _sensor
 
 
+# Recomputed on every definitions change: the engine's tables (one fused pass computes every
+# audience) and the history and snapshots that follow memberships.
+ENGINE_AND_HISTORY = (
+    "identities", "user_traits", "custom_traits", "account_traits", "memberships",
+    "account_user_memberships", "membership_changes", "membership_history",
+    "membership_snapshots",
+)  # fmt: skip
+
+
+def dependents_selection(changed: list[str]) -> dg.AssetSelection:
+    """What a change of these definitions (`trait/KEY`, `audience/KEY`, `space`) can change: the
+    engine and history, the changed traits' and audiences' own assets and what depends on them.
+    Other audiences' views keep their materialization (their code_version did not move)."""
+    if "space" in changed:
+        return recompute_selection()
+    kinds = {"trait": "traits", "audience": "audiences"}
+    own = [
+        dg.AssetKey([kinds[kind], key])
+        for kind, _, key in (item.partition("/") for item in changed)
+        if kind in kinds
+    ]
+    selection = dg.AssetSelection.assets(*ENGINE_AND_HISTORY)
+    if own:
+        # A key that is not in the loaded graph yet (a new file) has no asset to run.
+        selection = selection | dg.AssetSelection.assets(*own).downstream()
+    return selection
+
+
 def _keys(context: dg.SensorEvaluationContext, selection: dg.AssetSelection) -> set[dg.AssetKey]:
     repository = context.repository_def
     if repository is None:  # built outside a repository (tests): the selection's own keys
         msg = "the sensor needs its repository to resolve an asset selection"
         raise RuntimeError(msg)
-    return set(selection.resolve(repository.asset_graph))
+    return set(selection.resolve(repository.asset_graph, allow_missing=True))
 
 
 def definitions_state(definitions_dir: str) -> dict[str, str]:
@@ -88,7 +116,7 @@ def definitions_state(definitions_dir: str) -> dict[str, str]:
     definitions, _ = load_definitions(definitions_dir)
     state = {f"trait/{t.key}": definition_hash(t.raw) for t in definitions.traits}
     state |= {f"audience/{a.key}": definition_hash(a.raw) for a in definitions.audiences}
-    state["space"] = hashlib.sha256(repr(definitions.space).encode()).hexdigest()[:16]
+    state["space"] = space_fingerprint(definitions.space)
     return state
 
 
@@ -129,10 +157,11 @@ def definitions_sensor(settings: PipelineSettings) -> dg.SensorDefinition:
         changed = sorted(
             k for k in state.keys() | previous.keys() if state.get(k) != previous.get(k)
         )
-        description = ", ".join(changed) or ", ".join(f"audience/{k}" for k in changes.added)
+        added = [f"audience/{k}" for k in changes.added]
+        description = ", ".join(changed) or ", ".join(added)
         request = dg.RunRequest(
             run_key=f"definitions-{hashlib.sha256(cursor.encode()).hexdigest()[:12]}",
-            asset_selection=list(_keys(context, recompute_selection())),
+            asset_selection=list(_keys(context, dependents_selection([*changed, *added]))),
             tags={**_now_tag(), "audience_pipeline/changed": description[:200]},
         )
         return dg.SensorResult(run_requests=[request], cursor=cursor)
