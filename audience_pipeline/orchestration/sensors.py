@@ -96,7 +96,7 @@ def dependents_selection(changed: list[str]) -> dg.AssetSelection:
         for kind, _, key in (item.partition("/") for item in changed)
         if kind in kinds
     ]
-    selection = dg.AssetSelection.assets(*ENGINE_AND_HISTORY)
+    selection: dg.AssetSelection = dg.AssetSelection.assets(*ENGINE_AND_HISTORY)
     if own:
         # A key that is not in the loaded graph yet (a new file) has no asset to run.
         selection = selection | dg.AssetSelection.assets(*own).downstream()
