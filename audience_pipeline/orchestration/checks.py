@@ -19,7 +19,13 @@ MEMBERSHIP_KEYS = ["audience_key", "level", "entity_id"]
 def schema_check(table: str) -> dg.AssetChecksDefinition:
     """The table's pandera schema holds (every problem listed at once)."""
 
-    @dg.asset_check(asset=dg.AssetKey(table), name="pandera_schema", blocking=False)
+    @dg.asset_check(
+        asset=dg.AssetKey(table),
+        name="pandera_schema",
+        blocking=False,
+        description=f"Every column of {table} has its declared type, nullability and allowed "
+        "values (pandera schema in orchestration/schemas.py); failures list each bad value.",
+    )
     def _check(settings: PipelineSettings) -> dg.AssetCheckResult:
         frame = _read(settings, table)
         if frame is None:
