@@ -63,6 +63,39 @@ def unique_memberships(settings: PipelineSettings) -> dg.AssetCheckResult:
     )
 
 
+DEFINITIONS_CHECK = dg.AssetCheckKey(dg.AssetKey("memberships"), "definitions_valid")
+
+
+@dg.asset_check(
+    asset=dg.AssetKey("memberships"),
+    name="definitions_valid",
+    blocking=False,
+    description="The definitions folder loads and validates. A failure lists each problem with "
+    "its file, key, field and text; until it is fixed the last valid traits and audiences stay "
+    "in place and recomputes fail.",
+)
+def definitions_valid(settings: PipelineSettings) -> dg.AssetCheckResult:
+    from audience_pipeline.service import validate
+
+    issues = validate(settings.definitions_dir)
+    if not issues:
+        return dg.AssetCheckResult(passed=True, metadata={"problems": 0})
+    rows = ["| file | key | field | problem | text |", "| --- | --- | --- | --- | --- |"]
+    rows += [
+        "| " + " | ".join(_cell(v) for v in (i.file, i.key, i.field, i.message, i.text)) + " |"
+        for i in issues
+    ]
+    return dg.AssetCheckResult(
+        passed=False,
+        description=f"{len(issues)} problem(s); first: {issues[0]}",
+        metadata={"problems": len(issues), "issues": dg.MetadataValue.md("\n".join(rows))},
+    )
+
+
+def _cell(value: str | None) -> str:
+    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+
+
 def size_change(size: int, entered: int, exited: int) -> float | None:
     """The fraction an audience moved in one run (None on its first run: nothing to compare)."""
     previous = size - entered + exited
@@ -105,5 +138,6 @@ def all_checks(
     return [
         *(schema_check(t) for t in SCHEMAS),
         unique_memberships,
+        definitions_valid,
         *(size_check(a, threshold) for a in audiences),
     ]

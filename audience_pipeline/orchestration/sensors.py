@@ -12,6 +12,7 @@ import orjson
 from audience_pipeline.incremental import definition_hash, space_fingerprint
 from audience_pipeline.membership.registry import Registry
 from audience_pipeline.orchestration import warehouse as wh
+from audience_pipeline.orchestration.checks import DEFINITIONS_CHECK
 from audience_pipeline.orchestration.resources import AS_OF_TAG, PipelineSettings
 from audience_pipeline.spec.loader import load_definitions
 
@@ -137,7 +138,16 @@ def definitions_sensor(settings: PipelineSettings) -> dg.SensorDefinition:
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         definitions, issues = load_definitions(settings.definitions_dir)
         if issues:
-            return dg.SkipReason(f"definitions are invalid ({len(issues)} problems): {issues[0]}")
+            # Shown in the UI, not only in a tick's log: run the definitions_valid check once
+            # per distinct set of problems (it fails, listing each with file, key and field).
+            text = "\n".join(str(i) for i in issues)
+            problem = dg.RunRequest(
+                run_key=f"invalid-{hashlib.sha256(text.encode()).hexdigest()[:12]}",
+                asset_selection=[],
+                asset_check_keys=[DEFINITIONS_CHECK],
+                tags={"audience_pipeline/invalid": str(issues[0])[:200]},
+            )
+            return dg.SensorResult(run_requests=[problem])
         changes = Registry.of_warehouse(settings.warehouse).diff(definitions)
         if changes.reused:
             return dg.SkipReason(
