@@ -8,6 +8,7 @@ in one fused pass (`engine` below); trait and audience assets are views over its
 from __future__ import annotations
 
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from pathlib import Path
 
@@ -26,7 +27,6 @@ from audience_pipeline.membership.pipeline import (
 )
 from audience_pipeline.membership.snapshots import take_snapshot
 from audience_pipeline.orchestration import warehouse as wh
-from audience_pipeline.orchestration.io import TableView
 from audience_pipeline.orchestration.resources import PipelineSettings, run_as_of
 from audience_pipeline.spec.models import AudienceDef, Definitions, TraitDef
 
@@ -179,31 +179,60 @@ def engine_asset() -> dg.AssetsDefinition:
     return engine
 
 
-def trait_asset(trait: TraitDef) -> dg.AssetsDefinition:
-    table, entity = (
-        ("user_traits", "profile_id") if trait.level == "user" else ("account_traits", "account_id")
-    )
+def trait_assets(traits: list[TraitDef]) -> list[dg.AssetsDefinition]:
+    """One asset per computed trait (a view of its column), all materialized by one step.
 
-    @dg.asset(
-        key=trait_key(trait),
-        group_name="computed_traits",
-        code_version=definition_hash(trait.raw),
-        description=trait.description or trait.key,
-        deps=[dg.AssetKey(table)],
-        io_manager_key="view_io_manager",
-        tags={"level": trait.level, "kind": trait.kind},
-        kinds={"duckdb"},
-    )
-    def _trait(settings: PipelineSettings) -> dg.Output[TableView]:
-        frame = wh.read_whole(settings.warehouse, table)
-        meta: dict[str, dg.MetadataValue] = {}
-        if frame is not None and trait.key in frame.columns:
-            column = frame[trait.key]
-            meta["entities_with_value"] = dg.MetadataValue.int(column.len() - column.null_count())
-        view = wh.trait_view(settings.warehouse, table, entity, trait.key)
-        return dg.Output(TableView(view, table, columns=(entity, trait.key)), metadata=meta)
+    One step, not one per trait: each step costs Dagster's per-step overhead for a fraction of
+    a second of work. The multi-asset is subsettable, so a run can still select single traits.
+    """
+    if not traits:
+        return []
+    by_key = {trait_key(t): t for t in traits}
+    specs = [
+        dg.AssetSpec(
+            key,
+            group_name="computed_traits",
+            code_version=definition_hash(t.raw),
+            description=t.description or t.key,
+            deps=[dg.AssetKey(_trait_table(t)[0])],
+            tags={"level": t.level, "kind": t.kind},
+            kinds={"duckdb"},
+        )  # fmt: skip
+        for key, t in by_key.items()
+    ]
 
-    return _trait
+    @dg.multi_asset(name="computed_trait_views", specs=specs, can_subset=True)
+    def _traits(context, settings: PipelineSettings) -> Iterator[dg.MaterializeResult]:  # noqa: ANN001
+        frames: dict[str, pl.DataFrame | None] = {}
+        for key in sorted(context.selected_asset_keys, key=lambda k: k.to_user_string()):
+            trait = by_key[key]
+            table, entity = _trait_table(trait)
+            if table not in frames:
+                frames[table] = wh.read_whole(settings.warehouse, table)
+            frame = frames[table]
+            meta: dict[str, dg.MetadataValue] = {"view": dg.MetadataValue.text(_name(key))}
+            if frame is not None and trait.key in frame.columns:
+                column = frame[trait.key]
+                meta["entities_with_value"] = dg.MetadataValue.int(
+                    column.len() - column.null_count()
+                )
+            view = wh.trait_view(settings.warehouse, table, entity, trait.key)
+            wh.register_view(settings.warehouse, _name(key), view)
+            yield dg.MaterializeResult(asset_key=key, metadata=meta)
+
+    return [_traits]
+
+
+def _trait_table(trait: TraitDef) -> tuple[str, str]:
+    if trait.level == "user":
+        return "user_traits", "profile_id"
+    return "account_traits", "account_id"
+
+
+def _name(key: dg.AssetKey) -> str:
+    """The catalog name of a view asset (audiences/x -> audiences_x), as the IO managers name
+    tables."""
+    return "_".join(key.path)
 
 
 def _audience_deps(audience: AudienceDef, definitions: Definitions) -> list[dg.AssetKey]:
@@ -234,43 +263,90 @@ def _refers(raw: object, key: str) -> bool:
     return False
 
 
-def audience_asset(audience: AudienceDef, definitions: Definitions) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=audience_key(audience.key),
-        group_name="audiences",
-        code_version=definition_hash(audience.raw),
-        description=audience.name,
-        ins={
-            "memberships": dg.AssetIn("memberships"),
-            "membership_changes": dg.AssetIn("membership_changes"),
-        },
-        deps=_audience_deps(audience, definitions),
-        io_manager_key="view_io_manager",
-        tags={"level": audience.level},
-        kinds={"duckdb"},
-    )
-    def _audience(
-        settings: PipelineSettings, memberships: pl.DataFrame, membership_changes: pl.DataFrame
-    ) -> dg.Output[TableView]:
-        members = memberships.filter(pl.col("audience_key") == audience.key)
-        changes = membership_changes.filter(pl.col("audience_key") == audience.key)
-        entered = changes.filter(pl.col("change") == "entered").height
-        exited = changes.filter(pl.col("change") == "exited").height
-        preview = members.select("entity_id").head(PREVIEW_ROWS)
-        meta = {
-            "size": dg.MetadataValue.int(members.height),
-            "entered": dg.MetadataValue.int(entered),
-            "exited": dg.MetadataValue.int(exited),
-            "previous_size": dg.MetadataValue.int(members.height - entered + exited),
-            "preview": dg.MetadataValue.md(_markdown(preview)),
-        }
-        sql = _compiled_sql(audience.key, settings.definitions_dir)
-        if sql is not None:
-            meta["compiled_sql"] = dg.MetadataValue.md(f"```sql\n{sql}\n```")
-        view = wh.audience_view(settings.warehouse, audience.key)
-        return dg.Output(TableView(view, "memberships", audience_key=audience.key), metadata=meta)
+def audience_assets(
+    audiences: list[AudienceDef], definitions: Definitions
+) -> list[dg.AssetsDefinition]:
+    """One asset per audience (a view of its members, with size / entered / exited metadata
+    the UI plots), all materialized by one subsettable step (see trait_assets)."""
+    if not audiences:
+        return []
+    by_key = {audience_key(a.key): a for a in audiences}
+    specs = [
+        dg.AssetSpec(
+            key,
+            group_name="audiences",
+            code_version=definition_hash(a.raw),
+            description=a.name,
+            deps=[
+                dg.AssetKey("memberships"),
+                dg.AssetKey("membership_changes"),
+                *_audience_deps(a, definitions),
+            ],
+            tags={"level": a.level},
+            kinds={"duckdb"},
+        )  # fmt: skip
+        for key, a in by_key.items()
+    ]
 
-    return _audience
+    @dg.multi_asset(name="audience_views", specs=specs, can_subset=True)
+    def _audiences(context, settings: PipelineSettings) -> Iterator[dg.MaterializeResult]:  # noqa: ANN001
+        memberships = wh.read_whole(settings.warehouse, "memberships")
+        changes = wh.read_whole(settings.warehouse, "membership_changes")
+        if memberships is None or changes is None:
+            msg = f"memberships have not been computed in {settings.warehouse}"
+            raise FileNotFoundError(msg)
+        for key in _in_dependency_order(context.selected_asset_keys, specs):
+            audience = by_key[key]
+            meta = _audience_metadata(audience, memberships, changes, settings.definitions_dir)
+            view = wh.audience_view(settings.warehouse, audience.key)
+            wh.register_view(settings.warehouse, _name(key), view)
+            yield dg.MaterializeResult(asset_key=key, metadata=meta)
+
+    return [_audiences]
+
+
+def _in_dependency_order(
+    selected: AbstractSet[dg.AssetKey], specs: list[dg.AssetSpec]
+) -> list[dg.AssetKey]:
+    """Selected keys, each after the audiences it names (Dagster wants upstream first)."""
+    deps = {spec.key: {d.asset_key for d in spec.deps} for spec in specs}
+    ordered: list[dg.AssetKey] = []
+    done: set[dg.AssetKey] = set()
+
+    def visit(key: dg.AssetKey) -> None:
+        if key in done or key not in deps:
+            return
+        done.add(key)
+        for upstream in sorted(deps[key], key=lambda k: k.to_user_string()):
+            visit(upstream)
+        if key in selected:
+            ordered.append(key)
+
+    for key in sorted(selected, key=lambda k: k.to_user_string()):
+        visit(key)
+    return ordered
+
+
+def _audience_metadata(
+    audience: AudienceDef, memberships: pl.DataFrame, changes: pl.DataFrame, definitions_dir: str
+) -> dict[str, dg.MetadataValue]:
+    members = memberships.filter(pl.col("audience_key") == audience.key)
+    mine = changes.filter(pl.col("audience_key") == audience.key)
+    entered = mine.filter(pl.col("change") == "entered").height
+    exited = mine.filter(pl.col("change") == "exited").height
+    preview = members.select("entity_id").head(PREVIEW_ROWS)
+    meta: dict[str, dg.MetadataValue] = {
+        "size": dg.MetadataValue.int(members.height),
+        "entered": dg.MetadataValue.int(entered),
+        "exited": dg.MetadataValue.int(exited),
+        "previous_size": dg.MetadataValue.int(members.height - entered + exited),
+        "preview": dg.MetadataValue.md(_markdown(preview)),
+        "view": dg.MetadataValue.text(_name(audience_key(audience.key))),
+    }
+    sql = _compiled_sql(audience.key, definitions_dir)
+    if sql is not None:
+        meta["compiled_sql"] = dg.MetadataValue.md(f"```sql\n{sql}\n```")
+    return meta
 
 
 def _markdown(frame: pl.DataFrame) -> str:

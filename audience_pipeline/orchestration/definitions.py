@@ -19,14 +19,14 @@ import dagster as dg
 from audience_pipeline.orchestration import last_valid
 from audience_pipeline.orchestration import warehouse as wh
 from audience_pipeline.orchestration.assets import (
-    audience_asset,
+    audience_assets,
     engine_asset,
     history_assets,
     raw_assets,
-    trait_asset,
+    trait_assets,
 )
 from audience_pipeline.orchestration.checks import all_checks
-from audience_pipeline.orchestration.io import ParquetIOManager, ViewIOManager
+from audience_pipeline.orchestration.io import ParquetIOManager
 from audience_pipeline.orchestration.resources import PipelineSettings, settings_from_env
 from audience_pipeline.orchestration.schedules import daily_schedule, recompute_job
 from audience_pipeline.orchestration.sensors import definitions_sensor, landing_sensor
@@ -65,7 +65,11 @@ def _reverse_etl(
         assets = list(module.reverse_etl_assets(definitions_dir, warehouse_dir))
         sensors: list[dg.SensorDefinition] = []
         if hasattr(module, "reverse_etl_sensor"):
-            sensor = module.reverse_etl_sensor(definitions_dir, warehouse_dir)
+            # Every 10 s: a tick compares two timestamps; each destination's min_interval
+            # still limits how often it is sent to.
+            sensor = module.reverse_etl_sensor(
+                definitions_dir, warehouse_dir, minimum_interval_seconds=10
+            )
             sensors = list(sensor) if isinstance(sensor, list | tuple) else [sensor]
     except DefinitionsError as error:
         # A typo in a destination keeps the code location loadable; definitions_valid says why.
@@ -106,8 +110,8 @@ def build_definitions(settings: PipelineSettings | None = None) -> dg.Definition
     assets = [
         raw_assets(_partitions(settings, space.timezone)),
         engine_asset(),
-        *(trait_asset(t) for t in traits),
-        *(audience_asset(a, definitions) for a in audiences),
+        *trait_assets(traits),
+        *audience_assets(audiences, definitions),
         *history_assets(space.timezone),
         *extra_assets,
     ]
@@ -124,7 +128,6 @@ def build_definitions(settings: PipelineSettings | None = None) -> dg.Definition
         resources={
             "settings": settings,
             "parquet_io_manager": ParquetIOManager(warehouse_dir=warehouse),
-            "view_io_manager": ViewIOManager(warehouse_dir=warehouse),
         },
     )
 

@@ -1,13 +1,13 @@
-"""IO managers: Polars frames as atomic Parquet in the warehouse, and views over them."""
+"""The IO manager: Polars frames as atomic Parquet in the warehouse, each with its DuckDB view.
+
+(Trait and audience assets register their views themselves; see assets.trait_assets.)"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
-from sqlglot import exp
 
 from audience_pipeline.orchestration import warehouse as wh
 
@@ -47,35 +47,3 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             msg = f"table {name} has not been materialized in {warehouse}"
             raise FileNotFoundError(msg)
         return frame
-
-
-@dataclass(frozen=True)
-class TableView:
-    """A view over a stored table: what per-audience and per-trait assets materialize."""
-
-    query: exp.Expression
-    source: str  # the table it reads
-    audience_key: str | None = None
-    columns: tuple[str, ...] | None = None
-
-
-class ViewIOManager(dg.ConfigurableIOManager):
-    """Stores nothing but a view in the DuckDB catalog; loading reads the source table."""
-
-    warehouse_dir: str
-
-    def handle_output(self, context: dg.OutputContext, obj: TableView) -> None:
-        name = table_name(context.asset_key)
-        wh.register_view(Path(self.warehouse_dir), name, obj.query)
-        context.add_output_metadata({"view": dg.MetadataValue.text(name)})
-
-    def load_input(self, context: dg.InputContext) -> pl.DataFrame:
-        warehouse = Path(self.warehouse_dir)
-        name = table_name(context.asset_key)
-        path, _, key = name.partition("_")
-        if path == "audiences":
-            frame = wh.read_whole(warehouse, "memberships")
-            return (
-                frame.filter(pl.col("audience_key") == key) if frame is not None else pl.DataFrame()
-            )
-        return wh.query(warehouse, f'SELECT * FROM "{name}"')

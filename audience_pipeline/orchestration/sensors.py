@@ -39,7 +39,8 @@ def landing_sensor(settings: PipelineSettings) -> dg.SensorDefinition:
 
     @dg.sensor(
         name="landing_files",
-        minimum_interval_seconds=30,
+        # Freshness: a file is picked up within ~10 s (a tick only lists and stats files).
+        minimum_interval_seconds=10,
         default_status=dg.DefaultSensorStatus.RUNNING,
         asset_selection=dg.AssetSelection.groups("ingest") | recompute_selection(),
     )
