@@ -15,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
+from sqlglot import exp
 
 from audience_pipeline.incremental import definition_hash, load_state
 from audience_pipeline.ingest import ingest
@@ -28,6 +29,7 @@ from audience_pipeline.membership.pipeline import (
 from audience_pipeline.membership.snapshots import take_snapshot
 from audience_pipeline.orchestration import warehouse as wh
 from audience_pipeline.orchestration.resources import PipelineSettings, run_as_of
+from audience_pipeline.orchestration.size_change import SIZE_CHANGE_DESCRIPTION, size_change_result
 from audience_pipeline.spec.models import AudienceDef, Definitions, TraitDef
 
 RAW = ("raw_events", "raw_trait_updates", "quarantine")
@@ -204,6 +206,8 @@ def trait_assets(traits: list[TraitDef]) -> list[dg.AssetsDefinition]:
     @dg.multi_asset(name="computed_trait_views", specs=specs, can_subset=True)
     def _traits(context, settings: PipelineSettings) -> Iterator[dg.MaterializeResult]:  # noqa: ANN001
         frames: dict[str, pl.DataFrame | None] = {}
+        views: dict[str, exp.Expression] = {}
+        results: list[dg.MaterializeResult] = []
         for key in sorted(context.selected_asset_keys, key=lambda k: k.to_user_string()):
             trait = by_key[key]
             table, entity = _trait_table(trait)
@@ -216,9 +220,10 @@ def trait_assets(traits: list[TraitDef]) -> list[dg.AssetsDefinition]:
                 meta["entities_with_value"] = dg.MetadataValue.int(
                     column.len() - column.null_count()
                 )
-            view = wh.trait_view(settings.warehouse, table, entity, trait.key)
-            wh.register_view(settings.warehouse, _name(key), view)
-            yield dg.MaterializeResult(asset_key=key, metadata=meta)
+            views[_name(key)] = wh.trait_view(settings.warehouse, table, entity, trait.key)
+            results.append(dg.MaterializeResult(asset_key=key, metadata=meta))
+        wh.register_views(settings.warehouse, views)
+        yield from results
 
     return [_traits]
 
@@ -264,10 +269,10 @@ def _refers(raw: object, key: str) -> bool:
 
 
 def audience_assets(
-    audiences: list[AudienceDef], definitions: Definitions
+    audiences: list[AudienceDef], definitions: Definitions, size_change_warning: float
 ) -> list[dg.AssetsDefinition]:
     """One asset per audience (a view of its members, with size / entered / exited metadata
-    the UI plots), all materialized by one subsettable step (see trait_assets)."""
+    the UI plots) and its size_change check, all in one subsettable step (see trait_assets)."""
     if not audiences:
         return []
     by_key = {audience_key(a.key): a for a in audiences}
@@ -288,19 +293,33 @@ def audience_assets(
         for key, a in by_key.items()
     ]
 
-    @dg.multi_asset(name="audience_views", specs=specs, can_subset=True)
-    def _audiences(context, settings: PipelineSettings) -> Iterator[dg.MaterializeResult]:  # noqa: ANN001
+    checks = [
+        dg.AssetCheckSpec("size_change", asset=key, description=SIZE_CHANGE_DESCRIPTION)
+        for key in by_key
+    ]
+
+    @dg.multi_asset(name="audience_views", specs=specs, check_specs=checks, can_subset=True)
+    def _audiences(context, settings: PipelineSettings) -> Iterator[object]:  # noqa: ANN001
         memberships = wh.read_whole(settings.warehouse, "memberships")
         changes = wh.read_whole(settings.warehouse, "membership_changes")
         if memberships is None or changes is None:
             msg = f"memberships have not been computed in {settings.warehouse}"
             raise FileNotFoundError(msg)
-        for key in _in_dependency_order(context.selected_asset_keys, specs):
+        selected = _in_dependency_order(context.selected_asset_keys, specs)
+        wh.register_views(
+            settings.warehouse,
+            {_name(k): wh.audience_view(settings.warehouse, by_key[k].key) for k in selected},
+        )
+        sqls = _compiled_sqls(settings.definitions_dir)
+        checked = {c.asset_key for c in context.selected_asset_check_keys}
+        for key in selected:
             audience = by_key[key]
-            meta = _audience_metadata(audience, memberships, changes, settings.definitions_dir)
-            view = wh.audience_view(settings.warehouse, audience.key)
-            wh.register_view(settings.warehouse, _name(key), view)
+            meta, (size, entered, exited) = _audience_metadata(audience, memberships, changes)
+            if audience.key in sqls:
+                meta["compiled_sql"] = dg.MetadataValue.md(f"```sql\n{sqls[audience.key]}\n```")
             yield dg.MaterializeResult(asset_key=key, metadata=meta)
+            if key in checked:
+                yield size_change_result(key, size, entered, exited, size_change_warning)
 
     return [_audiences]
 
@@ -328,8 +347,9 @@ def _in_dependency_order(
 
 
 def _audience_metadata(
-    audience: AudienceDef, memberships: pl.DataFrame, changes: pl.DataFrame, definitions_dir: str
-) -> dict[str, dg.MetadataValue]:
+    audience: AudienceDef, memberships: pl.DataFrame, changes: pl.DataFrame
+) -> tuple[dict[str, dg.MetadataValue], tuple[int, int, int]]:
+    """The metadata the UI shows and plots, and (size, entered, exited)."""
     members = memberships.filter(pl.col("audience_key") == audience.key)
     mine = changes.filter(pl.col("audience_key") == audience.key)
     entered = mine.filter(pl.col("change") == "entered").height
@@ -343,10 +363,7 @@ def _audience_metadata(
         "preview": dg.MetadataValue.md(_markdown(preview)),
         "view": dg.MetadataValue.text(_name(audience_key(audience.key))),
     }
-    sql = _compiled_sql(audience.key, definitions_dir)
-    if sql is not None:
-        meta["compiled_sql"] = dg.MetadataValue.md(f"```sql\n{sql}\n```")
-    return meta
+    return meta, (members.height, entered, exited)
 
 
 def _markdown(frame: pl.DataFrame) -> str:
@@ -356,16 +373,14 @@ def _markdown(frame: pl.DataFrame) -> str:
     return "\n".join([header, rule, *rows]) if rows else "(no members)"
 
 
-def _compiled_sql(key: str, definitions_dir: str) -> str | None:
-    """The audience's SQL once the SQL backend exists (audience_pipeline.sql.compile_audience)."""
+def _compiled_sqls(definitions_dir: str) -> dict[str, str]:
+    """Every audience's DuckDB SQL (definitions loaded once); {} if the SQL backend fails."""
     try:
-        from audience_pipeline.sql import compile_audience
-    except ImportError:
-        return None
-    try:
-        return str(compile_audience(definitions_dir, key, "duckdb"))
-    except Exception:  # the backend is optional metadata; never fail the asset for it
-        return None
+        from audience_pipeline.sql.compiler import compile_audiences
+
+        return compile_audiences(definitions_dir, "duckdb")
+    except Exception:  # the SQL is optional metadata; never fail the views for it
+        return {}
 
 
 def _engine_as_of(settings: PipelineSettings, context: AssetExecutionContext) -> datetime:

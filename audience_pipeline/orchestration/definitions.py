@@ -111,14 +111,14 @@ def build_definitions(settings: PipelineSettings | None = None) -> dg.Definition
         raw_assets(_partitions(settings, space.timezone)),
         engine_asset(),
         *trait_assets(traits),
-        *audience_assets(audiences, definitions),
+        *audience_assets(audiences, definitions, space.size_change_warning),
         *history_assets(space.timezone),
         *extra_assets,
     ]
     warehouse = str(Path(settings.warehouse_dir).resolve())
     return dg.Definitions(
         assets=assets,
-        asset_checks=all_checks(audiences, space.size_change_warning),
+        asset_checks=all_checks(),
         jobs=[recompute_job],
         # One process per run, its steps in it: a subprocess per step cost 5-9 s of start-up
         # for about 1 s of work, and a sensor run of ~50 steps took 7-8 minutes.

@@ -50,12 +50,21 @@ def trait_view(warehouse: Path, table: str, entity: str, key: str) -> exp.Expres
 
 def register_view(warehouse: Path, name: str, query: exp.Expression, *, attempts: int = 5) -> bool:
     """Create or replace a view in the catalog file; False if the file stayed locked."""
-    statement = exp.Create(
-        this=exp.to_identifier(name, quoted=True),
-        kind="VIEW",
-        replace=True,
-        expression=query,
-    ).sql(dialect="duckdb")
+    return register_views(warehouse, {name: query}, attempts=attempts)
+
+
+def register_views(warehouse: Path, views: dict[str, exp.Expression], *, attempts: int = 5) -> bool:
+    """Create or replace several views through one connection to the catalog file (opening it
+    costs more than a view); False if the file stayed locked."""
+    if not views:
+        return True
+    statements = [
+        exp.Create(
+            this=exp.to_identifier(name, quoted=True), kind="VIEW", replace=True, expression=query
+        ).sql(dialect="duckdb")
+        for name, query in views.items()
+    ]
+    name = ", ".join(views)
     warehouse.mkdir(parents=True, exist_ok=True)
     for attempt in range(attempts):
         try:
@@ -65,7 +74,8 @@ def register_view(warehouse: Path, name: str, query: exp.Expression, *, attempts
             time.sleep(0.2 * (attempt + 1))
             continue
         try:
-            con.execute(statement)
+            for statement in statements:
+                con.execute(statement)
             return True
         finally:
             con.close()
