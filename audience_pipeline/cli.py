@@ -152,6 +152,8 @@ def validate(definitions: str) -> int:
     issues = service.validate(definitions)
     for issue in issues:
         click.echo(str(issue))
+    for warning in service.validation_warnings(definitions):
+        click.echo(f"warning: {warning}", err=True)
     if issues:
         click.echo(f"{len(issues)} problem(s)", err=True)
         return 1

@@ -61,6 +61,14 @@ def validate(definitions: str | Path) -> list[Issue]:
     return validate_definitions(str(definitions), datetime.now(UTC))
 
 
+def validation_warnings(definitions_dir: str | Path) -> list[Issue]:
+    """Doubts that do not make definitions invalid (trait names nothing defines)."""
+    from audience_pipeline.spec.unknown_names import unknown_name_warnings
+
+    definitions, _ = load_definitions(str(definitions_dir))
+    return unknown_name_warnings(definitions)
+
+
 def load_events(
     events: str | Path,
     definitions: Definitions,
