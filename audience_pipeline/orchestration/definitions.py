@@ -29,7 +29,11 @@ from audience_pipeline.orchestration.checks import all_checks
 from audience_pipeline.orchestration.io import ParquetIOManager
 from audience_pipeline.orchestration.resources import PipelineSettings, settings_from_env
 from audience_pipeline.orchestration.schedules import daily_schedule, recompute_job
-from audience_pipeline.orchestration.sensors import definitions_sensor, landing_sensor
+from audience_pipeline.orchestration.sensors import (
+    definitions_sensor,
+    definitions_state,
+    landing_sensor,
+)
 from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.spec.loader import load_definitions
 from audience_pipeline.spec.models import Definitions
@@ -124,7 +128,11 @@ def build_definitions(settings: PipelineSettings | None = None) -> dg.Definition
         # for about 1 s of work, and a sensor run of ~50 steps took 7-8 minutes.
         executor=dg.in_process_executor,
         schedules=[daily_schedule(space)],
-        sensors=[landing_sensor(settings), definitions_sensor(settings), *extra_sensors],
+        sensors=[
+            landing_sensor(settings),
+            definitions_sensor(settings, definitions_state(settings.definitions_dir)),
+            *extra_sensors,
+        ],
         resources={
             "settings": settings,
             "parquet_io_manager": ParquetIOManager(warehouse_dir=warehouse),

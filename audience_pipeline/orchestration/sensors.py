@@ -13,6 +13,7 @@ from audience_pipeline.incremental import definition_hash, space_fingerprint
 from audience_pipeline.membership.registry import Registry
 from audience_pipeline.orchestration import warehouse as wh
 from audience_pipeline.orchestration.checks import DEFINITIONS_CHECK
+from audience_pipeline.orchestration.reload import request_reload
 from audience_pipeline.orchestration.resources import AS_OF_TAG, PipelineSettings
 from audience_pipeline.spec.loader import load_definitions
 
@@ -122,12 +123,18 @@ def definitions_state(definitions_dir: str) -> dict[str, str]:
     return state
 
 
-def definitions_sensor(settings: PipelineSettings) -> dg.SensorDefinition:
+def definitions_sensor(
+    settings: PipelineSettings, loaded: dict[str, str] | None = None
+) -> dg.SensorDefinition:
     """A definition added, edited or deleted: recompute that audience and what depends on it.
 
     The engine always recomputes every audience in one pass (a new audience backfills from all
     events; an edit is a new version). A deleted key is tombstoned by the run's commit; a
     tombstoned key defined again is refused here and by the engine.
+
+    `loaded`: the definitions_state the code location was built from. When the files differ
+    from it and a webserver is known (orchestration/reload.py), the code location is reloaded
+    first, so the run's code versions are the ones the UI shows.
     """
 
     @dg.sensor(
@@ -156,6 +163,11 @@ def definitions_sensor(settings: PipelineSettings) -> dg.SensorDefinition:
             )
         state = definitions_state(settings.definitions_dir)
         previous: dict[str, str] = orjson.loads(context.cursor) if context.cursor else {}
+        if loaded is not None and state != loaded and state != previous and request_reload():
+            return dg.SkipReason(
+                "definitions changed on disk: reloading the code location; the recompute "
+                "starts from the reloaded code"
+            )
         cursor = orjson.dumps(state, option=orjson.OPT_SORT_KEYS).decode()
         if not context.cursor:
             # First evaluation: remember what exists; only audiences never computed need a run.

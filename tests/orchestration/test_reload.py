@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
 import orjson
+import pytest
 
+from audience_pipeline.incremental import definition_hash
 from audience_pipeline.membership.registry import Registry
 from audience_pipeline.orchestration.definitions import build_definitions
 from audience_pipeline.orchestration.resources import PipelineSettings
@@ -92,3 +97,53 @@ def test_an_edited_audience_recomputes_only_what_depends_on_it(space: PipelineSe
     # ...and the same edit seen again (a reload after the run) starts nothing.
     again = _evaluate(defs, result.cursor)
     assert not again.run_requests
+
+
+def test_an_edit_reloads_the_code_location_before_its_run(
+    space: PipelineSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a webserver known, the sensor has the code location reloaded first, so the run's
+    code versions are the ones the UI shows (no "Unsynced - has a new code version" after it)."""
+    from audience_pipeline.orchestration import reload
+
+    received: list[dict[str, object]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            received.append(orjson.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv(reload.URL_ENV, f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setattr(reload, "_requested_at", None)
+    try:
+        _recorded(space)
+        defs = build_definitions(space)
+        baseline = _evaluate(defs, None)
+        path = Path(space.definitions_dir) / "audiences" / "big_spenders.yaml"
+        path.write_text(path.read_text().replace("> 500", "> 700"))
+        waiting = _evaluate(defs, baseline.cursor)
+        assert not waiting.run_requests and "reloading" in (waiting.skip_message or "")
+        deadline = time.time() + 10
+        while not received and time.time() < deadline:
+            time.sleep(0.1)
+        assert received and received[0]["variables"] == {"name": "audience_pipeline"}
+        assert "reloadRepositoryLocation" in str(received[0]["query"])
+        reloaded = build_definitions(space)  # what the reload loads
+        ran = _evaluate(reloaded, baseline.cursor)
+        assert len(ran.run_requests) == 1
+        node = reloaded.get_repository_def().asset_graph.get(
+            dg.AssetKey(["audiences", "big_spenders"])
+        )
+        definitions, _ = load_definitions(space.definitions_dir)
+        edited = next(a for a in definitions.audiences if a.key == "big_spenders")
+        assert node.code_version == definition_hash(edited.raw)
+    finally:
+        server.shutdown()
