@@ -82,9 +82,32 @@ class Page:
             shown = self.text()
             if all(text in shown for text in wait_for):
                 time.sleep(settle)  # layout and charts finish drawing
+                if self.click("Skip"):  # "Join the Dagster community", shown once
+                    time.sleep(1)
                 return
             time.sleep(1)
-        raise TimeoutError(f"{url}: {list(wait_for)} did not show within 90 s")
+        shown = " ".join(self.text().split())[:300]
+        raise TimeoutError(f"{url}: {list(wait_for)} did not show within 90 s; it shows: {shown}")
+
+    def click(self, label: str) -> bool:
+        """Click the first button (or tab) whose text is `label`."""
+        script = (
+            "(() => { const b = [...document.querySelectorAll('button, [role=tab], a')]"
+            f".find(e => e.innerText.trim() === {json.dumps(label)});"
+            " if (b) { b.click(); return true; } return false; })()"
+        )
+        result = self.send("Runtime.evaluate", expression=script)
+        return bool(result.get("result", {}).get("value"))
+
+    def scroll_to(self, label: str) -> None:
+        """Scroll the element whose text is `label` to the top of the view."""
+        script = (
+            "(() => { const e = [...document.querySelectorAll('button, [role=tab], a')]"
+            f".find(e => e.innerText.trim() === {json.dumps(label)});"
+            " if (e) { e.scrollIntoView({block: 'start'}); } })()"
+        )
+        self.send("Runtime.evaluate", expression=script)
+        time.sleep(1)
 
     def screenshot(self, path: Path) -> None:
         data = self.send("Page.captureScreenshot", format="png")["data"]
@@ -121,15 +144,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
     args = parser.parse_args(argv)
     port = free_port()
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+    with tempfile.TemporaryDirectory(prefix="chromium-", ignore_cleanup_errors=True) as profile:
         browser = open_browser(port, Path(profile))
         try:
             page = Page(first_tab(port))
             page.send("Page.enable")
-            page.open(f"{args.url}/asset-groups", wait_for=["memberships", "raw_events"])
+            page.open(
+                f"{args.url}/asset-groups",
+                wait_for=["Global asset lineage", "reverse_etl", "computed_traits"],
+            )
             page.screenshot(args.out / "asset-graph.png")
-            page.open(f"{args.url}/assets/audiences/{args.audience}?view=plots",
-                      wait_for=["size", "entered"], settle=5.0)  # fmt: skip
+            page.open(f"{args.url}/assets/audiences/{args.audience}",
+                      wait_for=["Metadata", "Plots", "previous_size"])  # fmt: skip
+            if not page.click("Plots"):
+                raise RuntimeError("the asset page has no Plots toggle")
+            time.sleep(5)  # the charts draw
+            page.scroll_to("Plots")  # the plots (size, entered, exited) fill the picture
             page.screenshot(args.out / "audience-plots.png")
         finally:
             browser.terminate()
