@@ -14,8 +14,15 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from audience_pipeline.ir import nodes as ir
+from audience_pipeline.spec.sql_messages import (
+    describe_node,
+    function_name,
+    parse_error_message,
+)
 
 ExprRole = Literal["event_where", "trait_where", "traits", "having"]
+# Functions in sqlglot's tree that a user does not write as a function call.
+_NODE_WORDS_FIRST = (exp.Cast, exp.TryCast, exp.Case, exp.If, exp.Array, exp.Struct)
 
 
 class ExprError(ValueError):
@@ -71,8 +78,7 @@ def parse_expression(text: str, context: ExprContext) -> ir.Expr:
     try:
         statements = sqlglot.parse(text, dialect="duckdb")
     except (ParseError, TokenError) as error:
-        msg = f"invalid SQL: {str(error).splitlines()[0]}"
-        raise ExprError(msg, text) from None
+        raise ExprError(parse_error_message(error), text) from None
     if len(statements) != 1 or statements[0] is None:
         raise ExprError("expected exactly one expression", text)
     tree = statements[0]
@@ -148,12 +154,14 @@ class _Converter:
             return self._aggregate(node)
         if isinstance(node, exp.Subquery | exp.Select | exp.Exists | exp.Query):
             raise self._reject(node, "a subquery")
+        if isinstance(node, exp.Func) and type(node) in _NODE_WORDS_FIRST:
+            raise self._reject(node, describe_node(node))
         if isinstance(node, exp.Func):
-            name = node.sql_name() if hasattr(node, "sql_name") else type(node).__name__
-            raise ExprError(f"function {name.lower()}() is not allowed", node.sql(dialect="duckdb"))
+            msg = f"function {function_name(node)}() is not allowed"
+            raise ExprError(msg, node.sql(dialect="duckdb"))
         if isinstance(node, exp.Star):
             raise self._reject(node, "*")
-        raise self._reject(node, f"{type(node).__name__}")
+        raise self._reject(node, describe_node(node))
 
     def _like(self, node: exp.Like | exp.ILike) -> ir.Expr:
         pattern = node.expression
