@@ -3,8 +3,8 @@
 Adding a command: decorate a function with `@command(...)` (it gets --definitions, -v/-q and
 --debug), declare its own options with `click.option`, call one service function and return the
 exit code. Mistakes raised by the service (DefinitionsError, ValueError, a missing file, a bad
-query) are printed as one line by terminal.errors; progress announced with
-`audience_pipeline.progress.stage` is drawn by wrapping the call in `show_stages()`.
+query) are printed as one line by terminal.errors; stages announced with
+`audience_pipeline.progress.Stages` are drawn by wrapping the call in `show_stages()`.
 """
 
 from __future__ import annotations

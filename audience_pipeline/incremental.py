@@ -58,7 +58,7 @@ from audience_pipeline.ir import nodes as ir
 from audience_pipeline.ir.walk import uses_samples
 from audience_pipeline.spec.compile import compile_space
 from audience_pipeline.spec.issues import DefinitionsError
-from audience_pipeline.spec.models import Definitions
+from audience_pipeline.spec.models import Definitions, SpaceConfig
 from audience_pipeline.sqltraits.run import run_sql_traits
 
 log = logging.getLogger(__name__)
@@ -111,9 +111,7 @@ class Refresh:
 def definitions_fingerprint(definitions: Definitions) -> str:
     """A hash of everything in the definitions that can change a result."""
     payload = {
-        # Not repr(): a frozenset's repr follows string hashing, which differs per process, so
-        # every new process would see "definitions changed" and recompute in full.
-        "space": asdict(replace(definitions.space, file="")),
+        "space": space_payload(definitions.space),
         "traits": [_definition_payload(t.raw, t.key) for t in definitions.traits],
         "audiences": [
             {**_definition_payload(a.raw, a.key), "created_at": str(a.created_at)}
@@ -122,6 +120,20 @@ def definitions_fingerprint(definitions: Definitions) -> str:
     }
     encoded = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS, default=_canonical)
     return hashlib.sha256(encoded).hexdigest()[:24]
+
+
+def space_payload(space: SpaceConfig) -> dict[str, Any]:
+    """space.yaml's settings as plain data, the same in every process.
+
+    Not repr(): a frozenset's repr follows string hashing, which differs per process, so every
+    new process would see "definitions changed" and recompute in full."""
+    return asdict(replace(space, file=""))
+
+
+def space_fingerprint(space: SpaceConfig) -> str:
+    """A hash of space.yaml's settings (canonical: sets sorted, keys sorted)."""
+    encoded = orjson.dumps(space_payload(space), option=orjson.OPT_SORT_KEYS, default=_canonical)
+    return hashlib.sha256(encoded).hexdigest()[:16]
 
 
 def _canonical(value: object) -> object:
@@ -727,6 +739,7 @@ __all__ = [
     "Refresh",
     "definition_hash",
     "definitions_fingerprint",
+    "space_fingerprint",
     "full_compute",
     "load_state",
     "refresh",

@@ -67,8 +67,13 @@ def validate(definitions: str | Path) -> list[Issue]:
 
 
 def validate_warnings(definitions: str | Path) -> list[str]:
-    """Warnings that do not fail `validate` (overlapping sample ranges of one salt)."""
-    return validation_warnings(str(definitions), datetime.now(UTC))
+    """Doubts that do not make definitions invalid: trait names nothing defines (when space.yaml
+    declares no custom_traits), overlapping sample ranges of one salt."""
+    from audience_pipeline.spec.unknown_names import unknown_name_warnings
+
+    loaded, _ = load_definitions(str(definitions))
+    unknown = [str(issue) for issue in unknown_name_warnings(loaded)]
+    return unknown + validation_warnings(str(definitions), datetime.now(UTC))
 
 
 def load_events(

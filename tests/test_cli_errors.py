@@ -129,3 +129,30 @@ def test_serve_on_a_busy_port_is_one_line(warehouse: Path) -> None:
     line = one_line(done.stderr)
     assert f"--port {port}" in line and "in use" in line
     assert "leaked" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        ("plan = = 1", "invalid SQL at column 8: '=' needs a value on its right"),
+        ("tags[1] = 'x'", "indexing with [...] is not allowed"),
+        ("first_name || last_name = 'ab'", "|| (string concatenation) is not allowed"),
+        ("plan::int > 1", "a cast is not allowed"),
+        ("foo(plan) = 1", "function foo() is not allowed"),
+    ],
+)
+def test_invalid_definition_sql_speaks_sql_not_sqlglot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], condition: str, expected: str
+) -> None:
+    import shutil
+
+    defs = tmp_path / "definitions"
+    shutil.copytree(FIXTURE / "definitions", defs)
+    (defs / "audiences" / "broken.yaml").write_text(
+        f"key: broken\nname: b\ncondition: {{traits: {condition!r}}}\n"
+    )
+    assert main(["validate", "--definitions", str(defs)]) == 1
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if "broken.yaml" in line)
+    assert "broken.yaml: broken: condition.traits: " + expected in line
+    assert "<class" not in out and "sqlglot" not in out

@@ -8,17 +8,20 @@ in one fused pass (`engine` below); trait and audience assets are views over its
 from __future__ import annotations
 
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
+from sqlglot import exp
 
 from audience_pipeline.incremental import definition_hash
 from audience_pipeline.ingest import ingest
 from audience_pipeline.membership.pipeline import engine_step
 from audience_pipeline.orchestration import warehouse as wh
-from audience_pipeline.orchestration.io import CommittedTable, TableView
+from audience_pipeline.orchestration.io import CommittedTable
 from audience_pipeline.orchestration.resources import PipelineSettings, run_as_of
+from audience_pipeline.orchestration.size_change import SIZE_CHANGE_DESCRIPTION, size_change_result
 from audience_pipeline.spec.models import AudienceDef, Definitions, TraitDef
 from audience_pipeline.warehouse import EmptyInput, Run, require_run
 
@@ -174,36 +177,66 @@ def engine_asset() -> dg.AssetsDefinition:
     return engine
 
 
-def trait_asset(trait: TraitDef) -> dg.AssetsDefinition:
-    table, entity = (
-        ("user_traits", "profile_id") if trait.level == "user" else ("account_traits", "account_id")
-    )
+def trait_assets(traits: list[TraitDef]) -> list[dg.AssetsDefinition]:
+    """One asset per computed trait (a view of its column), all materialized by one step.
 
-    @dg.asset(
-        key=trait_key(trait),
-        group_name="computed_traits",
-        code_version=definition_hash(trait.raw),
-        description=trait.description or trait.key,
-        deps=[dg.AssetKey(table)],
-        io_manager_key="view_io_manager",
-        tags={"level": trait.level, "kind": trait.kind},
-        kinds={"duckdb"},
-    )
-    def _trait(settings: PipelineSettings) -> dg.Output[TableView]:
-        frame = wh.read_whole(settings.warehouse, table)
-        meta: dict[str, dg.MetadataValue] = {}
-        fields: tuple[str, ...] = ()
-        if frame is not None and trait.kind == "sql":  # one column per field: `<key>.<field>`
-            fields = tuple(c for c in frame.columns if c.startswith(trait.key + "."))
-        if frame is not None and trait.key in frame.columns:
-            column = frame[trait.key]
-            meta["entities_with_value"] = dg.MetadataValue.int(column.len() - column.null_count())
-        view = wh.trait_view(settings.warehouse, table, entity, trait.key, fields)
-        return dg.Output(
-            TableView(view, table, columns=(entity, *(fields or (trait.key,)))), metadata=meta
-        )
+    One step, not one per trait: each step costs Dagster's per-step overhead for a fraction of
+    a second of work. The multi-asset is subsettable, so a run can still select single traits.
+    """
+    if not traits:
+        return []
+    by_key = {trait_key(t): t for t in traits}
+    specs = [
+        dg.AssetSpec(
+            key,
+            group_name="computed_traits",
+            code_version=definition_hash(t.raw),
+            description=t.description or t.key,
+            deps=[dg.AssetKey(_trait_table(t)[0])],
+            tags={"level": t.level, "kind": t.kind},
+            kinds={"duckdb"},
+        )  # fmt: skip
+        for key, t in by_key.items()
+    ]
 
-    return _trait
+    @dg.multi_asset(name="computed_trait_views", specs=specs, can_subset=True)
+    def _traits(context, settings: PipelineSettings) -> Iterator[dg.MaterializeResult]:  # noqa: ANN001
+        frames: dict[str, pl.DataFrame | None] = {}
+        views: dict[str, exp.Expression] = {}
+        results: list[dg.MaterializeResult] = []
+        for key in sorted(context.selected_asset_keys, key=lambda k: k.to_user_string()):
+            trait = by_key[key]
+            table, entity = _trait_table(trait)
+            if table not in frames:
+                frames[table] = wh.read_whole(settings.warehouse, table)
+            frame = frames[table]
+            meta: dict[str, dg.MetadataValue] = {"view": dg.MetadataValue.text(_name(key))}
+            fields: tuple[str, ...] = ()
+            if frame is not None and trait.kind == "sql":  # one column per field: `<key>.<field>`
+                fields = tuple(c for c in frame.columns if c.startswith(trait.key + "."))
+            if frame is not None and trait.key in frame.columns:
+                column = frame[trait.key]
+                meta["entities_with_value"] = dg.MetadataValue.int(
+                    column.len() - column.null_count()
+                )
+            views[_name(key)] = wh.trait_view(settings.warehouse, table, entity, trait.key, fields)
+            results.append(dg.MaterializeResult(asset_key=key, metadata=meta))
+        wh.register_views(settings.warehouse, views)
+        yield from results
+
+    return [_traits]
+
+
+def _trait_table(trait: TraitDef) -> tuple[str, str]:
+    if trait.level == "user":
+        return "user_traits", "profile_id"
+    return "account_traits", "account_id"
+
+
+def _name(key: dg.AssetKey) -> str:
+    """The catalog name of a view asset (audiences/x -> audiences_x), as the IO managers name
+    tables."""
+    return "_".join(key.path)
 
 
 def _audience_deps(audience: AudienceDef, definitions: Definitions) -> list[dg.AssetKey]:
@@ -234,43 +267,102 @@ def _refers(raw: object, key: str) -> bool:
     return False
 
 
-def audience_asset(audience: AudienceDef, definitions: Definitions) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=audience_key(audience.key),
-        group_name="audiences",
-        code_version=definition_hash(audience.raw),
-        description=audience.name,
-        ins={
-            "memberships": dg.AssetIn("memberships"),
-            "membership_changes": dg.AssetIn("membership_changes"),
-        },
-        deps=_audience_deps(audience, definitions),
-        io_manager_key="view_io_manager",
-        tags={"level": audience.level},
-        kinds={"duckdb"},
-    )
-    def _audience(
-        settings: PipelineSettings, memberships: pl.DataFrame, membership_changes: pl.DataFrame
-    ) -> dg.Output[TableView]:
-        members = memberships.filter(pl.col("audience_key") == audience.key)
-        changes = membership_changes.filter(pl.col("audience_key") == audience.key)
-        entered = changes.filter(pl.col("change") == "entered").height
-        exited = changes.filter(pl.col("change") == "exited").height
-        preview = members.select("entity_id").head(PREVIEW_ROWS)
-        meta = {
-            "size": dg.MetadataValue.int(members.height),
-            "entered": dg.MetadataValue.int(entered),
-            "exited": dg.MetadataValue.int(exited),
-            "previous_size": dg.MetadataValue.int(members.height - entered + exited),
-            "preview": dg.MetadataValue.md(_markdown(preview)),
-        }
-        sql = _compiled_sql(audience.key, settings.definitions_dir)
-        if sql is not None:
-            meta["compiled_sql"] = dg.MetadataValue.md(f"```sql\n{sql}\n```")
-        view = wh.audience_view(settings.warehouse, audience.key)
-        return dg.Output(TableView(view, "memberships", audience_key=audience.key), metadata=meta)
+def audience_assets(
+    audiences: list[AudienceDef], definitions: Definitions, size_change_warning: float
+) -> list[dg.AssetsDefinition]:
+    """One asset per audience (a view of its members, with size / entered / exited metadata
+    the UI plots) and its size_change check, all in one subsettable step (see trait_assets)."""
+    if not audiences:
+        return []
+    by_key = {audience_key(a.key): a for a in audiences}
+    specs = [
+        dg.AssetSpec(
+            key,
+            group_name="audiences",
+            code_version=definition_hash(a.raw),
+            description=a.name,
+            deps=[
+                dg.AssetKey("memberships"),
+                dg.AssetKey("membership_changes"),
+                *_audience_deps(a, definitions),
+            ],
+            tags={"level": a.level},
+            kinds={"duckdb"},
+        )  # fmt: skip
+        for key, a in by_key.items()
+    ]
 
-    return _audience
+    checks = [
+        dg.AssetCheckSpec("size_change", asset=key, description=SIZE_CHANGE_DESCRIPTION)
+        for key in by_key
+    ]
+
+    @dg.multi_asset(name="audience_views", specs=specs, check_specs=checks, can_subset=True)
+    def _audiences(context, settings: PipelineSettings) -> Iterator[object]:  # noqa: ANN001
+        memberships = wh.read_whole(settings.warehouse, "memberships")
+        changes = wh.read_whole(settings.warehouse, "membership_changes")
+        if memberships is None or changes is None:
+            msg = f"memberships have not been computed in {settings.warehouse}"
+            raise FileNotFoundError(msg)
+        selected = _in_dependency_order(context.selected_asset_keys, specs)
+        wh.register_views(
+            settings.warehouse,
+            {_name(k): wh.audience_view(settings.warehouse, by_key[k].key) for k in selected},
+        )
+        sqls = _compiled_sqls(settings.definitions_dir)
+        checked = {c.asset_key for c in context.selected_asset_check_keys}
+        for key in selected:
+            audience = by_key[key]
+            meta, (size, entered, exited) = _audience_metadata(audience, memberships, changes)
+            if audience.key in sqls:
+                meta["compiled_sql"] = dg.MetadataValue.md(f"```sql\n{sqls[audience.key]}\n```")
+            yield dg.MaterializeResult(asset_key=key, metadata=meta)
+            if key in checked:
+                yield size_change_result(key, size, entered, exited, size_change_warning)
+
+    return [_audiences]
+
+
+def _in_dependency_order(
+    selected: AbstractSet[dg.AssetKey], specs: list[dg.AssetSpec]
+) -> list[dg.AssetKey]:
+    """Selected keys, each after the audiences it names (Dagster wants upstream first)."""
+    deps = {spec.key: {d.asset_key for d in spec.deps} for spec in specs}
+    ordered: list[dg.AssetKey] = []
+    done: set[dg.AssetKey] = set()
+
+    def visit(key: dg.AssetKey) -> None:
+        if key in done or key not in deps:
+            return
+        done.add(key)
+        for upstream in sorted(deps[key], key=lambda k: k.to_user_string()):
+            visit(upstream)
+        if key in selected:
+            ordered.append(key)
+
+    for key in sorted(selected, key=lambda k: k.to_user_string()):
+        visit(key)
+    return ordered
+
+
+def _audience_metadata(
+    audience: AudienceDef, memberships: pl.DataFrame, changes: pl.DataFrame
+) -> tuple[dict[str, dg.MetadataValue], tuple[int, int, int]]:
+    """The metadata the UI shows and plots, and (size, entered, exited)."""
+    members = memberships.filter(pl.col("audience_key") == audience.key)
+    mine = changes.filter(pl.col("audience_key") == audience.key)
+    entered = mine.filter(pl.col("change") == "entered").height
+    exited = mine.filter(pl.col("change") == "exited").height
+    preview = members.select("entity_id").head(PREVIEW_ROWS)
+    meta: dict[str, dg.MetadataValue] = {
+        "size": dg.MetadataValue.int(members.height),
+        "entered": dg.MetadataValue.int(entered),
+        "exited": dg.MetadataValue.int(exited),
+        "previous_size": dg.MetadataValue.int(members.height - entered + exited),
+        "preview": dg.MetadataValue.md(_markdown(preview)),
+        "view": dg.MetadataValue.text(_name(audience_key(audience.key))),
+    }
+    return meta, (members.height, entered, exited)
 
 
 def _markdown(frame: pl.DataFrame) -> str:
@@ -280,16 +372,14 @@ def _markdown(frame: pl.DataFrame) -> str:
     return "\n".join([header, rule, *rows]) if rows else "(no members)"
 
 
-def _compiled_sql(key: str, definitions_dir: str) -> str | None:
-    """The audience's SQL once the SQL backend exists (audience_pipeline.sql.compile_audience)."""
+def _compiled_sqls(definitions_dir: str) -> dict[str, str]:
+    """Every audience's DuckDB SQL (definitions loaded once); {} if the SQL backend fails."""
     try:
-        from audience_pipeline.sql import compile_audience
-    except ImportError:
-        return None
-    try:
-        return str(compile_audience(definitions_dir, key, "duckdb"))
-    except Exception:  # the backend is optional metadata; never fail the asset for it
-        return None
+        from audience_pipeline.sql.compiler import compile_audiences
+
+        return compile_audiences(definitions_dir, "duckdb")
+    except Exception:  # the SQL is optional metadata; never fail the views for it
+        return {}
 
 
 def history_assets(timezone: str) -> list[dg.AssetsDefinition]:

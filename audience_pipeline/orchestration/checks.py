@@ -1,17 +1,15 @@
-"""Asset checks: pandera contracts, unique memberships, audience size swings."""
+"""Asset checks: pandera contracts, unique memberships, valid definitions (audience size swings:
+size_change.py, evaluated with the audience views)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 import dagster as dg
 import polars as pl
 
 from audience_pipeline.orchestration import warehouse as wh
-from audience_pipeline.orchestration.assets import audience_key
 from audience_pipeline.orchestration.resources import PipelineSettings
 from audience_pipeline.orchestration.schemas import SCHEMAS, problems
-from audience_pipeline.spec.models import AudienceDef
+from audience_pipeline.orchestration.size_change import size_change
 
 MEMBERSHIP_KEYS = ["audience_key", "level", "entity_id"]
 
@@ -19,7 +17,13 @@ MEMBERSHIP_KEYS = ["audience_key", "level", "entity_id"]
 def schema_check(table: str) -> dg.AssetChecksDefinition:
     """The table's pandera schema holds (every problem listed at once)."""
 
-    @dg.asset_check(asset=dg.AssetKey(table), name="pandera_schema", blocking=False)
+    @dg.asset_check(
+        asset=dg.AssetKey(table),
+        name="pandera_schema",
+        blocking=False,
+        description=f"Every column of {table} has its declared type, nullability and allowed "
+        "values (pandera schema in orchestration/schemas.py); failures list each bad value.",
+    )
     def _check(settings: PipelineSettings) -> dg.AssetCheckResult:
         frame = _read(settings, table)
         if frame is None:
@@ -57,47 +61,43 @@ def unique_memberships(settings: PipelineSettings) -> dg.AssetCheckResult:
     )
 
 
-def size_change(size: int, entered: int, exited: int) -> float | None:
-    """The fraction an audience moved in one run (None on its first run: nothing to compare)."""
-    previous = size - entered + exited
-    if previous == 0:
-        return None if size == entered else float(size > 0)
-    return abs(size - previous) / previous
+DEFINITIONS_CHECK = dg.AssetCheckKey(dg.AssetKey("memberships"), "definitions_valid")
 
 
-def size_check(audience: AudienceDef, threshold: float) -> dg.AssetChecksDefinition:
-    """Warn when an audience's size moves more than the space's size_change_warning."""
+@dg.asset_check(
+    asset=dg.AssetKey("memberships"),
+    name="definitions_valid",
+    blocking=False,
+    description="The definitions folder loads and validates. A failure lists each problem with "
+    "its file, key, field and text; until it is fixed the last valid traits and audiences stay "
+    "in place and recomputes fail.",
+)
+def definitions_valid(settings: PipelineSettings) -> dg.AssetCheckResult:
+    from audience_pipeline.service import validate
 
-    @dg.asset_check(asset=audience_key(audience.key), name="size_change")
-    def _check(settings: PipelineSettings) -> dg.AssetCheckResult:
-        memberships = wh.read_whole(settings.warehouse, "memberships")
-        changes = wh.read_whole(settings.warehouse, "membership_changes")
-        if memberships is None or changes is None:
-            return dg.AssetCheckResult(passed=True, description="no run yet")
-        size = memberships.filter(pl.col("audience_key") == audience.key).height
-        mine = changes.filter(pl.col("audience_key") == audience.key)
-        entered = mine.filter(pl.col("change") == "entered").height
-        exited = mine.filter(pl.col("change") == "exited").height
-        moved = size_change(size, entered, exited)
-        return dg.AssetCheckResult(
-            passed=moved is None or moved <= threshold,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "size": size,
-                "previous_size": size - entered + exited,
-                "change_fraction": dg.MetadataValue.float(moved if moved is not None else 0.0),
-                "threshold": dg.MetadataValue.float(threshold),
-            },
-        )
-
-    return _check
-
-
-def all_checks(
-    audiences: Iterable[AudienceDef], threshold: float
-) -> list[dg.AssetChecksDefinition]:
-    return [
-        *(schema_check(t) for t in SCHEMAS),
-        unique_memberships,
-        *(size_check(a, threshold) for a in audiences),
+    issues = validate(settings.definitions_dir)
+    if not issues:
+        return dg.AssetCheckResult(passed=True, metadata={"problems": 0})
+    rows = ["| file | key | field | problem | text |", "| --- | --- | --- | --- | --- |"]
+    rows += [
+        "| " + " | ".join(_cell(v) for v in (i.file, i.key, i.field, i.message, i.text)) + " |"
+        for i in issues
     ]
+    return dg.AssetCheckResult(
+        passed=False,
+        description=f"{len(issues)} problem(s); first: {issues[0]}",
+        metadata={"problems": len(issues), "issues": dg.MetadataValue.md("\n".join(rows))},
+    )
+
+
+def _cell(value: str | None) -> str:
+    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def all_checks() -> list[dg.AssetChecksDefinition]:
+    """The table checks; each audience's size_change check runs in the audience_views step
+    (assets.audience_assets), which has the sizes at hand."""
+    return [*(schema_check(t) for t in SCHEMAS), unique_memberships, definitions_valid]
+
+
+__all__ = ["DEFINITIONS_CHECK", "all_checks", "definitions_valid", "schema_check", "size_change"]

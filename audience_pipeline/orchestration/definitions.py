@@ -16,21 +16,28 @@ from typing import Any
 
 import dagster as dg
 
+from audience_pipeline.orchestration import last_valid
 from audience_pipeline.orchestration import warehouse as wh
 from audience_pipeline.orchestration.assets import (
-    audience_asset,
+    audience_assets,
     engine_asset,
     history_assets,
     raw_assets,
-    trait_asset,
+    trait_assets,
 )
 from audience_pipeline.orchestration.checks import all_checks
 from audience_pipeline.orchestration.impact import edit_impact_check
-from audience_pipeline.orchestration.io import ParquetIOManager, ViewIOManager
+from audience_pipeline.orchestration.io import ParquetIOManager
 from audience_pipeline.orchestration.resources import PipelineSettings, settings_from_env
 from audience_pipeline.orchestration.schedules import daily_schedule, recompute_job
-from audience_pipeline.orchestration.sensors import definitions_sensor, landing_sensor
+from audience_pipeline.orchestration.sensors import (
+    definitions_sensor,
+    definitions_state,
+    landing_sensor,
+)
+from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.spec.loader import load_definitions
+from audience_pipeline.spec.models import Definitions
 
 log = logging.getLogger(__name__)
 
@@ -59,47 +66,77 @@ def _reverse_etl(
         if error.name != "audience_pipeline.orchestration.reverse_etl":
             raise
         return [], []
-    assets = list(module.reverse_etl_assets(definitions_dir, warehouse_dir))
-    sensors: list[dg.SensorDefinition] = []
-    if hasattr(module, "reverse_etl_sensor"):
-        sensor = module.reverse_etl_sensor(definitions_dir, warehouse_dir)
-        sensors = list(sensor) if isinstance(sensor, list | tuple) else [sensor]
+    try:
+        assets = list(module.reverse_etl_assets(definitions_dir, warehouse_dir))
+        sensors: list[dg.SensorDefinition] = []
+        if hasattr(module, "reverse_etl_sensor"):
+            # Every 10 s: a tick compares two timestamps; each destination's min_interval
+            # still limits how often it is sent to.
+            sensor = module.reverse_etl_sensor(
+                definitions_dir, warehouse_dir, minimum_interval_seconds=10
+            )
+            sensors = list(sensor) if isinstance(sensor, list | tuple) else [sensor]
+    except DefinitionsError as error:
+        # A typo in a destination keeps the code location loadable; definitions_valid says why.
+        log.warning("destinations left out: %s", error)
+        return [], []
     return assets, sensors
+
+
+def _definitions_to_build(settings: PipelineSettings) -> Definitions:
+    definitions, issues = load_definitions(settings.definitions_dir)
+    if not issues:
+        last_valid.remember(settings.definitions_dir, settings.warehouse)
+        return definitions
+    kept = last_valid.recall(settings.warehouse)
+    log.warning(
+        "definitions have %d problems (first: %s); %s", len(issues), issues[0],
+        "keeping the last valid assets" if kept else "per-definition assets left out",
+    )  # fmt: skip
+    if kept is not None:
+        return kept
+    return Definitions(definitions.space, (), (), definitions.root)
 
 
 def build_definitions(settings: PipelineSettings | None = None) -> dg.Definitions:
     """Every asset, check, sensor and schedule of the space in `settings.definitions_dir`.
 
     Invalid definitions do not break the code location: the per-trait and per-audience assets
-    are left out (and logged), and the engine run reports every problem when it runs.
+    of the last valid definitions stay in place (none when there never were any), the
+    `definitions_valid` check on memberships lists every problem, and the engine run fails
+    with them.
     """
     settings = settings or settings_from_env()
-    definitions, issues = load_definitions(settings.definitions_dir)
-    if issues:
-        log.warning("definitions have %d problems; per-definition assets left out", len(issues))
+    definitions = _definitions_to_build(settings)
     space = definitions.space
-    traits = [] if issues else list(definitions.traits)
-    audiences = [] if issues else list(definitions.audiences)
+    traits = list(definitions.traits)
+    audiences = list(definitions.audiences)
     extra_assets, extra_sensors = _reverse_etl(settings.definitions_dir, settings.warehouse_dir)
     assets = [
         raw_assets(_partitions(settings, space.timezone)),
         engine_asset(),
-        *(trait_asset(t) for t in traits),
-        *(audience_asset(a, definitions) for a in audiences),
+        *trait_assets(traits),
+        *audience_assets(audiences, definitions, space.size_change_warning),
         *history_assets(space.timezone),
         *extra_assets,
     ]
     warehouse = str(Path(settings.warehouse_dir).resolve())
     return dg.Definitions(
         assets=assets,
-        asset_checks=[*all_checks(audiences, space.size_change_warning), edit_impact_check],
+        asset_checks=[*all_checks(), edit_impact_check],
         jobs=[recompute_job],
+        # One process per run, its steps in it: a subprocess per step cost 5-9 s of start-up
+        # for about 1 s of work, and a sensor run of ~50 steps took 7-8 minutes.
+        executor=dg.in_process_executor,
         schedules=[daily_schedule(space)],
-        sensors=[landing_sensor(settings), definitions_sensor(settings), *extra_sensors],
+        sensors=[
+            landing_sensor(settings),
+            definitions_sensor(settings, definitions_state(settings.definitions_dir)),
+            *extra_sensors,
+        ],
         resources={
             "settings": settings,
             "parquet_io_manager": ParquetIOManager(warehouse_dir=warehouse),
-            "view_io_manager": ViewIOManager(warehouse_dir=warehouse),
         },
     )
 

@@ -1,9 +1,10 @@
-"""IO managers: tables of the warehouse's committed run, daily partitions, and views.
+"""The IO manager: tables of the warehouse's committed run, and daily partitions.
 
 The engine asset commits every table of a run at once (`membership.pipeline.engine_step`) and
 hands `CommittedTable`s to the IO manager, which then writes nothing: it only reports them. A
 plain frame for a whole table is committed as a run of its own (`warehouse.writer.amend_run`);
-partitions are written one file each, atomically."""
+partitions are written one file each, atomically. (Trait and audience assets register their
+views themselves; see assets.trait_assets.)"""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-from sqlglot import exp
 
 from audience_pipeline.orchestration import warehouse as wh
 
@@ -71,35 +71,3 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             msg = f"table {name} has not been materialized in {warehouse}"
             raise FileNotFoundError(msg)
         return frame
-
-
-@dataclass(frozen=True)
-class TableView:
-    """A view over a stored table: what per-audience and per-trait assets materialize."""
-
-    query: exp.Expression
-    source: str  # the table it reads
-    audience_key: str | None = None
-    columns: tuple[str, ...] | None = None
-
-
-class ViewIOManager(dg.ConfigurableIOManager):
-    """Stores nothing but a view in the DuckDB catalog; loading reads the source table."""
-
-    warehouse_dir: str
-
-    def handle_output(self, context: dg.OutputContext, obj: TableView) -> None:
-        name = table_name(context.asset_key)
-        wh.register_view(Path(self.warehouse_dir), name, obj.query)
-        context.add_output_metadata({"view": dg.MetadataValue.text(name)})
-
-    def load_input(self, context: dg.InputContext) -> pl.DataFrame:
-        warehouse = Path(self.warehouse_dir)
-        name = table_name(context.asset_key)
-        path, _, key = name.partition("_")
-        if path == "audiences":
-            frame = wh.read_whole(warehouse, "memberships")
-            return (
-                frame.filter(pl.col("audience_key") == key) if frame is not None else pl.DataFrame()
-            )
-        return wh.query(warehouse, f'SELECT * FROM "{name}"')

@@ -9,9 +9,11 @@ from pathlib import Path
 import dagster as dg
 import orjson
 
-from audience_pipeline.incremental import definition_hash
+from audience_pipeline.incremental import definition_hash, space_fingerprint
 from audience_pipeline.membership.registry import Registry
 from audience_pipeline.orchestration import warehouse as wh
+from audience_pipeline.orchestration.checks import DEFINITIONS_CHECK
+from audience_pipeline.orchestration.reload import request_reload
 from audience_pipeline.orchestration.resources import AS_OF_TAG, PipelineSettings
 from audience_pipeline.spec.loader import load_definitions
 
@@ -38,7 +40,8 @@ def landing_sensor(settings: PipelineSettings) -> dg.SensorDefinition:
 
     @dg.sensor(
         name="landing_files",
-        minimum_interval_seconds=30,
+        # Freshness: a file is picked up within ~10 s (a tick only lists and stats files).
+        minimum_interval_seconds=10,
         default_status=dg.DefaultSensorStatus.RUNNING,
         asset_selection=dg.AssetSelection.groups("ingest") | recompute_selection(),
     )
@@ -75,12 +78,40 @@ def landing_sensor(settings: PipelineSettings) -> dg.SensorDefinition:
     return _sensor
 
 
+# Recomputed on every definitions change: the engine's tables (one fused pass computes every
+# audience) and the history and snapshots that follow memberships.
+ENGINE_AND_HISTORY = (
+    "identities", "user_traits", "custom_traits", "account_traits", "memberships",
+    "account_user_memberships", "membership_changes", "membership_history",
+    "membership_snapshots",
+)  # fmt: skip
+
+
+def dependents_selection(changed: list[str]) -> dg.AssetSelection:
+    """What a change of these definitions (`trait/KEY`, `audience/KEY`, `space`) can change: the
+    engine and history, the changed traits' and audiences' own assets and what depends on them.
+    Other audiences' views keep their materialization (their code_version did not move)."""
+    if "space" in changed:
+        return recompute_selection()
+    kinds = {"trait": "traits", "audience": "audiences"}
+    own = [
+        dg.AssetKey([kinds[kind], key])
+        for kind, _, key in (item.partition("/") for item in changed)
+        if kind in kinds
+    ]
+    selection: dg.AssetSelection = dg.AssetSelection.assets(*ENGINE_AND_HISTORY)
+    if own:
+        # A key that is not in the loaded graph yet (a new file) has no asset to run.
+        selection = selection | dg.AssetSelection.assets(*own).downstream()
+    return selection
+
+
 def _keys(context: dg.SensorEvaluationContext, selection: dg.AssetSelection) -> set[dg.AssetKey]:
     repository = context.repository_def
     if repository is None:  # built outside a repository (tests): the selection's own keys
         msg = "the sensor needs its repository to resolve an asset selection"
         raise RuntimeError(msg)
-    return set(selection.resolve(repository.asset_graph))
+    return set(selection.resolve(repository.asset_graph, allow_missing=True))
 
 
 def definitions_state(definitions_dir: str) -> dict[str, str]:
@@ -88,16 +119,22 @@ def definitions_state(definitions_dir: str) -> dict[str, str]:
     definitions, _ = load_definitions(definitions_dir)
     state = {f"trait/{t.key}": definition_hash(t.raw) for t in definitions.traits}
     state |= {f"audience/{a.key}": definition_hash(a.raw) for a in definitions.audiences}
-    state["space"] = hashlib.sha256(repr(definitions.space).encode()).hexdigest()[:16]
+    state["space"] = space_fingerprint(definitions.space)
     return state
 
 
-def definitions_sensor(settings: PipelineSettings) -> dg.SensorDefinition:
+def definitions_sensor(
+    settings: PipelineSettings, loaded: dict[str, str] | None = None
+) -> dg.SensorDefinition:
     """A definition added, edited or deleted: recompute that audience and what depends on it.
 
     The engine always recomputes every audience in one pass (a new audience backfills from all
     events; an edit is a new version). A deleted key is tombstoned by the run's commit; a
     tombstoned key defined again is refused here and by the engine.
+
+    `loaded`: the definitions_state the code location was built from. When the files differ
+    from it and a webserver is known (orchestration/reload.py), the code location is reloaded
+    first, so the run's code versions are the ones the UI shows.
     """
 
     @dg.sensor(
@@ -109,7 +146,16 @@ def definitions_sensor(settings: PipelineSettings) -> dg.SensorDefinition:
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         definitions, issues = load_definitions(settings.definitions_dir)
         if issues:
-            return dg.SkipReason(f"definitions are invalid ({len(issues)} problems): {issues[0]}")
+            # Shown in the UI, not only in a tick's log: run the definitions_valid check once
+            # per distinct set of problems (it fails, listing each with file, key and field).
+            text = "\n".join(str(i) for i in issues)
+            problem = dg.RunRequest(
+                run_key=f"invalid-{hashlib.sha256(text.encode()).hexdigest()[:12]}",
+                asset_selection=[],
+                asset_check_keys=[DEFINITIONS_CHECK],
+                tags={"audience_pipeline/invalid": str(issues[0])[:200]},
+            )
+            return dg.SensorResult(run_requests=[problem])
         changes = Registry.of_warehouse(settings.warehouse).diff(definitions)
         if changes.reused:
             return dg.SkipReason(
@@ -117,6 +163,11 @@ def definitions_sensor(settings: PipelineSettings) -> dg.SensorDefinition:
             )
         state = definitions_state(settings.definitions_dir)
         previous: dict[str, str] = orjson.loads(context.cursor) if context.cursor else {}
+        if loaded is not None and state != loaded and state != previous and request_reload():
+            return dg.SkipReason(
+                "definitions changed on disk: reloading the code location; the recompute "
+                "starts from the reloaded code"
+            )
         cursor = orjson.dumps(state, option=orjson.OPT_SORT_KEYS).decode()
         if not context.cursor:
             # First evaluation: remember what exists; only audiences never computed need a run.
@@ -129,10 +180,11 @@ def definitions_sensor(settings: PipelineSettings) -> dg.SensorDefinition:
         changed = sorted(
             k for k in state.keys() | previous.keys() if state.get(k) != previous.get(k)
         )
-        description = ", ".join(changed) or ", ".join(f"audience/{k}" for k in changes.added)
+        added = [f"audience/{k}" for k in changes.added]
+        description = ", ".join(changed) or ", ".join(added)
         request = dg.RunRequest(
             run_key=f"definitions-{hashlib.sha256(cursor.encode()).hexdigest()[:12]}",
-            asset_selection=list(_keys(context, recompute_selection())),
+            asset_selection=list(_keys(context, dependents_selection([*changed, *added]))),
             tags={**_now_tag(), "audience_pipeline/changed": description[:200]},
         )
         return dg.SensorResult(run_requests=[request], cursor=cursor)

@@ -26,6 +26,7 @@ from audience_pipeline.spec.loader import (
 )
 from audience_pipeline.spec.models import AudienceDef, Definitions, TraitDef
 from audience_pipeline.spec.sql_traits import check_sql_traits
+from audience_pipeline.spec.unknown_names import did_you_mean
 
 NODE_KEYS = ("all", "any", "not", "event", "traits", "audience", "funnel", "users",
              *NEW_NODE_KEYS)  # fmt: skip
@@ -186,7 +187,9 @@ def _check_trait_name(name: str, path: str, scope: _Scope) -> None:
         scope.issue(path, f"{where} names {other_level} trait", name)
         return
     if scope.custom_traits is not None and name not in scope.custom_traits:
-        scope.issue(path, "unknown trait (not a computed trait nor a declared custom trait)", name)
+        hint = did_you_mean(name, [*own, *scope.custom_traits])
+        message = "unknown trait (not a computed trait nor a declared custom trait)"
+        scope.issue(path, message + hint, name)
 
 
 def _condition(raw: Any, path: str, scope: _Scope) -> ir.Condition | None:

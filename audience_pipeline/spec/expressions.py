@@ -15,8 +15,15 @@ from sqlglot.errors import ParseError, TokenError
 
 from audience_pipeline.ir import nodes as ir
 from audience_pipeline.spec import limits
+from audience_pipeline.spec.sql_messages import (
+    describe_node,
+    function_name,
+    parse_error_message,
+)
 
 ExprRole = Literal["event_where", "trait_where", "traits", "having"]
+# Functions in sqlglot's tree that a user does not write as a function call.
+_NODE_WORDS_FIRST = (exp.Cast, exp.TryCast, exp.Case, exp.If, exp.Array, exp.Struct)
 
 
 class ExprError(ValueError):
@@ -79,8 +86,7 @@ def parse_expression(text: str, context: ExprContext) -> ir.Expr:
         assert isinstance(tree, exp.Expression)
         limits.check_tree(tree)  # depth and numbers: what every backend can evaluate
     except (ParseError, TokenError) as error:
-        msg = f"invalid SQL: {str(error).splitlines()[0]}"
-        raise ExprError(msg, text) from None
+        raise ExprError(parse_error_message(error), text) from None
     except limits.LimitError as error:
         raise ExprError(str(error), text) from None
     return _Converter(context).convert(tree)
@@ -154,12 +160,14 @@ class _Converter:
             return self._aggregate(node)
         if isinstance(node, exp.Subquery | exp.Select | exp.Exists | exp.Query):
             raise self._reject(node, "a subquery")
+        if isinstance(node, exp.Func) and type(node) in _NODE_WORDS_FIRST:
+            raise self._reject(node, describe_node(node))
         if isinstance(node, exp.Func):
-            name = node.sql_name() if hasattr(node, "sql_name") else type(node).__name__
-            raise ExprError(f"function {name.lower()}() is not allowed", node.sql(dialect="duckdb"))
+            msg = f"function {function_name(node)}() is not allowed"
+            raise ExprError(msg, node.sql(dialect="duckdb"))
         if isinstance(node, exp.Star):
             raise self._reject(node, "*")
-        raise self._reject(node, f"{type(node).__name__}")
+        raise self._reject(node, describe_node(node))
 
     def _like(self, node: exp.Like | exp.ILike) -> ir.Expr:
         pattern = node.expression

@@ -25,6 +25,7 @@ from audience_pipeline.spec.models import (
     SpaceConfig,
     TraitDef,
 )
+from audience_pipeline.spec.yaml_errors import describe_yaml_error
 
 KEY_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
 _DURATION = re.compile(r"([0-9]+)\s*([mhdw])")
@@ -113,7 +114,10 @@ def _read_yaml(path: Path, root: Path, issues: list[Issue]) -> Any:
     rel = str(path.relative_to(root.parent)) if path.is_relative_to(root.parent) else str(path)
     try:
         return yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, OSError, UnicodeDecodeError) as error:
+    except yaml.YAMLError as error:
+        issues.append(Issue(rel, None, None, f"invalid YAML: {describe_yaml_error(error)}"))
+        return None
+    except (OSError, UnicodeDecodeError) as error:
         issues.append(Issue(rel, None, None, f"cannot read YAML: {error}".splitlines()[0]))
         return None
 
