@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
+from audience_pipeline.demo.blocks import BlockGen
 from audience_pipeline.demo.catalog import (
     CAMPAIGNS,
     COUNTRY_TABLE,
@@ -16,9 +17,6 @@ from audience_pipeline.demo.catalog import (
     SITE,
 )
 from audience_pipeline.demo.world import Person, Product
-
-if TYPE_CHECKING:
-    from audience_pipeline.demo.blocks import BlockGen
 
 
 class Visit:

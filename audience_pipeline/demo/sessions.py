@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from audience_pipeline.demo.blocks import BlockGen
 from audience_pipeline.demo.catalog import HOUR, MIN
 from audience_pipeline.demo.engagement import Engagement
 from audience_pipeline.demo.shopping import Shopping
 from audience_pipeline.demo.world import Person
-
-if TYPE_CHECKING:
-    from audience_pipeline.demo.blocks import BlockGen
 
 
 class Session(Shopping, Engagement):

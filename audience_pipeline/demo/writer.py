@@ -15,8 +15,9 @@ from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import IO
 
-from audience_pipeline.demo.blocks import Job, Tally, run_job
+from audience_pipeline.demo.blocks import Tally
 from audience_pipeline.demo.catalog import BAD_REASONS, DAY, DEFAULT_AS_OF
+from audience_pipeline.demo.jobs import Job, run_job
 
 # The name the generator has always logged under (users may filter on it).
 logger = logging.getLogger("audience_pipeline.demo.generate")
