@@ -16,8 +16,7 @@ them by reason.
 The parts live in this package: catalog (names and tables), clock (ids and timestamps), world
 (people, accounts, products), messages / shopping / identity / engagement / sessions (what a
 visit sends), bad_lines, blocks (a block's state), jobs (one block of lines), writer (`generate`);
-this module is the
-command line and re-exports what callers import.
+this module is the command line and re-exports what callers import.
 
 Run it as ``python -m audience_pipeline.demo.generate --events 1000000 --out data/events``.
 """
