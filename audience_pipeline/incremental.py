@@ -56,6 +56,7 @@ from audience_pipeline.engine.compute import KNOWN_TYPES, ComputeResult, compute
 from audience_pipeline.identity import resolve_identities
 from audience_pipeline.ir import nodes as ir
 from audience_pipeline.ir.walk import uses_samples
+from audience_pipeline.message_types import EVENT_TYPES
 from audience_pipeline.spec.compile import compile_space
 from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.spec.models import Definitions, SpaceConfig
@@ -64,7 +65,6 @@ from audience_pipeline.sqltraits.run import run_sql_traits
 log = logging.getLogger(__name__)
 
 TABLES = ("identities", "user_traits", "account_traits", "memberships", "account_user_memberships")
-EVENT_TYPES = ("track", "page", "screen")
 MESSAGE_KEY = ["source", "line"]
 IDENTITY_COLUMNS = ["seq", "message_id", "type", "timestamp", "ids", "previous_id"]
 _UTC = pl.Datetime("us", "UTC")

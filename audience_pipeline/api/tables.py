@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from audience_pipeline.message_types import EVENT_TYPES
 from audience_pipeline.snapshot import Snapshot, SnapshotMissing
 from audience_pipeline.spec.models import Definitions
 
@@ -25,7 +26,6 @@ log = logging.getLogger(__name__)
 
 USERS, ACCOUNTS = "users", "accounts"
 CUSTOM, COMPUTED, AUDIENCE = "custom_trait", "computed_trait", "audience"
-EVENT_TYPES = ("track", "page", "screen")
 
 
 @dataclass(frozen=True)

@@ -135,9 +135,6 @@ class Ledger:
 
     # --- outbox ----------------------------------------------------------------------------
 
-    def pending_batches(self) -> list[int]:
-        return [r[0] for r in self.con.execute("SELECT DISTINCT batch FROM outbox ORDER BY batch")]
-
     def pending_count(self) -> int:
         return int(self.con.execute("SELECT count(*) FROM outbox").fetchone()[0])
 

@@ -24,19 +24,6 @@ from audience_pipeline.ir.walk import aggs
 ORDER = "_order"  # each event's place in SPEC's processing order, as one integer
 
 
-def event_order() -> list[pl.Expr]:
-    """SPEC: (timestamp, messageId), a missing messageId last, then read order.
-
-    An explicit is_null key: polars' multi-column sort with nulls_last is ~10x slower.
-    """
-    return [
-        pl.col("timestamp"),
-        pl.col("message_id").is_null(),
-        pl.col("message_id"),
-        pl.col("seq"),
-    ]
-
-
 def window_mask(window: ir.Window | None, since: datetime | None, as_of: datetime) -> pl.Expr:
     ts = pl.col("timestamp")
     mask = ts <= pl.lit(as_of)

@@ -26,6 +26,7 @@ from audience_pipeline.identity import IdentityResult, resolve_identities
 from audience_pipeline.identity.prepare import processing_rank
 from audience_pipeline.ir import nodes as ir
 from audience_pipeline.ir.walk import iter_conditions
+from audience_pipeline.message_types import EVENT_TYPES
 from audience_pipeline.spec.models import SpaceConfig
 from audience_pipeline.sqltraits.columns import expand_columns, with_sql_rows
 from audience_pipeline.sqltraits.match import matched_sql_traits
@@ -33,7 +34,6 @@ from audience_pipeline.sqltraits.run import SqlTraitResult
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES = ["track", "page", "screen"]
 KNOWN_TYPES = ["user_id", "email"]
 MESSAGE_COLUMNS = (
     "seq",

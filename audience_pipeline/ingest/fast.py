@@ -32,6 +32,7 @@ from audience_pipeline.ingest.shapes import (
     Shape,
     analyse,
 )
+from audience_pipeline.message_types import CALL_EVENT_NAMES
 from audience_pipeline.spec.models import SpaceConfig
 
 MAX_PATHS = 400  # per source and block; shapes beyond it take the per-line path
@@ -55,7 +56,6 @@ _UNESCAPE = (
     ['\\"', "\\\\", "\\/", "\\n", "\\r", "\\t", "\\b", "\\f"],
     ['"', "\\", "/", "\n", "\r", "\t", "\b", "\f"],
 )
-_EVENT_NAMES = {"page": "Page Viewed", "screen": "Screen Viewed"}
 
 
 def _pointer(path: Path) -> str:
@@ -268,9 +268,9 @@ class FastReader:
             pl.when(is_track)
             .then(event_text)
             .when(msg_type == "page")
-            .then(pl.lit(_EVENT_NAMES["page"]))
+            .then(pl.lit(CALL_EVENT_NAMES["page"]))
             .when(msg_type == "screen")
-            .then(pl.lit(_EVENT_NAMES["screen"]))
+            .then(pl.lit(CALL_EVENT_NAMES["screen"]))
             .otherwise(None)
             .alias("event"),
             pl.when(_is_json_string(raw_ts)).then(timestamp).otherwise(received).alias("timestamp"),

@@ -11,8 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from audience_pipeline.ingest.limits import TIMESTAMP_OUT_OF_RANGE, message_problem
-from audience_pipeline.ingest.schema import MESSAGE_TYPES
 from audience_pipeline.ingest.tagging import flat_tag_dict, tagged_text
+from audience_pipeline.message_types import CALL_EVENT_NAMES, MESSAGE_TYPES
 from audience_pipeline.spec.models import SpaceConfig
 from audience_pipeline.values import dumps, value_text
 
@@ -27,7 +27,6 @@ TRACK_WITHOUT_EVENT = "track without event"
 GROUP_WITHOUT_GROUP_ID = "group without groupId"
 
 _MESSAGE_TYPES = frozenset(MESSAGE_TYPES)
-_EVENT_NAMES = {"page": "Page Viewed", "screen": "Screen Viewed"}
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
@@ -229,7 +228,7 @@ class Normalizer:
             if type(event) is not str or not event:
                 return TRACK_WITHOUT_EVENT
         else:
-            event = _EVENT_NAMES.get(msg_type)
+            event = CALL_EVENT_NAMES.get(msg_type)
         group_id: str | None = None
         if is_group:
             group_value = message.get("groupId")

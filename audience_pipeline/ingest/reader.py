@@ -70,19 +70,6 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(msg)
 
 
-def parse_line(line: bytes) -> Any:
-    """Parse one JSON line.
-
-    Raises:
-        ValueError: the line is not JSON (NaN and Infinity are not JSON either).
-    """
-    try:
-        return orjson.loads(line)
-    except orjson.JSONDecodeError:
-        # The stdlib is more lenient on text that is still JSON (lone surrogate escapes).
-        return json.loads(line, parse_constant=_reject_constant)
-
-
 def _line_text(line: bytes) -> str:
     return line.rstrip(b"\r").decode("utf-8", errors="replace")
 

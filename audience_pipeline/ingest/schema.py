@@ -5,8 +5,7 @@ from __future__ import annotations
 import pandera.polars as pa
 import polars as pl
 
-MESSAGE_TYPES = ("track", "identify", "group", "page", "screen", "alias")
-EVENT_TYPES = ("track", "page", "screen")  # the calls that count as events (SPEC 3)
+from audience_pipeline.message_types import EVENT_TYPES, MESSAGE_TYPES
 
 UTC_US = pl.Datetime("us", "UTC")
 ID_STRUCT = pl.Struct({"id_type": pl.String, "id_value": pl.String})

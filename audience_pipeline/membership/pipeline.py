@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from audience_pipeline.incremental import Refresh, load_state, refresh, save_state
-from audience_pipeline.ingest import EVENTS_COLUMNS, TRAIT_UPDATES_COLUMNS, IngestResult
+from audience_pipeline.ingest import EVENTS_COLUMNS, TRAIT_UPDATES_COLUMNS
 from audience_pipeline.ingest.dedupe import drop_duplicates
 from audience_pipeline.ingest.flatten import add_flat_columns
 from audience_pipeline.membership.diff import membership_changes, membership_history
@@ -21,11 +21,11 @@ from audience_pipeline.membership.snapshots import take_snapshot
 from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.spec.loader import load_definitions
 from audience_pipeline.spec.models import Definitions
-from audience_pipeline.warehouse import Run, RunWriter, begin_run, check_not_empty, open_run
+from audience_pipeline.warehouse import Run, RunWriter, begin_run, check_not_empty
 from audience_pipeline.warehouse.files import link_or_copy
 from audience_pipeline.warehouse.guard import lines_read
 from audience_pipeline.warehouse.layout import INPUTS, PARTITIONED_INPUTS, STATE
-from audience_pipeline.warehouse.writer import base_of, checkpoint
+from audience_pipeline.warehouse.writer import checkpoint
 
 STATE_DIR = STATE
 
@@ -199,22 +199,11 @@ def engine_step(
     return run, committed
 
 
-def run_from_ingest(
-    ingested: IngestResult, definitions_dir: str | Path, as_of: datetime, warehouse: Path
-) -> EngineRun:
-    """`run_engine` over one ingest result, from the warehouse's committed run."""
-    base = base_of(warehouse, open_run(warehouse), as_of)
-    return run_engine(
-        ingested.events, ingested.trait_updates, definitions_dir, as_of, base, warehouse
-    )
-
-
 __all__ = [
     "EngineRun",
     "combine_partitions",
     "custom_only",
     "engine_step",
     "run_engine",
-    "run_from_ingest",
     "run_tables",
 ]

@@ -41,7 +41,6 @@ from audience_pipeline.values import flat_tag, loads
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES = ("track", "page", "screen")
 
 # Fixed statements over our own tables (no definition or data text enters them).
 _LATEST = """

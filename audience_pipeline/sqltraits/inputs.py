@@ -10,10 +10,10 @@ from typing import Any
 
 import polars as pl
 
+from audience_pipeline.message_types import EVENT_TYPES
 from audience_pipeline.spec.models import SourceSpec
 from audience_pipeline.values import dumps, loads, untag
 
-EVENT_TYPES = ("track", "page", "screen")
 
 
 def _identifier(ids: pl.Expr, id_type: str) -> pl.Expr:
