@@ -15,7 +15,6 @@ from audience_pipeline.spec.models import SourceSpec
 from audience_pipeline.values import dumps, loads, untag
 
 
-
 def _identifier(ids: pl.Expr, id_type: str) -> pl.Expr:
     """The message's (normalized, unblocked) identifier of one type, else NULL."""
     return ids.list.eval(
