@@ -20,6 +20,13 @@ SCHEMA_HELP = (
     "database file or a PostgreSQL DSN"
 )
 
+DSN_ENV = "AUDIENCE_PIPELINE_POSTGRES_DSN"
+DSN_HELP = (
+    f"--engine postgres: the PostgreSQL server that computes (default: ${DSN_ENV}); with "
+    "--events-schema and no --events, events are read from it too"
+)
+OUT_SCHEMA_HELP = "--engine postgres: schema the run's tables are written to (replaced)"
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="audience-pipeline", description=__doc__)
@@ -33,11 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     command("validate", "check every definition; exit 1 on problems")
 
     p = command("compute", "compute every table as of a timestamp")
-    p.add_argument("--events", default=DEFAULT_EVENTS, help="event file or folder")
+    p.add_argument("--events", default=None, help="event file or folder")
     p.add_argument("--as-of", default=None, help="ISO-8601 timestamp (default: now)")
     p.add_argument("--out", default=DEFAULT_WAREHOUSE, help="output folder for the tables")
-    p.add_argument("--engine", choices=["polars", "duckdb"], default="polars")
+    p.add_argument("--engine", choices=["polars", "duckdb", "postgres"], default="polars")
     p.add_argument("--events-schema", default=None, help=SCHEMA_HELP)
+    p.add_argument("--dsn", default=os.environ.get(DSN_ENV), help=DSN_HELP)
+    p.add_argument("--out-schema", default="audience_pipeline", help=OUT_SCHEMA_HELP)
 
     p = command("preview", "size and a sample of an audience, computed and not saved")
     p.add_argument("key")
@@ -128,9 +137,10 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "compute":
         as_of = service.parse_as_of(args.as_of)
+        events = args.events or (args.dsn if args.events_schema and args.dsn else DEFAULT_EVENTS)
         summary = service.run_compute(
-            args.events, args.definitions, as_of, args.out, engine=args.engine,
-            schema=args.events_schema,
+            events, args.definitions, as_of, args.out, engine=args.engine,
+            schema=args.events_schema, dsn=args.dsn, out_schema=args.out_schema,
         )  # fmt: skip
         print(f"as of {summary.as_of.isoformat()} -> {summary.out}")
         for name, rows in summary.tables.items():

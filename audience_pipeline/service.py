@@ -95,15 +95,29 @@ def load_events(
     return result
 
 
-ENGINES = ("polars", "duckdb")
+ENGINES = ("polars", "duckdb", "postgres")
 
 
 def compute_tables(
-    ingested: IngestResult, definitions_dir: str | Path, as_of: datetime, engine: str = "polars"
+    ingested: IngestResult,
+    definitions_dir: str | Path,
+    as_of: datetime,
+    engine: str = "polars",
+    *,
+    dsn: str | None = None,
 ) -> tuple[Definitions, ComputeResult]:
-    """Every computed table, by the Polars engine or inside DuckDB (same tables, same dtypes)."""
+    """Every computed table, by the Polars engine, inside DuckDB or inside the PostgreSQL server
+    at `dsn` (same tables, same dtypes)."""
     definitions, space = load_space_ir(str(definitions_dir), as_of)
-    if engine == "duckdb":
+    if engine == "postgres":
+        from audience_pipeline.sql.postgres_compute import compute_postgres
+
+        if not dsn:
+            raise ValueError("--engine postgres needs --dsn (a PostgreSQL connection string)")
+        result = compute_postgres(
+            ingested.events, ingested.trait_updates, definitions.space, space, as_of, dsn=dsn
+        )
+    elif engine == "duckdb":
         from audience_pipeline.sql import compute_duckdb
 
         result = compute_duckdb(
@@ -137,8 +151,13 @@ def run_compute(
     keep_normalized: bool = True,
     engine: str = "polars",
     schema: str | None = None,
+    dsn: str | None = None,
+    out_schema: str | None = None,
 ) -> RunSummary:
-    """`compute`: ingest, compute every table, diff against the previous run in `out`, write."""
+    """`compute`: ingest, compute every table, diff against the previous run in `out`, write.
+
+    `dsn` and `out_schema`: with ``engine="postgres"``, the server that computes, and the schema
+    of it where the run's tables are also written (replaced in one transaction)."""
     out = Path(out)
     definitions, issues = load_definitions(str(definitions_dir))
     if issues:
@@ -149,7 +168,7 @@ def run_compute(
         ingested = load_events(events, definitions, schema, staging=staging)
         timings["ingest"] = time.perf_counter() - start
         start = time.perf_counter()
-        _, result = compute_tables(ingested, definitions_dir, as_of, engine)
+        _, result = compute_tables(ingested, definitions_dir, as_of, engine, dsn=dsn)
         timings["compute"] = time.perf_counter() - start
         start = time.perf_counter()
         previous = read_table(out, "memberships")
@@ -164,6 +183,10 @@ def run_compute(
         # Memberships last: a reader that sees the new memberships sees everything else new too.
         for name in sorted(tables, key=lambda n: n == "memberships"):
             write_table(tables[name], out, name)
+        if engine == "postgres" and dsn and out_schema:
+            from audience_pipeline.sql.postgres_tables import write_tables
+
+            write_tables(dsn, out_schema, tables)
         inputs = None
         if staging is not None:
             inputs = publish_normalized(staging, result.message_profiles, out / NORMALIZED)

@@ -235,9 +235,7 @@ def compute_duckdb(
         members = con.sql('SELECT account_id, profile_id FROM "ap_account_members"').pl()
     finally:
         con.close()
-    result = assemble_result(
-        prepared, frames, profiles, accounts, members, space_ir, as_of
-    )
+    result = assemble_result(prepared, frames, profiles, accounts, members, space_ir, as_of)
     log.info("duckdb compute in %.2fs", time.perf_counter() - started)
     return result
 

@@ -22,7 +22,7 @@ from audience_pipeline.sql.compiler import SpaceSql, build_space_sql
 from audience_pipeline.sql.compute import KNOWN_TYPES, ComputeResult, _flattened, assemble_result
 from audience_pipeline.sql.dialects import Postgres
 from audience_pipeline.sql.postgres_identity import resolve_identities_pg
-from audience_pipeline.sql.postgres_tables import fetch, load_temp
+from audience_pipeline.sql.postgres_tables import connect, fetch, load_temp
 from audience_pipeline.sql.relations import Inputs, bind_as_of
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def prepare_inputs_pg(cur: psycopg.Cursor, events: pl.DataFrame, trait_updates: 
     )
     load_temp(cur, "_ap_messages", base)
     for statement in _RELATIONS:
-        cur.execute(statement)  # type: ignore[arg-type]
+        cur.execute(statement)
     load_temp(cur, "_ap_updates", trait_updates.select("seq", "kind", "key", "value", "tagged"))
     latest: dict[str, pl.DataFrame] = {}
     for kind, owner, source, target in _LEVELS:
@@ -87,7 +87,7 @@ def prepare_inputs_pg(cur: psycopg.Cursor, events: pl.DataFrame, trait_updates: 
         load_temp(cur, target, _flattened(frame, owner))
     for name in ("ap_profiles", "ap_accounts", "ap_account_members", "ap_user_traits",
                  "ap_account_traits", "_ap_msgs"):  # fmt: skip
-        cur.execute(f"ANALYZE {name}")  # type: ignore[arg-type]
+        cur.execute(f"ANALYZE {name}")
     return {
         "identity": identity,
         "user_latest": latest["user"],
@@ -107,8 +107,8 @@ def run_space_sql_pg(cur: psycopg.Cursor, compiled: SpaceSql,
             continue
         query = bind_as_of(compiled.level_query(level), literal)  # type: ignore[arg-type]
         text = compiled.dialect.render(query, pretty=False)
-        cur.execute(f'DROP TABLE IF EXISTS "{frame}"')  # type: ignore[arg-type]
-        cur.execute(f'CREATE TEMP TABLE "{frame}" AS {text}')  # type: ignore[arg-type]
+        cur.execute(f'DROP TABLE IF EXISTS "{frame}"')
+        cur.execute(f'CREATE TEMP TABLE "{frame}" AS {text}')
         frames[level] = fetch(cur, f'SELECT * FROM "{frame}"')
     return frames
 
@@ -137,7 +137,7 @@ def compute_postgres(
     """
     started = time.perf_counter()
     inputs = Inputs()
-    with psycopg.connect(dsn) as con, con.cursor() as cur:
+    with connect(dsn) as con, con.cursor() as cur:
         # Timestamps read and written in UTC, whatever the server's default.
         cur.execute("SET LOCAL TIME ZONE 'UTC'")
         prepared = prepare_inputs_pg(cur, events, trait_updates, space_config, as_of)

@@ -81,12 +81,12 @@ _BITTEN_MESSAGES = (
 
 def _label_components(cur: psycopg.Cursor) -> int:
     for statement in _SETUP:
-        cur.execute(statement)  # type: ignore[arg-type]
+        cur.execute(statement)
     for rounds in range(1, MAX_ROUNDS + 1):
-        cur.execute(_ROUND)  # type: ignore[arg-type]
-        changed = cur.execute(_CHANGED).fetchone()[0]  # type: ignore[arg-type,index]
+        cur.execute(_ROUND)
+        changed = _count(cur, _CHANGED)
         for statement in _SWAP:
-            cur.execute(statement)  # type: ignore[arg-type]
+            cur.execute(statement)
         if not changed:
             return rounds
     msg = f"identity components did not converge in {MAX_ROUNDS} rounds"
@@ -94,7 +94,9 @@ def _label_components(cur: psycopg.Cursor) -> int:
 
 
 def _count(cur: psycopg.Cursor, query: str) -> int:
-    return int(cur.execute(query).fetchone()[0])  # type: ignore[arg-type,index]
+    row = cur.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def resolve_identities_pg(
@@ -112,7 +114,7 @@ def resolve_identities_pg(
         The same result as `identity.resolve_identities`.
     """
     for name in ("_ap_profiles_of", "_ap_identities", "_id_pids", "_id_bitten"):
-        cur.execute(f"DROP TABLE IF EXISTS {name}")  # type: ignore[arg-type]
+        cur.execute(f"DROP TABLE IF EXISTS {name}")
     if messages.height == 0:
         load_temp(cur, "_ap_profiles_of", pl.DataFrame(schema=MESSAGE_PROFILES_SCHEMA))
         load_temp(cur, "_ap_identities", pl.DataFrame(schema=IDENTITIES_SCHEMA))
@@ -129,7 +131,7 @@ def resolve_identities_pg(
         load_temp(cur, name, frame)
     rounds = _label_components(cur)
     for statement in (_BITTEN, _PIDS, _MESSAGES, _IDENTITIES):
-        cur.execute(statement)  # type: ignore[arg-type]
+        cur.execute(statement)
     bitten_messages = fetch(cur, _BITTEN_MESSAGES)
     n_profiles = _count(cur, "SELECT COUNT(*) FROM _id_pids")
     if bitten_messages.height:
@@ -150,7 +152,7 @@ def resolve_identities_pg(
         cur, "SELECT profile_id, id_type, id_value FROM _ap_identities ORDER BY 1, 2, 3"
     )
     return IdentityResult(
-        message_profiles=message_profiles.cast(MESSAGE_PROFILES_SCHEMA),  # type: ignore[arg-type]
-        identities=identities.cast(IDENTITIES_SCHEMA).sort(IDENTITIES_SCHEMA.names()),  # type: ignore[arg-type]
+        message_profiles=message_profiles.cast(MESSAGE_PROFILES_SCHEMA),
+        identities=identities.cast(IDENTITIES_SCHEMA).sort(IDENTITIES_SCHEMA.names()),
         stats=stats,
     )

@@ -118,10 +118,20 @@ def fetch(cur: psycopg.Cursor, query: str | sql.Composable,
     )  # fmt: skip
 
 
+def connect(dsn: str) -> psycopg.Connection:
+    """A connection, or a one-line ValueError naming the problem (the CLI prints it)."""
+    try:
+        return psycopg.connect(dsn)
+    except psycopg.OperationalError as error:
+        reason = (str(error).strip() or type(error).__name__).splitlines()[0]
+        msg = f"--dsn: cannot connect to PostgreSQL: {reason}"
+        raise ValueError(msg) from None
+
+
 def write_tables(dsn: str, schema: str, tables: Mapping[str, pl.DataFrame]) -> None:
     """Replace `schema.<name>` with each frame, all in one transaction: a reader sees the
     previous run's tables or this run's, never a mix."""
-    with psycopg.connect(dsn) as con, con.cursor() as cur:
+    with connect(dsn) as con, con.cursor() as cur:
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         for name, frame in tables.items():
             target = sql.Identifier(schema, name)
