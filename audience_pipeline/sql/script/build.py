@@ -50,7 +50,7 @@ def build_script(definitions_dir: str | Path, dialect: str, catalog: Catalog, *,
         script.add(updates)
     script.add(*identity_steps(definitions.space, d, staging.id_paths))
     script.add(*input_steps(staging))
-    frames, names = frame_steps(space, d)
+    frames, names = frame_steps(space, staging)
     script.add(*frames)
     script.add(*output_steps(staging, space, names, out_schema))
     return script

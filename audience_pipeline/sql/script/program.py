@@ -238,13 +238,22 @@ def iter_statements(read: list[exp.Expr | ReadLoop]) -> Iterator[exp.Expr]:
             yield item
 
 
+def _is_session_setting(tree: exp.Expr) -> bool:
+    """The script's first statement (UTC for the session) in another engine's words."""
+    return isinstance(tree, exp.Set) or (
+        isinstance(tree, exp.Alter) and "SESSION" in tree.sql().upper()
+    )
+
+
 def run_on_duckdb(con: object, read: list[exp.Expr | ReadLoop], max_rounds: int = 10_000) -> None:
     """Run a script read by `read_script`, each statement transpiled to DuckDB (tests use it to
     check the Snowflake and BigQuery scripts)."""
     execute = con.execute  # type: ignore[attr-defined]
+    execute("SET TimeZone = 'UTC'")
     for item in read:
         if not isinstance(item, ReadLoop):
-            execute(item.sql(dialect="duckdb"))
+            if not _is_session_setting(item):
+                execute(item.sql(dialect="duckdb"))
             continue
         condition = exp.select(item.done.copy()).sql(dialect="duckdb")
         for _ in range(max_rounds):

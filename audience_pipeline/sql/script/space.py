@@ -19,7 +19,7 @@ from audience_pipeline.sql.level import audience_column, computed_column
 from audience_pipeline.sql.relations import ENTITY, bind_as_of
 from audience_pipeline.sql.script.astutil import concat, lit, qcol, select
 from audience_pipeline.sql.script.program import Statement, Step, Table
-from audience_pipeline.sql.script.staging import PAGE_EVENTS, Staging, flat_name
+from audience_pipeline.sql.script.staging import PAGE_EVENTS, Staging, flat_column, flat_name
 from audience_pipeline.sql.warehouse import _slug
 
 AS_OF = "(SELECT as_of FROM ap_params)"
@@ -42,8 +42,7 @@ def params_step(dialect: SqlDialect, as_of: datetime) -> Table:
 
 
 def input_steps(staging: Staging) -> list[Step]:
-    flats = [exp.column(exp.to_identifier(flat_name(s, p), quoted=True), "m")
-             for s, p in staging.flat_paths]  # fmt: skip
+    flats = [exp.column(flat_column(i), "m") for i in range(len(staging.flat_paths))]
     events = select(
         "SELECT p.profile_id, m.timestamp, m.message_id, m.seq, m.event FROM ap_msgs m "
         "JOIN ap_msg_profiles p ON p.seq = m.seq WHERE m.type IN ('track', 'page', 'screen')"
@@ -86,8 +85,21 @@ def input_steps(staging: Staging) -> list[Step]:
     return steps
 
 
-def frame_steps(space: ir.Space, dialect: SqlDialect) -> tuple[list[Step], dict[str, str]]:
+def _renamed_paths(tree: exp.Expr, staging: Staging) -> exp.Expr:
+    """The compiler's stored path columns (``p.price``) under the staged names (``_fp0``)."""
+    names = {flat_name(s, p): flat_column(i) for i, (s, p) in enumerate(staging.flat_paths)}
+
+    def swap(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Column) and node.name in names:
+            return exp.column(names[node.name], node.table or None)
+        return node
+
+    return tree.transform(swap)
+
+
+def frame_steps(space: ir.Space, staging: Staging) -> tuple[list[Step], dict[str, str]]:
     """The level frames (the account level reads the user frame by name)."""
+    dialect = staging.dialect
     compiled = build_space_sql(space, dialect, flat_columns=_Everything())
     as_of = select(f"SELECT {AS_OF}").selects[0]
     steps: list[Step] = []
@@ -96,7 +108,7 @@ def frame_steps(space: ir.Space, dialect: SqlDialect) -> tuple[list[Step], dict[
         if frame is None:
             continue
         query = bind_as_of(compiled.level_query(level), as_of)  # type: ignore[arg-type]
-        steps.append(Table(frame, query))
+        steps.append(Table(frame, _renamed_paths(query, staging)))
         frames[level] = frame
     return steps, frames
 

@@ -222,8 +222,8 @@ class Staging:
             ids.append(exp.alias_(self.normalized(raw, p.lower) if raw is not None
                                   else text_null(), p.column))  # fmt: skip
         joins = [t for t, _ in self.event_tables()] if table == "tracks" else []
-        flats = [exp.alias_(self._flat(table, s, p, joins), flat_name(s, p), quoted=True)
-                 for s, p in self.flat_paths]  # fmt: skip
+        flats = [exp.alias_(self._flat(table, s, p, joins), flat_column(i))
+                 for i, (s, p) in enumerate(self.flat_paths)]  # fmt: skip
         query = exp.select(
             exp.alias_(lit(index), "_tix"), exp.alias_(line, "_line"),
             exp.alias_(lit(f"warehouse:{self.schema}.{table}"), "source"),
@@ -239,10 +239,21 @@ class Staging:
                 exp.EQ(this=qcol("id", alias), expression=qcol("id", "r")),
                 exp.In(this=event.copy(), expressions=[lit(n) for n in names]),
             )
-            joined = exp.table_(exp.to_identifier(event_table, quoted=True),
-                                db=exp.to_identifier(self.schema, quoted=True), alias=alias)  # fmt: skip
-            query = query.join(joined, on=on, join_type="left")
+            query = query.join(self._last_per_id(event_table).subquery(alias), on=on,
+                               join_type="left")  # fmt: skip
         return query
+
+    def _last_per_id(self, table: str) -> exp.Select:
+        """An event table's rows, one per message id: the last in line order (as the Python
+        reader's dict of properties by id keeps it)."""
+        order = [exp.Ordered(this=(self.column(table, c) or exp.null()).copy(), desc=True,
+                             nulls_first=True) for c in ("timestamp", "received_at", "id")]  # fmt: skip
+        last = exp.Window(this=exp.RowNumber(), partition_by=[qcol("id", "r")],
+                          order=exp.Order(expressions=order))  # fmt: skip
+        ranked = exp.select(exp.Star()).from_(self._source(table)).select(
+            exp.alias_(last, "_ap_last"))
+        return exp.select(exp.Star()).from_(ranked.subquery("r")).where(
+            exp.EQ(this=exp.column("_ap_last"), expression=lit(1)))
 
     def staged(self) -> Table:
         """Every row of every call table, with its quarantine reason (NULL: usable)."""
@@ -275,8 +286,7 @@ class Staging:
 
     def steps(self) -> list[Table]:
         """ap_staged, ap_quarantine, ap_msgs (usable, deduped, cut at as-of)."""
-        flats = [exp.column(exp.to_identifier(flat_name(s, p), quoted=True))
-                 for s, p in self.flat_paths]  # fmt: skip
+        flats = [exp.column(flat_column(i)) for i in range(len(self.flat_paths))]
         ids = [exp.column(p.column) for p in self.id_paths]
         quarantine = select(
             "SELECT message_id AS raw, source, _line AS line, reason FROM ap_staged "
@@ -370,7 +380,13 @@ def _json_kind(kind: str) -> str:
 
 
 def flat_name(source: str, dotted: str) -> str:
+    """The compiler's name for a stored path column (`relations`)."""
     return ("c." if source == "context" else "p.") + dotted
+
+
+def flat_column(index: int) -> str:
+    # Our own name for it: dotted names are paths in BigQuery even when quoted.
+    return f"_fp{index}"
 
 
 def referenced_paths(space: ir.Space) -> list[tuple[str, str]]:
