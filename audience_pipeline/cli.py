@@ -55,9 +55,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=int, default=10)
     p.add_argument("--events-schema", default=None, help=SCHEMA_HELP)
 
-    p = command("compile", "print an audience's SQL for a warehouse dialect")
-    p.add_argument("key")
+    p = command("compile", "print an audience's SQL, or with --all the whole space's script")
+    p.add_argument("key", nargs="?", default=None)
     p.add_argument("--dialect", choices=list(DIALECTS), default="duckdb")
+    p.add_argument("--all", action="store_true", help="one script building every output table")
+    p.add_argument("--columns", default=None, help="--all: CSV of Segment's columns (docs/sql.md)")
+    p.add_argument("--events", default=None, help="--all: DuckDB file or DSN to read columns from")
+    p.add_argument("--events-schema", default="segment", help="--all: Segment's schema")
+    p.add_argument("--as-of", default=None, help="--all: ISO-8601 timestamp (default: now)")
+    p.add_argument("--out-schema", default="audiences", help="--all: schema of the outputs")
+    p.add_argument("--out", default=None, help="--all: write the script here")
 
     p = command("sql", "query the warehouse tables with SQL (DuckDB)")
     p.add_argument("query")
@@ -159,6 +166,16 @@ def _run(args: argparse.Namespace) -> int:
         _print_frame(result.sample)
         return 0
     if args.command == "compile":
+        if args.all:
+            from audience_pipeline.sql.script.command import compile_all_command
+
+            return compile_all_command(
+                args.definitions, args.dialect, columns=args.columns, events=args.events,
+                schema=args.events_schema, as_of=service.parse_as_of(args.as_of),
+                out_schema=args.out_schema, out=args.out,
+            )  # fmt: skip
+        if args.key is None:
+            raise ValueError("compile: give an audience KEY, or --all for the whole space")
         from audience_pipeline.sql import compile_audience
 
         print(compile_audience(args.definitions, args.key, args.dialect))

@@ -110,9 +110,8 @@ def _frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(series)
 
 
-def load_segment_tables(con: duckdb.DuckDBPyConnection, schema: str, events: Path) -> set[str]:
-    """Create `schema` in `con` with the Segment tables of the messages in `events` (a folder of
-    .jsonl files); returns the table names."""
+def segment_frames(events: Path) -> dict[str, pl.DataFrame]:
+    """Segment's tables of the messages in `events` (a folder of .jsonl files), by name."""
     tables: dict[str, list[dict[str, Any]]] = {}
     for path in sorted(events.rglob("*.jsonl")):
         for line in path.read_bytes().splitlines():
@@ -123,9 +122,15 @@ def load_segment_tables(con: duckdb.DuckDBPyConnection, schema: str, events: Pat
             if isinstance(message, dict):
                 for table, row in _rows(message):
                     tables.setdefault(table, []).append(row)
+    return {table: _frame(rows) for table, rows in tables.items()}
+
+
+def load_segment_tables(con: duckdb.DuckDBPyConnection, schema: str, events: Path) -> set[str]:
+    """Create `schema` in `con` with the Segment tables of the messages in `events`."""
     con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-    for table, rows in tables.items():
-        con.register("_rows", _frame(rows).to_arrow())
+    frames = segment_frames(events)
+    for table, frame in frames.items():
+        con.register("_rows", frame.to_arrow())
         con.execute(f'CREATE TABLE "{schema}"."{table}" AS SELECT * FROM _rows')
         con.unregister("_rows")
-    return set(tables)
+    return set(frames)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import sqlglot
+
 from audience_pipeline.spec.compile import load_space_ir
 from audience_pipeline.sql.dialects import get_dialect
 from audience_pipeline.sql.script.catalog import Catalog
@@ -17,12 +19,13 @@ from audience_pipeline.sql.script.staging import (
     referenced_paths,
 )
 
-# Every engine reads and writes timestamps in UTC for the run (BigQuery's are always UTC).
-_SESSION_UTC = {
-    "duckdb": "SET TimeZone = 'UTC'",
-    "postgres": "SET TIME ZONE 'UTC'",
-    "snowflake": "ALTER SESSION SET TIMEZONE = 'UTC'",
-    "spark": "SET spark.sql.session.timeZone = UTC",
+# Every engine reads and writes timestamps in UTC for the run (BigQuery's are always UTC);
+# PostgreSQL's JIT would compile each round's query (seconds per round on small tables).
+_SESSION = {
+    "duckdb": ("SET TimeZone = 'UTC'",),
+    "postgres": ("SET TimeZone = 'UTC'", "SET jit = off"),
+    "snowflake": ("ALTER SESSION SET TIMEZONE = 'UTC'",),
+    "spark": ("SET spark.sql.session.timeZone = UTC",),
 }
 
 
@@ -39,10 +42,8 @@ def build_script(definitions_dir: str | Path, dialect: str, catalog: Catalog, *,
                       referenced_events(space))  # fmt: skip
     script = Script(d.sqlglot_dialect, header=_header(definitions_dir, d.name, catalog, moment,
                                                       out_schema))  # fmt: skip
-    if d.name in _SESSION_UTC:
-        import sqlglot
-
-        script.add(Statement(sqlglot.parse_one(_SESSION_UTC[d.name], read=d.sqlglot_dialect)))
+    for setting in _SESSION.get(d.name, ()):
+        script.add(Statement(sqlglot.parse_one(setting, read=d.sqlglot_dialect)))
     script.add(params_step(d, moment))
     script.add(*staging.steps())
     updates = staging.trait_updates()

@@ -142,9 +142,15 @@ def _sequential_steps(dialect: SqlDialect, limit_of: dict[int, exp.Expr],
     steps: list[Step] = [
         # One step per message of a bitten component, its identifiers in (priority, value)
         # order; a profile is known by the step that created it (creation order).
+        # A message whose identifiers equal an earlier one's changes nothing (counts only grow,
+        # so what failed then fails again): only the first of each list takes a step.
         Table("ap_sq_steps", select(
-            "WITH msgs AS (SELECT m.rank, l.label AS comp FROM ap_id_messages m "
-            "JOIN ap_id_label l ON l.node = m.first JOIN ap_id_bitten b ON b.comp = l.label) "
+            "WITH all_msgs AS (SELECT m.rank, l.label AS comp FROM ap_id_messages m "
+            "JOIN ap_id_label l ON l.node = m.first JOIN ap_id_bitten b ON b.comp = l.label), "
+            "lists AS (SELECT a.rank, a.comp, STRING_AGG(CAST(k.node AS TEXT), ',' ORDER BY "
+            "k.node NULLS FIRST) AS ids FROM all_msgs a JOIN (SELECT DISTINCT rank, node FROM "
+            "ap_id_link_nodes) k ON k.rank = a.rank GROUP BY a.rank, a.comp), "
+            "msgs AS (SELECT comp, MIN(rank) AS rank FROM lists GROUP BY comp, ids) "
             "SELECT m.comp, DENSE_RANK() OVER (PARTITION BY m.comp ORDER BY m.rank) AS step, "
             "ROW_NUMBER() OVER (PARTITION BY m.rank ORDER BY k.node) AS pos, k.node, k.trank "
             "FROM msgs m JOIN ap_id_link_nodes k ON k.rank = m.rank")),

@@ -85,11 +85,22 @@ def _table_id(name: str) -> exp.Table:
 def _replace(step: Table, dialect: str) -> list[str]:
     target = _table_id(step.name)
     if dialect in ("postgres", "spark"):
-        drop = exp.Drop(this=target.copy(), kind="TABLE", exists=True)
+        # No CREATE OR REPLACE TABLE: drop, then create; a query that reads its own target
+        # (a counter) is built under a new name first and renamed.
         temporary = step.temporary and dialect == "postgres"
-        create = exp.Create(this=target, kind="TABLE", expression=step.query.copy(),
+        reads_itself = any(t.name == target.name and t.db == target.db
+                           for t in step.query.find_all(exp.Table))  # fmt: skip
+        built = _table_id(step.name + "__new") if reads_itself else target
+        lines = [_sql(exp.Drop(tables=[built.copy()], kind="TABLE", exists=True), dialect) + ";"]
+        create = exp.Create(this=built.copy(), kind="TABLE", expression=step.query.copy(),
                             properties=_properties(temporary, dialect))  # fmt: skip
-        return [_sql(drop, dialect) + ";", _sql(create, dialect) + ";"]
+        lines.append(_sql(create, dialect) + ";")
+        if reads_itself:
+            rename = exp.Alter(this=built.copy(), kind="TABLE", actions=[
+                exp.AlterRename(this=exp.to_table(target.name))])  # fmt: skip
+            lines += [_sql(exp.Drop(tables=[target.copy()], kind="TABLE", exists=True), dialect)
+                      + ";", _sql(rename, dialect) + ";"]  # fmt: skip
+        return lines
     create = exp.Create(this=target, kind="TABLE", replace=True, expression=step.query.copy(),
                         properties=_properties(step.temporary, dialect))  # fmt: skip
     return [_sql(create, dialect) + ";"]

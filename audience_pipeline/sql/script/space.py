@@ -166,17 +166,16 @@ def _traits_table(staging: Staging, space: ir.Space, level: str, frame: str | No
     kinds = staging.trait_kinds("identifies" if level == "user" else "groups")
     custom = sorted(set(kinds) - computed_keys)
     columns: list[exp.Expr] = [exp.alias_(entity, owner)]
-    for key in custom:
+    pivots: list[exp.Expr] = []
+    for index, key in enumerate(custom):
         source = "raw" if len(kinds[key]) > 1 else "tagged"
         picked = exp.Max(this=exp.Case().when(
-            exp.EQ(this=exp.column("key", "c"), expression=lit(key)), exp.column(source, "c")))
-        value: exp.Expr = picked if source == "raw" else _native(d, picked, kinds[key])
-        where = exp.and_(
-            exp.EQ(this=exp.column("owner", "c"), expression=entity.copy()),
-            exp.EQ(this=exp.column("kind", "c"), expression=lit(level)),
-        )
-        lookup = exp.select(value).from_(exp.table_("ap_latest", alias="c")).where(where)
-        columns.append(exp.alias_(exp.Subquery(this=lookup), key, quoted=True))
+            exp.EQ(this=exp.column("key"), expression=lit(key)), exp.column(source)))  # fmt: skip
+        pivots.append(exp.alias_(picked, f"_c{index}"))
+        value: exp.Expr = exp.column(f"_c{index}", "c")
+        if source == "tagged":
+            value = _native(d, value, kinds[key])
+        columns.append(exp.alias_(value, key, quoted=True))
     for trait in traits:
         value = qcol(computed_column(trait.key), "f")
         if trait.kind in ("first", "last"):
@@ -187,7 +186,18 @@ def _traits_table(staging: Staging, space: ir.Space, level: str, frame: str | No
         if audience.key not in taken:
             columns.append(exp.alias_(qcol(audience_column(audience.key), "f"), audience.key,
                                       quoted=True))  # fmt: skip
-    return exp.select(*columns).from_(exp.table_(base, alias="f"))
+    query = exp.select(*columns).from_(exp.table_(base, alias="f"))
+    if pivots:
+        # One pivot of the latest custom traits (one row per entity), joined once.
+        latest = (
+            exp.select(exp.column("owner"), *pivots)
+            .from_("ap_latest")
+            .where(exp.EQ(this=exp.column("kind"), expression=lit(level)))
+            .group_by(exp.column("owner"))
+        )
+        query = query.join(latest.subquery("c"), join_type="left",
+                           on=exp.EQ(this=exp.column("owner", "c"), expression=entity.copy()))  # fmt: skip
+    return query
 
 
 def _memberships(space: ir.Space, frames: dict[str, str]) -> exp.Expr:
