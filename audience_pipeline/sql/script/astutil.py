@@ -7,6 +7,7 @@ in as AST nodes through `fill`, never as text.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 
 import sqlglot
@@ -43,7 +44,7 @@ def qcol(name: str, table: str | None = None) -> exp.Column:
     return exp.column(exp.to_identifier(name, quoted=True), table)
 
 
-def lit(value: str | int | float) -> exp.Literal:
+def lit(value: str | int | float) -> exp.Expr:
     return exp.Literal.string(value) if isinstance(value, str) else exp.Literal.number(value)
 
 
@@ -62,7 +63,7 @@ def concat(*parts: exp.Expr) -> exp.Expr:
     return result
 
 
-def case_of(value: exp.Expr, mapping: dict[int, exp.Expr]) -> exp.Expr:
+def case_of(value: exp.Expr, mapping: Mapping[int, exp.Expr]) -> exp.Expr:
     """CASE value WHEN k THEN v ... END."""
     node = exp.Case(this=value.copy())
     for key, result in mapping.items():

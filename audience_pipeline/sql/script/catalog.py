@@ -83,9 +83,9 @@ def catalog_from_database(source: Any, schema: str) -> Catalog:
     if isinstance(source, str) and source.startswith(("postgres://", "postgresql://")):
         import psycopg
 
-        with psycopg.connect(source) as con:
-            rows = con.execute(_QUERY.replace("?", "%s"), (schema,)).fetchall()  # type: ignore[arg-type]
-        return _from_rows(schema, rows)
+        with psycopg.connect(source) as pg:
+            found = pg.execute(_QUERY.replace("?", "%s"), (schema,)).fetchall()
+        return _from_rows(schema, found)
     con = source if isinstance(source, duckdb.DuckDBPyConnection) else duckdb.connect(
         str(source), read_only=True
     )  # fmt: skip

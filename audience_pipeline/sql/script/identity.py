@@ -11,6 +11,8 @@ after the other, merging profiles only when the merged counts fit the limits.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlglot import exp
 
 from audience_pipeline.identity.result import alias_fallback_type, type_limits, type_ranks
@@ -50,11 +52,14 @@ def identity_steps(space: SpaceConfig, dialect: SqlDialect, id_paths: list[IdPat
     limit_of = {rank: lit(limits[t]) for t, rank in ranks.items()}
     fallback = lit(ranks[alias_fallback_type(space)])
     occurrences = [
-        select("SELECT seq, __t AS trank, __v AS value FROM ap_msgs WHERE __v IS NOT NULL",
-               __t=lit(p.trank), __v=exp.column(p.column))  # fmt: skip
+        select(
+            "SELECT seq, __t AS trank, __v AS value FROM ap_msgs WHERE __v IS NOT NULL",
+            __t=lit(p.trank),
+            __v=exp.column(p.column),
+        )  # fmt: skip
         for p in id_paths
     ]
-    union: exp.Expr = occurrences[0]
+    union: exp.Query = occurrences[0]
     for part in occurrences[1:]:
         union = exp.union(union, part, distinct=True)
     steps: list[Step] = [
@@ -106,6 +111,7 @@ def identity_steps(space: SpaceConfig, dialect: SqlDialect, id_paths: list[IdPat
                 "SELECT COUNT(*) FROM ap_id_edges e JOIN ap_id_label x ON x.node = e.a "
                 "JOIN ap_id_label y ON y.node = e.b WHERE x.label <> y.label"),
             name="identity components",
+            rounds=16,  # min-label with pointer jumping: a handful of rounds on real data
         ),
         Table("ap_id_bitten", select(
             "SELECT DISTINCT comp FROM (SELECT l.label AS comp, n.trank, COUNT(*) AS n "
@@ -136,7 +142,7 @@ def identity_steps(space: SpaceConfig, dialect: SqlDialect, id_paths: list[IdPat
     return steps
 
 
-def _sequential_steps(dialect: SqlDialect, limit_of: dict[int, exp.Expr],
+def _sequential_steps(dialect: SqlDialect, limit_of: Mapping[int, exp.Expr],
                       positions: int) -> list[Step]:  # fmt: skip
     """SPEC's rule over the components where a limit bites (see the module's docstring)."""
     steps: list[Step] = [
@@ -175,7 +181,7 @@ def _sequential_steps(dialect: SqlDialect, limit_of: dict[int, exp.Expr],
     return steps
 
 
-def _link_round(limit_of: dict[int, exp.Expr], positions: int) -> exp.Select:
+def _link_round(limit_of: Mapping[int, exp.Expr], positions: int) -> exp.Select:
     """One message of every bitten component: its first identifier picks (or creates) the
     profile, each next one joins it unless a limit would break (`identity.sequential`)."""
     ctes: list[tuple[str, exp.Expr]] = [

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import sqlglot
 from sqlglot import exp
 
-LOOP_DUCKDB_ROUNDS = 40
+LOOP_DUCKDB_ROUNDS = 24
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _replace(step: Table, dialect: str) -> list[str]:
                            for t in step.query.find_all(exp.Table))  # fmt: skip
         built = _table_id(step.name + "__new") if reads_itself else target
         lines = [_sql(exp.Drop(tables=[built.copy()], kind="TABLE", exists=True), dialect) + ";"]
-        create = exp.Create(this=built.copy(), kind="TABLE", expression=step.query.copy(),
+        create = exp.Create(this=built.copy(), kind="TABLE", expression=step.query,
                             properties=_properties(temporary, dialect))  # fmt: skip
         lines.append(_sql(create, dialect) + ";")
         if reads_itself:
@@ -101,7 +101,7 @@ def _replace(step: Table, dialect: str) -> list[str]:
             lines += [_sql(exp.Drop(tables=[target.copy()], kind="TABLE", exists=True), dialect)
                       + ";", _sql(rename, dialect) + ";"]  # fmt: skip
         return lines
-    create = exp.Create(this=target, kind="TABLE", replace=True, expression=step.query.copy(),
+    create = exp.Create(this=target, kind="TABLE", replace=True, expression=step.query,
                         properties=_properties(step.temporary, dialect))  # fmt: skip
     return [_sql(create, dialect) + ";"]
 
@@ -223,7 +223,9 @@ def _read_loop(lines: list[str], dialect: str) -> ReadLoop:
     for line in lines:
         matched = _DONE[dialect].match(line)
         if matched and done is None:
-            done = sqlglot.parse_one(f"SELECT {matched.group(1)}", read=dialect).selects[0]
+            parsed = sqlglot.parse_one(f"SELECT {matched.group(1)}", read=dialect)
+            assert isinstance(parsed, exp.Select)
+            done = parsed.selects[0]
         elif line not in _CONTROL:
             body.append(_parse(line, dialect))
     if done is None:

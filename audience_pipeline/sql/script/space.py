@@ -73,9 +73,15 @@ def input_steps(staging: Staging) -> list[Step]:
     if staging.trait_updates() is not None:
         steps.append(Table("ap_latest", select(latest)))
     else:
-        steps.append(Table("ap_latest", select(
-            "SELECT CAST(NULL AS TEXT) AS kind, CAST(NULL AS TEXT) AS owner, CAST(NULL AS TEXT) "
-            "AS key, CAST(NULL AS TEXT) AS tagged, CAST(NULL AS TEXT) AS raw WHERE 1 = 0")))
+        steps.append(
+            Table(
+                "ap_latest",
+                select(
+                    "SELECT CAST(NULL AS TEXT) AS kind, CAST(NULL AS TEXT) AS owner, CAST(NULL AS TEXT) "
+                    "AS key, CAST(NULL AS TEXT) AS tagged, CAST(NULL AS TEXT) AS raw WHERE 1 = 0"
+                ),
+            )
+        )
     steps += [
         Table("ap_user_traits", select(
             "SELECT owner AS profile_id, key, tagged FROM ap_latest WHERE kind = 'user'")),
@@ -142,8 +148,9 @@ def property_kinds(staging: Staging, trait: ir.Trait) -> set[str]:
             tables = [PAGE_EVENTS_TABLE.get(name, "tracks")]
             column = staging.context_column(dotted)
         else:
-            tables = [PAGE_EVENTS_TABLE[name]] if name in PAGE_EVENTS_TABLE else [_slug(name),
-                                                                                  "tracks"]
+            tables = (
+                [PAGE_EVENTS_TABLE[name]] if name in PAGE_EVENTS_TABLE else [_slug(name), "tracks"]
+            )
             column = dotted
         for table in tables:
             kind = staging.catalog.columns(table).get(column)
@@ -200,7 +207,7 @@ def _traits_table(staging: Staging, space: ir.Space, level: str, frame: str | No
     return query
 
 
-def _memberships(space: ir.Space, frames: dict[str, str]) -> exp.Expr:
+def _memberships(space: ir.Space, frames: dict[str, str]) -> exp.Query:
     parts: list[exp.Expr] = []
     for audience in space.audiences:
         frame = frames.get(audience.level)
@@ -221,7 +228,7 @@ def _memberships(space: ir.Space, frames: dict[str, str]) -> exp.Expr:
             f"SELECT CAST(NULL AS TEXT) AS audience_key, CAST(NULL AS TEXT) AS level, "
             f"CAST(NULL AS TEXT) AS entity_id, {AS_OF} AS as_of WHERE 1 = 0"
         )
-    union = parts[0]
+    union: exp.Query = parts[0]  # type: ignore[assignment]
     for part in parts[1:]:
         union = exp.union(union, part, distinct=False)
     return union

@@ -96,8 +96,10 @@ class Staging:
 
     def _is_extra(self, table: str, name: str) -> bool:
         """A property/trait column: not one of the message's own fields, not context."""
-        return self.catalog.has(table, name) and name not in STANDARD and not name.startswith(
-            "context_"
+        return (
+            self.catalog.has(table, name)
+            and name not in STANDARD
+            and not name.startswith("context_")
         )
 
     def trait_columns(self, table: str) -> list[str]:
@@ -181,9 +183,14 @@ class Staging:
     def numbered(self) -> list[Table]:
         """Identifies and groups with their line numbers, read twice (messages and traits)."""
         return [
-            Table(f"ap_rows_{table}", exp.select(exp.Star()).from_(self._source(table, "r"))
-                  .select(exp.alias_(self._line(table).copy(), "_line")))  # fmt: skip
-            for table in ("identifies", "groups") if self.catalog.has(table)
+            Table(
+                f"ap_rows_{table}",
+                exp.select(exp.Star())
+                .from_(self._source(table, "r"))
+                .select(exp.alias_(self._line(table).copy(), "_line")),
+            )  # fmt: skip
+            for table in ("identifies", "groups")
+            if self.catalog.has(table)
         ]
 
     def _row_select(self, index: int, table: str) -> exp.Select:
@@ -250,15 +257,19 @@ class Staging:
                              nulls_first=True) for c in ("timestamp", "received_at", "id")]  # fmt: skip
         last = exp.Window(this=exp.RowNumber(), partition_by=[qcol("id", "r")],
                           order=exp.Order(expressions=order))  # fmt: skip
-        ranked = exp.select(exp.Star()).from_(self._source(table)).select(
-            exp.alias_(last, "_ap_last"))
-        return exp.select(exp.Star()).from_(ranked.subquery("r")).where(
-            exp.EQ(this=exp.column("_ap_last"), expression=lit(1)))
+        ranked = (
+            exp.select(exp.Star()).from_(self._source(table)).select(exp.alias_(last, "_ap_last"))
+        )
+        return (
+            exp.select(exp.Star())
+            .from_(ranked.subquery("r"))
+            .where(exp.EQ(this=exp.column("_ap_last"), expression=lit(1)))
+        )
 
     def staged(self) -> Table:
         """Every row of every call table, with its quarantine reason (NULL: usable)."""
         parts = [self._row_select(i, t) for i, t in enumerate(self.tables())]
-        union: exp.Expr = parts[0]
+        union: exp.Query = parts[0]
         for part in parts[1:]:
             union = exp.union(union, part, distinct=False)
         any_id = exp.or_(*[exp.not_(exp.Is(this=exp.column(p.column), expression=exp.null()))
@@ -323,7 +334,7 @@ class Staging:
                         keys.setdefault(column[15:], []).append(column)
             for key, columns in sorted(keys.items()):
                 # traits over context.traits (a warehouse null is an absent key, never an override)
-                tagged = coalesce(*[self.tag(table, c) for c in columns])  # type: ignore[misc]
+                tagged = coalesce(*[t for c in columns if (t := self.tag(table, c)) is not None])
                 raw = coalesce(*[self.raw_json(table, c) for c in columns])
                 part = (
                     exp.select(
@@ -341,7 +352,7 @@ class Staging:
                 parts.append(part)
         if not parts:
             return None
-        union: exp.Expr = parts[0]
+        union: exp.Query = parts[0]
         for part in parts[1:]:
             union = exp.union(union, part, distinct=False)
         return Table("ap_trait_updates", exp.select(exp.Star()).from_(union.subquery("t")))
