@@ -17,7 +17,8 @@ from pathlib import Path
 
 import polars as pl
 
-from audience_pipeline.engine.compute import ComputeResult, compute
+from audience_pipeline.engine.compute import ComputeResult
+from audience_pipeline.engines import engine_compute
 from audience_pipeline.ingest import (
     IngestResult,
     ingest,
@@ -95,9 +96,6 @@ def load_events(
     return result
 
 
-ENGINES = ("polars", "duckdb", "postgres")
-
-
 def compute_tables(
     ingested: IngestResult,
     definitions_dir: str | Path,
@@ -107,26 +105,10 @@ def compute_tables(
     dsn: str | None = None,
 ) -> tuple[Definitions, ComputeResult]:
     """Every computed table, by the Polars engine, inside DuckDB or inside the PostgreSQL server
-    at `dsn` (same tables, same dtypes)."""
+    at `dsn` (same tables, same dtypes; see `engines`)."""
+    compute_fn = engine_compute(engine, dsn=dsn)
     definitions, space = load_space_ir(str(definitions_dir), as_of)
-    if engine == "postgres":
-        from audience_pipeline.sql.postgres_compute import compute_postgres
-
-        if not dsn:
-            raise ValueError("--engine postgres needs --dsn (a PostgreSQL connection string)")
-        result = compute_postgres(
-            ingested.events, ingested.trait_updates, definitions.space, space, as_of, dsn=dsn
-        )
-    elif engine == "duckdb":
-        from audience_pipeline.sql import compute_duckdb
-
-        result = compute_duckdb(
-            ingested.events, ingested.trait_updates, definitions.space, space, as_of
-        )
-    elif engine == "polars":
-        result = compute(ingested.events, ingested.trait_updates, definitions.space, space, as_of)
-    else:
-        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    result = compute_fn(ingested.events, ingested.trait_updates, definitions.space, space, as_of)
     return definitions, result
 
 

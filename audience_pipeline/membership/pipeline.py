@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from audience_pipeline.engines import ComputeFn
 from audience_pipeline.incremental import Refresh, load_state, refresh, save_state
 from audience_pipeline.ingest import EVENTS_COLUMNS, TRAIT_UPDATES_COLUMNS, IngestResult
 from audience_pipeline.ingest.dedupe import drop_duplicates
@@ -87,8 +88,10 @@ def run_engine(
     definitions_dir: str | Path,
     as_of: datetime,
     warehouse: Path,
+    compute_fn: ComputeFn | None = None,
 ) -> EngineRun:
-    """Compute every engine table as of `as_of`, incrementally from the warehouse's state.
+    """Compute every engine table as of `as_of`, incrementally from the warehouse's state
+    (or in full by another engine: `compute_fn`, see `engines.engine_compute`).
 
     Raises:
         DefinitionsError: invalid definitions, or a deleted audience key defined again.
@@ -100,7 +103,7 @@ def run_engine(
     registry.refuse_reused(definitions)
     pinned = registry.pin_created_at(definitions, as_of)
     previous = load_state(warehouse / STATE_DIR)
-    result = refresh(events, trait_updates, pinned, as_of, previous)
+    result = refresh(events, trait_updates, pinned, as_of, previous, compute_fn)
     before = previous.tables["memberships"] if previous else read_table(warehouse, "memberships")
     changes = membership_changes(before, result.tables["memberships"], as_of)
     return EngineRun(pinned, as_of, result, changes, registry.diff(definitions))

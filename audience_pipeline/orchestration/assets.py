@@ -27,7 +27,7 @@ from audience_pipeline.membership.pipeline import (
 from audience_pipeline.membership.snapshots import take_snapshot
 from audience_pipeline.orchestration import warehouse as wh
 from audience_pipeline.orchestration.io import TableView
-from audience_pipeline.orchestration.resources import PipelineSettings, run_as_of
+from audience_pipeline.orchestration.resources import EngineResource, PipelineSettings, run_as_of
 from audience_pipeline.spec.models import AudienceDef, Definitions, TraitDef
 
 RAW = ("raw_events", "raw_trait_updates", "quarantine")
@@ -149,13 +149,15 @@ def engine_asset() -> dg.AssetsDefinition:
     def engine(
         context,  # noqa: ANN001
         settings: PipelineSettings,
+        engine: EngineResource,
     ) -> Iterator[dg.Output[pl.DataFrame]]:
         as_of = run_as_of(context)
         events, updates = combine_partitions(
             wh.read_partitions(settings.warehouse, "raw_events"),
             wh.read_partitions(settings.warehouse, "raw_trait_updates"),
         )
-        run = run_engine(events, updates, settings.definitions_dir, as_of, settings.warehouse)
+        run = run_engine(events, updates, settings.definitions_dir, as_of, settings.warehouse,
+                         engine.compute_fn())  # fmt: skip
         refresh = run.refresh
         context.log.info(
             "engine %s (%s) as of %s: %d messages recomputed",
@@ -165,6 +167,7 @@ def engine_asset() -> dg.AssetsDefinition:
         tables["custom_traits"] = _custom_only(tables["user_traits"], run.definitions)
         engine_meta = {
             "as_of": dg.MetadataValue.text(as_of.isoformat()),
+            "engine": dg.MetadataValue.text(engine.engine),
             "mode": dg.MetadataValue.text(refresh.mode),
             "reason": dg.MetadataValue.text(refresh.reason or "-"),
             "messages_recomputed": dg.MetadataValue.int(refresh.messages_recomputed),

@@ -26,7 +26,12 @@ from audience_pipeline.orchestration.assets import (
 )
 from audience_pipeline.orchestration.checks import all_checks
 from audience_pipeline.orchestration.io import ParquetIOManager, ViewIOManager
-from audience_pipeline.orchestration.resources import PipelineSettings, settings_from_env
+from audience_pipeline.orchestration.resources import (
+    EngineResource,
+    PipelineSettings,
+    engine_from_env,
+    settings_from_env,
+)
 from audience_pipeline.orchestration.schedules import daily_schedule, recompute_job
 from audience_pipeline.orchestration.sensors import definitions_sensor, landing_sensor
 from audience_pipeline.spec.loader import load_definitions
@@ -66,7 +71,9 @@ def _reverse_etl(
     return assets, sensors
 
 
-def build_definitions(settings: PipelineSettings | None = None) -> dg.Definitions:
+def build_definitions(
+    settings: PipelineSettings | None = None, engine: EngineResource | None = None
+) -> dg.Definitions:
     """Every asset, check, sensor and schedule of the space in `settings.definitions_dir`.
 
     Invalid definitions do not break the code location: the per-trait and per-audience assets
@@ -97,6 +104,7 @@ def build_definitions(settings: PipelineSettings | None = None) -> dg.Definition
         sensors=[landing_sensor(settings), definitions_sensor(settings), *extra_sensors],
         resources={
             "settings": settings,
+            "engine": engine or engine_from_env(),
             "parquet_io_manager": ParquetIOManager(warehouse_dir=warehouse),
             "view_io_manager": ViewIOManager(warehouse_dir=warehouse),
         },
