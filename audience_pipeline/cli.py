@@ -43,10 +43,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--events", default=None, help="event file or folder")
     p.add_argument("--as-of", default=None, help="ISO-8601 timestamp (default: now)")
     p.add_argument("--out", default=DEFAULT_WAREHOUSE, help="output folder for the tables")
-    p.add_argument("--engine", choices=["polars", "duckdb", "postgres"], default="polars")
+    p.add_argument("--engine", choices=["polars", "duckdb", "postgres", "spark"],
+                   default="polars")  # fmt: skip
     p.add_argument("--events-schema", default=None, help=SCHEMA_HELP)
     p.add_argument("--dsn", default=os.environ.get(DSN_ENV), help=DSN_HELP)
     p.add_argument("--out-schema", default="audience_pipeline", help=OUT_SCHEMA_HELP)
+    p.add_argument("--spark-master", default=None, help="--engine spark: master URL")
+    p.add_argument(
+        "--spark-tables", default=None, help="--engine spark: also keep the tables in this database"
+    )
 
     p = command("preview", "size and a sample of an audience, computed and not saved")
     p.add_argument("key")
@@ -144,6 +149,14 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "compute":
         as_of = service.parse_as_of(args.as_of)
+        if args.engine == "spark":
+            from audience_pipeline.spark.command import spark_compute_command
+
+            return spark_compute_command(
+                args.events or DEFAULT_EVENTS, args.definitions, as_of, args.out,
+                master=args.spark_master, schema=args.events_schema,
+                tables_database=args.spark_tables,
+            )  # fmt: skip
         events = args.events or (args.dsn if args.events_schema and args.dsn else DEFAULT_EVENTS)
         summary = service.run_compute(
             events, args.definitions, as_of, args.out, engine=args.engine,

@@ -166,7 +166,7 @@ def _sequential_steps(dialect: SqlDialect, limit_of: Mapping[int, exp.Expr],
         Loop(
             body=(
                 Table("ap_sq_k", select("SELECT k + 1 AS k FROM ap_sq_k")),
-                Table("ap_sq_next", _link_round(limit_of, positions)),
+                *_round_steps(limit_of, positions, dialect.name == "spark"),
                 Table("ap_sq_owner", select("SELECT comp, node, trank, prof FROM ap_sq_next")),
             ),
             done=_count_is_zero(
@@ -181,7 +181,8 @@ def _sequential_steps(dialect: SqlDialect, limit_of: Mapping[int, exp.Expr],
     return steps
 
 
-def _link_round(limit_of: Mapping[int, exp.Expr], positions: int) -> exp.Select:
+def _link_round(limit_of: Mapping[int, exp.Expr],
+                positions: int) -> list[tuple[str, exp.Expr]]:  # fmt: skip
     """One message of every bitten component: its first identifier picks (or creates) the
     profile, each next one joins it unless a limit would break (`identity.sequential`)."""
     ctes: list[tuple[str, exp.Expr]] = [
@@ -229,10 +230,31 @@ def _link_round(limit_of: Mapping[int, exp.Expr], positions: int) -> exp.Select:
                 "SELECT p.comp, COALESCE(m.keep, p.p) AS p FROM PREV_P p "
                 "LEFT JOIN M m ON m.comp = p.comp", prev_o, prev_p, j)),
         ]  # fmt: skip
+    return ctes
+
+
+def _round_steps(limit_of: Mapping[int, exp.Expr], positions: int,
+                 as_tables: bool) -> list[Table]:  # fmt: skip
+    """The round as one query of CTEs, or (Spark, which inlines every CTE where it is read, so
+    that a chain read three times per position grows exponentially) one table per CTE."""
+    ctes = _link_round(limit_of, positions)
     final = exp.select("comp", "node", "trank", "prof").from_(f"o{positions}")
-    for name, query in ctes:
-        final = final.with_(name, as_=query, copy=False)
-    return final
+    if not as_tables:
+        for name, query in ctes:
+            final = final.with_(name, as_=query, copy=False)
+        return [Table("ap_sq_next", final)]
+    names = {name for name, _ in ctes}
+
+    def prefixed(tree: exp.Expr) -> exp.Expr:
+        def swap(node: exp.Expr) -> exp.Expr:
+            if isinstance(node, exp.Table) and not node.db and node.name in names:
+                return exp.table_(f"ap_sq_{node.name}", alias=node.alias or None)
+            return node
+
+        return tree.transform(swap)
+
+    steps = [Table(f"ap_sq_{name}", prefixed(query)) for name, query in ctes]
+    return [*steps, Table("ap_sq_next", prefixed(final))]
 
 
 def _named(text: str, prev_o: str, prev_p: str, j: int, **nodes: exp.Expr) -> exp.Expr:
