@@ -1,12 +1,12 @@
 """`compute --engine spark`: every step on Spark, from Segment's warehouse tables.
 
 The whole-space script (`sql.script`, spark dialect) runs statement by statement through
-``spark.sql``: staging, quarantine and dedupe, identity (label propagation, and SPEC's rule over
-the components where a limit bites, each round set-based across all of them), traits, audiences,
-memberships, changes and history. The driver only evaluates each loop's end (one count per
-round) and, at the end, reads the output tables (never the events) to write them as
-``<out>/<table>.parquet`` like every other engine; with `tables_database`, they are also kept as
-Spark tables.
+``spark.sql``: staging, quarantine and dedupe, identity (label propagation in Spark SQL; SPEC's
+rule only over the components where a limit bites, one task per component, see
+`linking`), traits, audiences, memberships, changes and history. The driver only evaluates each
+label round's end (one count) and, at the end, reads the output tables (never the events) to
+write them as ``<out>/<table>.parquet`` like every other engine; with `tables_database`, they
+are also kept as Spark tables.
 
 Input: a folder of Segment's tables as Parquet (``tracks.parquet`` or a ``tracks/`` folder of
 part files, one per table), or the tables of a database of the Spark catalog (`schema`).
@@ -26,10 +26,15 @@ from typing import Any
 import polars as pl
 from sqlglot import exp
 
+from audience_pipeline.identity.result import type_limits, type_ranks
 from audience_pipeline.manifest import write_manifest
-from audience_pipeline.sql.script.build import compile_script
+from audience_pipeline.spark.linking import owners_on_spark
+from audience_pipeline.spec.issues import DefinitionsError
+from audience_pipeline.spec.loader import load_definitions
+from audience_pipeline.sql.script.build import build_script
 from audience_pipeline.sql.script.catalog import Catalog, kind_of
-from audience_pipeline.sql.script.program import ReadLoop, read_script
+from audience_pipeline.sql.script.identity import SEQUENTIAL_LOOP
+from audience_pipeline.sql.script.program import Check, Loop, Script, render_step
 from audience_pipeline.sql.warehouse import CALL_TABLES
 from audience_pipeline.storage import write_table
 
@@ -111,23 +116,30 @@ def _previous(spark: Any, out: Path) -> None:
             spark.read.parquet(str(path)).write.saveAsTable(f"{OUT_DATABASE}.{name}")
 
 
-def run_script(spark: Any, text: str) -> int:
-    """Run a spark-dialect script read back statement by statement; returns the loop rounds."""
+def run_steps(spark: Any, script: Script, limits: dict[int, int]) -> int:
+    """Run the script's steps through ``spark.sql``; loops are driven from here (one count per
+    round), SPEC's rule where a limit bites runs per component (`linking`). Returns the rounds."""
     rounds = 0
-    for item in read_script(text, "spark"):
-        if not isinstance(item, ReadLoop):
-            if not isinstance(item, exp.Set):  # the session's time zone is set already
-                spark.sql(item.sql(dialect="spark"))
+    for step in script.steps:
+        if isinstance(step, Check):
+            continue  # DuckDB's unrolled loops only
+        if isinstance(step, Loop) and step.name == SEQUENTIAL_LOOP:
+            owners_on_spark(spark, limits).write.mode("overwrite").saveAsTable("ap_sq_owner")
             continue
-        done = exp.select(item.done.copy()).sql(dialect="spark")
+        if not isinstance(step, Loop):
+            for line in render_step(step, "spark"):
+                spark.sql(line.removesuffix(";"))
+            continue
+        done = exp.select(step.done.copy()).sql(dialect="spark")
         for _ in range(MAX_ROUNDS):
             if spark.sql(done).collect()[0][0]:
                 break
             rounds += 1
-            for statement in item.body:
-                spark.sql(statement.sql(dialect="spark"))
+            for inner in step.body:
+                for line in render_step(inner, "spark"):
+                    spark.sql(line.removesuffix(";"))
         else:
-            msg = f"a loop did not finish in {MAX_ROUNDS} rounds"
+            msg = f"{step.name}: did not finish in {MAX_ROUNDS} rounds"
             raise RuntimeError(msg)
     return rounds
 
@@ -160,11 +172,11 @@ def compute_spark(source: str | Path, definitions_dir: str | Path, as_of: dateti
     try:
         catalog = catalog_of(spark, schema) if schema else register_folder(spark, Path(source))
         _previous(spark, out)
-        text = compile_script(definitions_dir, "spark", catalog, as_of=as_of,
+        script = build_script(definitions_dir, "spark", catalog, as_of=as_of,
                               out_schema=OUT_DATABASE)  # fmt: skip
         timings["compile"] = time.perf_counter() - started
         started = time.perf_counter()
-        rounds = run_script(spark, text)
+        rounds = run_steps(spark, script, _limits(definitions_dir))
         timings["compute"] = time.perf_counter() - started
         started = time.perf_counter()
         frames = {name: _frame(spark, f"{OUT_DATABASE}.{name}") for name in OUTPUT_TABLES}
@@ -186,6 +198,15 @@ def compute_spark(source: str | Path, definitions_dir: str | Path, as_of: dateti
     timings["write"] = time.perf_counter() - started
     log.info("spark compute: %d loop rounds, %s", rounds, timings)
     return SparkRun(out, as_of, {n: f.height for n, f in frames.items()}, timings)
+
+
+def _limits(definitions_dir: str | Path) -> dict[int, int]:
+    """Identifier limit by type rank (the script's ``trank``)."""
+    definitions, issues = load_definitions(str(definitions_dir))
+    if issues:
+        raise DefinitionsError(issues)
+    ranks, limits = type_ranks(definitions.space), type_limits(definitions.space)
+    return {rank: limits[t] for t, rank in ranks.items()}
 
 
 def _shaped(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:

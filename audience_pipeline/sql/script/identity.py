@@ -22,6 +22,8 @@ from audience_pipeline.sql.script.astutil import case_of, concat, fill, lit, sel
 from audience_pipeline.sql.script.program import Loop, Statement, Step, Table
 from audience_pipeline.sql.script.staging import IdPath
 
+SEQUENTIAL_LOOP = "identity where a limit bites"
+
 # sha256 as lower-case hex, per dialect (`_1` is the text).
 _SHA256_HEX = {
     "duckdb": "SHA256(_1)",
@@ -171,7 +173,7 @@ def _sequential_steps(dialect: SqlDialect, limit_of: Mapping[int, exp.Expr],
             ),
             done=_count_is_zero(
                 "SELECT COUNT(*) FROM ap_sq_steps s JOIN ap_sq_k k ON s.step > k.k"),
-            name="identity where a limit bites",
+            name=SEQUENTIAL_LOOP,
         ),
         Table("ap_sq_pids", select(
             "SELECT s.comp, s.step AS prof, __pid AS profile_id FROM ap_sq_steps s "

@@ -70,7 +70,7 @@ class Script:
     def render(self) -> str:
         lines = [f"-- {line}" if line else "--" for line in self.header]
         for step in self.steps:
-            lines += _render_step(step, self.dialect)
+            lines += render_step(step, self.dialect)
         return "\n".join(lines) + "\n"
 
 
@@ -131,7 +131,7 @@ def _check(step: Check, dialect: str) -> str:
     return _sql(query, dialect) + ";"
 
 
-def _render_step(step: Step, dialect: str) -> list[str]:
+def render_step(step: Step, dialect: str) -> list[str]:
     if isinstance(step, Statement):
         return [_sql(step.tree, dialect) + ";"]
     if isinstance(step, Table):
@@ -142,7 +142,7 @@ def _render_step(step: Step, dialect: str) -> list[str]:
 
 
 def _body(step: Loop, dialect: str) -> list[str]:
-    return [line for inner in step.body for line in _render_step(inner, dialect)]
+    return [line for inner in step.body for line in render_step(inner, dialect)]
 
 
 def _render_loop(step: Loop, dialect: str) -> list[str]:
