@@ -75,3 +75,9 @@ def coalesce(*values: exp.Expr) -> exp.Expr:
     if len(values) == 1:
         return values[0]
     return exp.Coalesce(this=values[0], expressions=list(values[1:]))
+
+
+def first_present(*values: exp.Expr | None) -> exp.Expr:
+    """COALESCE of the values a table has (None: no such column); a text NULL if none."""
+    present = [v for v in values if v is not None]
+    return coalesce(*present) if present else text_null()

@@ -20,7 +20,15 @@ from audience_pipeline.ir import nodes as ir
 from audience_pipeline.ir.walk import condition_exprs, iter_conditions, refs
 from audience_pipeline.spec.models import SpaceConfig
 from audience_pipeline.sql.dialects import SqlDialect
-from audience_pipeline.sql.script.astutil import coalesce, concat, lit, qcol, select, text_null
+from audience_pipeline.sql.script.astutil import (
+    coalesce,
+    concat,
+    first_present,
+    lit,
+    qcol,
+    select,
+    text_null,
+)
 from audience_pipeline.sql.script.catalog import Catalog
 from audience_pipeline.sql.script.program import Table
 from audience_pipeline.sql.typed import number_text
@@ -203,17 +211,16 @@ class Staging:
             line = self._line(table)
         col = self.column
         call = CALL_TYPES[table]
-        message_id = coalesce(*[d.to_text(c) for c in (col(table, "id"), col(table, "message_id"))
-                                if c is not None]) if (col(table, "id") or col(table, "message_id")) \
-            else text_null()  # fmt: skip
+        message_id = first_present(*[d.to_text(c) if c is not None else None
+                                     for c in (col(table, "id"), col(table, "message_id"))])  # fmt: skip
         ts = col(table, "timestamp") or exp.null()
         received = col(table, "received_at") or exp.null()
         if table == "tracks":
             text = col(table, "event_text")
             plain = col(table, "event")
-            parts = [exp.Nullif(this=text, expression=lit("")) if text is not None else None, plain]
-            event: exp.Expr = coalesce(*[p for p in parts if p is not None]) if any(parts) \
-                else text_null()  # fmt: skip
+            # Python's `event_text or event`: an empty event_text falls back to event.
+            blank = exp.Nullif(this=text, expression=lit("")) if text is not None else None
+            event: exp.Expr = first_present(blank, plain)
         elif table in PAGE_EVENTS:
             event = lit(PAGE_EVENTS[table])
         else:
