@@ -181,14 +181,15 @@ def compute_spark(source: str | Path, definitions_dir: str | Path, as_of: dateti
         started = time.perf_counter()
         frames = {name: _frame(spark, f"{OUT_DATABASE}.{name}") for name in OUTPUT_TABLES}
         if tables_database:
+            # External tables under <out>/spark_tables: they outlive the scratch warehouse, and a
+            # session with a persistent catalog (a Hive metastore) keeps their definitions.
             spark.sql(f"CREATE DATABASE IF NOT EXISTS {_quote(tables_database)}")
             for name in OUTPUT_TABLES:
-                spark.table(f"{OUT_DATABASE}.{name}").write.mode("overwrite").saveAsTable(
-                    f"{_quote(tables_database)}.{_quote(name)}"
-                )
+                path = str((out / "spark_tables" / name).resolve())
+                writer = spark.table(f"{OUT_DATABASE}.{name}").write.mode("overwrite")
+                writer.option("path", path).saveAsTable(f"{_quote(tables_database)}.{_quote(name)}")
     finally:
-        if not tables_database:
-            spark.stop()
+        spark.stop()
     frames = _shaped(frames)
     # Memberships last: a reader that sees the new memberships sees everything else new too.
     for name in sorted(frames, key=lambda n: n == "memberships"):

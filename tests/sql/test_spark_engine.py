@@ -45,7 +45,7 @@ def test_demo_space_on_spark_equals_polars(tmp_path: Path) -> None:
     out = tmp_path / "out"
     code = main(["compute", "--engine", "spark", "--spark-master", "local[2]", "--events",
                  str(segment), "--definitions", str(ROOT / "definitions"), "--out", str(out),
-                 "--as-of", DEFAULT_AS_OF.isoformat()])  # fmt: skip
+                 "--as-of", DEFAULT_AS_OF.isoformat(), "--spark-tables", "audiences"])  # fmt: skip
     assert code == 0
     for name in TABLES:
         want = getattr(expected, name)
@@ -58,5 +58,7 @@ def test_demo_space_on_spark_equals_polars(tmp_path: Path) -> None:
         ingested.quarantine.select("source", "line", "reason").iter_rows()
     )
     assert expected.memberships.height > 0
+    kept = pl.read_parquet(out / "spark_tables" / "memberships" / "*.parquet")
+    assert kept.height == expected.memberships.height  # also kept as a Spark table's files
     history = pl.read_parquet(out / "membership_history.parquet")
     assert history.height == expected.memberships.height  # a first run opens every stay
