@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from audience_pipeline import service
+from audience_pipeline.engines import ENGINES
 from audience_pipeline.sql.dialects import DIALECTS
 from audience_pipeline.terminal.errors import describe
 from audience_pipeline.terminal.logs import configured_logging
@@ -142,6 +143,12 @@ as_of_option = click.option(
     "--as-of", type=TIMESTAMP, default=None, help="ISO-8601 timestamp (default: now)."
 )
 events_schema_option = click.option("--events-schema", default=None, help=SCHEMA_HELP)
+DSN_ENV = "AUDIENCE_PIPELINE_POSTGRES_DSN"
+DSN_HELP = (
+    f"--engine postgres: the PostgreSQL server that computes (default: ${DSN_ENV}); with "
+    "--events-schema and no --events, events are read from it too."
+)
+OUT_SCHEMA_HELP = "--engine postgres: schema the run's tables are written to (replaced)."
 warehouse_option = click.option(
     "--warehouse", default=DEFAULT_WAREHOUSE, show_default=True, help="Folder of computed tables."
 )
@@ -162,27 +169,58 @@ def validate(definitions: str) -> int:
 
 
 @command("compute", help="Compute every table as of a timestamp.")
-@events_option
+@click.option(
+    "--events",
+    default=None,
+    help=f"Event file or folder (.jsonl, .jsonl.gz, Parquet) [default: {DEFAULT_EVENTS}].",
+)
 @as_of_option
-@click.option("--out", type=OUTPUT_DIR, default=DEFAULT_WAREHOUSE, show_default=True,
-              help="Output folder for the tables.")  # fmt: skip
-@click.option("--engine", type=click.Choice(service.ENGINES), default="polars", show_default=True)
+@click.option(
+    "--out",
+    type=OUTPUT_DIR,
+    default=DEFAULT_WAREHOUSE,
+    show_default=True,
+    help="Output folder for the tables.",
+)
+@click.option(
+    "--engine", type=click.Choice([*ENGINES, "spark"]), default="polars", show_default=True
+)
 @events_schema_option
-@click.option("--allow-empty", is_flag=True,
-              help="Write the run even if no event was read (every member exits).")  # fmt: skip
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Write the run even if no event was read (every member exits).",
+)
+@click.option("--dsn", envvar=DSN_ENV, default=None, help=DSN_HELP)
+@click.option("--out-schema", default="audience_pipeline", show_default=True, help=OUT_SCHEMA_HELP)
+@click.option("--spark-master", default=None, help="--engine spark: master URL.")
+@click.option("--spark-tables", default=None,
+              help="--engine spark: also keep the tables in this database.")  # fmt: skip
 def compute(
     definitions: str,
-    events: str,
+    events: str | None,
     as_of: datetime | None,
     out: str,
     engine: str,
     events_schema: str | None,
     allow_empty: bool,
+    dsn: str | None,
+    out_schema: str,
+    spark_master: str | None,
+    spark_tables: str | None,
 ) -> int:
+    if engine == "spark":
+        from audience_pipeline.spark.command import spark_compute_command
+
+        return spark_compute_command(
+            events or DEFAULT_EVENTS, definitions, _now_if_none(as_of), out,
+            master=spark_master, schema=events_schema, tables_database=spark_tables,
+        )  # fmt: skip
+    source = events or (dsn if events_schema and dsn else DEFAULT_EVENTS)
     with show_stages(enabled=_verbose() >= 0):
         summary = service.run_compute(
-            events, definitions, _now_if_none(as_of), out, engine=engine, schema=events_schema,
-            allow_empty=allow_empty,
+            source, definitions, _now_if_none(as_of), out, engine=engine, schema=events_schema,
+            allow_empty=allow_empty, dsn=dsn, out_schema=out_schema,
         )  # fmt: skip
     print_compute_summary(summary)
     return 0
@@ -210,10 +248,41 @@ def preview(
     return 0
 
 
-@command("compile", help="Print an audience's SQL for a warehouse dialect.")
-@click.argument("key")
+@command("compile", help="Print an audience's SQL, or with --all the whole space's script.")
+@click.argument("key", required=False)
 @click.option("--dialect", type=click.Choice(list(DIALECTS)), default="duckdb", show_default=True)
-def compile_(definitions: str, key: str, dialect: str) -> int:
+@click.option("--all", "whole", is_flag=True, help="One script building every output table.")
+@click.option("--columns", default=None, help="--all: CSV of Segment's columns (docs/sql.md).")
+@click.option("--events", default=None, help="--all: DuckDB file or DSN to read columns from.")
+@click.option(
+    "--events-schema", default="segment", show_default=True, help="--all: Segment's schema."
+)
+@as_of_option
+@click.option(
+    "--out-schema", default="audiences", show_default=True, help="--all: schema of the outputs."
+)
+@click.option("--out", default=None, help="--all: write the script here.")  # fmt: skip
+def compile_(
+    definitions: str,
+    key: str | None,
+    dialect: str,
+    whole: bool,
+    columns: str | None,
+    events: str | None,
+    events_schema: str,
+    as_of: datetime | None,
+    out_schema: str,
+    out: str | None,
+) -> int:
+    if whole:
+        from audience_pipeline.sql.script.command import compile_all_command
+
+        return compile_all_command(
+            definitions, dialect, columns=columns, events=events, schema=events_schema,
+            as_of=_now_if_none(as_of), out_schema=out_schema, out=out,
+        )  # fmt: skip
+    if key is None:
+        raise ValueError("compile: give an audience KEY, or --all for the whole space's script")
     from audience_pipeline.sql import compile_audience
 
     click.echo(compile_audience(definitions, key, dialect))

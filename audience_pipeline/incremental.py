@@ -53,6 +53,7 @@ from audience_pipeline.delta.reads import (
     user_space,
 )
 from audience_pipeline.engine.compute import KNOWN_TYPES, ComputeResult, compute
+from audience_pipeline.engines import ComputeFn
 from audience_pipeline.identity import resolve_identities
 from audience_pipeline.ir import nodes as ir
 from audience_pipeline.ir.walk import uses_samples
@@ -166,12 +167,18 @@ def _cut(as_of: datetime) -> pl.Expr:
 
 
 def full_compute(
-    events: pl.DataFrame, trait_updates: pl.DataFrame, definitions: Definitions, as_of: datetime
+    events: pl.DataFrame,
+    trait_updates: pl.DataFrame,
+    definitions: Definitions,
+    as_of: datetime,
+    compute_fn: ComputeFn = compute,
 ) -> Refresh:
-    """Compute every table from scratch and the state an incremental run needs next."""
+    """Compute every table from scratch and the state an incremental run needs next.
+
+    `compute_fn`: the engine (`engines.engine_compute`); Polars by default."""
     space = _compile(definitions, as_of)
     sql_rows = run_sql_traits(definitions, events, trait_updates, as_of)
-    result = compute(events, trait_updates, definitions.space, space, as_of, sql_traits=sql_rows)
+    result = compute_fn(events, trait_updates, definitions.space, space, as_of, sql_traits=sql_rows)
     messages = (
         events.lazy()
         .filter(_cut(as_of))
@@ -234,6 +241,7 @@ def refresh(
     definitions: Definitions,
     as_of: datetime,
     previous: EngineState | None,
+    compute_fn: ComputeFn | None = None,
 ) -> Refresh:
     """Bring the tables to `as_of` over `events`, incrementally from `previous` when possible.
 
@@ -243,11 +251,17 @@ def refresh(
         definitions: the loaded definitions (created_at defaults already pinned by the caller).
         as_of: the new as-of.
         previous: the state the previous run left, or None.
+        compute_fn: another engine than Polars (`engines.engine_compute`): every run is then
+            a full computation by it (the incremental path is Polars').
 
     Returns:
         The tables (equal to a full `compute` on the same data), the new state and counts of
         what was recomputed.
     """
+    if compute_fn is not None:
+        out = full_compute(events, trait_updates, definitions, as_of, compute_fn)
+        out.reason = "another engine than polars computes in full"
+        return out
     reason = _full_reason(definitions, as_of, previous)
     if reason is not None or previous is None:
         out = full_compute(events, trait_updates, definitions, as_of)

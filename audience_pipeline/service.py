@@ -13,7 +13,8 @@ from pathlib import Path
 
 import polars as pl
 
-from audience_pipeline.engine.compute import ComputeResult, compute
+from audience_pipeline.engine.compute import ComputeResult
+from audience_pipeline.engines import engine_compute
 from audience_pipeline.ingest import (
     IngestResult,
     ingest,
@@ -110,29 +111,21 @@ def load_events(
     return result
 
 
-ENGINES = ("polars", "duckdb")
-
-
 def compute_tables(
-    ingested: IngestResult, definitions_dir: str | Path, as_of: datetime, engine: str = "polars"
+    ingested: IngestResult,
+    definitions_dir: str | Path,
+    as_of: datetime,
+    engine: str = "polars",
+    *,
+    dsn: str | None = None,
 ) -> tuple[Definitions, ComputeResult]:
-    """Every computed table, by the Polars engine or inside DuckDB (same tables, same dtypes)."""
+    """Every computed table, by the Polars engine, inside DuckDB or inside the PostgreSQL server
+    at `dsn` (same tables, same dtypes; see `engines`)."""
+    compute_fn = engine_compute(engine, dsn=dsn)
     definitions, space = load_space_ir(str(definitions_dir), as_of)
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     sql_rows = run_sql_traits(definitions, ingested.events, ingested.trait_updates, as_of)
-    if engine == "duckdb":
-        from audience_pipeline.sql import compute_duckdb
-
-        result = compute_duckdb(
-            ingested.events, ingested.trait_updates, definitions.space, space, as_of,
-            sql_traits=sql_rows,
-        )  # fmt: skip
-    elif engine == "polars":
-        result = compute(ingested.events, ingested.trait_updates, definitions.space, space, as_of,
-                         sql_traits=sql_rows)  # fmt: skip
-    else:
-        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    result = compute_fn(ingested.events, ingested.trait_updates, definitions.space, space, as_of,
+                        sql_traits=sql_rows)  # fmt: skip
     return definitions, result
 
 
@@ -146,12 +139,17 @@ def run_compute(
     engine: str = "polars",
     schema: str | None = None,
     allow_empty: bool = False,
+    dsn: str | None = None,
+    out_schema: str | None = None,
 ) -> RunSummary:
     """`compute`: ingest, compute every table, diff against the previous run in `out`, commit.
 
     Everything is written into a new run folder of `out`, which becomes the warehouse's
     current run in one atomic step (`audience_pipeline.warehouse`); a failed or killed run
     changes nothing readers see.
+
+    `dsn` and `out_schema`: with ``engine="postgres"``, the server that computes, and the schema
+    of it where the run's tables are also written (replaced in one transaction).
 
     Raises:
         DefinitionsError: invalid definitions.
@@ -174,7 +172,7 @@ def run_compute(
         read = lines_read(ingested.events.height, ingested.quarantine)
         check_not_empty(read, writer.previous, **guard)  # type: ignore[arg-type]
         stages.start("compute")
-        _, result = compute_tables(ingested, definitions_dir, as_of, engine)
+        _, result = compute_tables(ingested, definitions_dir, as_of, engine, dsn=dsn)
         stages.start("write")
         # Changes and history derive from the committed run (never from a killed run's files).
         base = writer.base
@@ -190,6 +188,10 @@ def run_compute(
             "quarantine": ingested.quarantine,
         }
         writer.write_all(tables)
+        if engine == "postgres" and dsn and out_schema:
+            from audience_pipeline.sql.postgres_tables import write_tables
+
+            write_tables(dsn, out_schema, tables)
         if staging is not None:
             write_parquet(
                 result.message_profiles, writer.folder / NORMALIZED_INPUTS["message_profiles"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from audience_pipeline.engines import ComputeFn
 from audience_pipeline.incremental import Refresh, load_state, refresh, save_state
 from audience_pipeline.ingest import EVENTS_COLUMNS, TRAIT_UPDATES_COLUMNS
 from audience_pipeline.ingest.dedupe import drop_duplicates
@@ -93,9 +94,11 @@ def run_engine(
     as_of: datetime,
     base: Run | None,
     warehouse: Path | None = None,
+    compute_fn: ComputeFn | None = None,
 ) -> EngineRun:
     """Compute every engine table as of `as_of`, incrementally from the state `base` (the
-    committed run this run derives from, see `warehouse.writer.base_of`) left.
+    committed run this run derives from, see `warehouse.writer.base_of`) left, or in full by
+    another engine (`compute_fn`, see `engines.engine_compute`).
 
     Raises:
         DefinitionsError: invalid definitions, or a deleted audience key defined again.
@@ -107,7 +110,7 @@ def run_engine(
     registry.refuse_reused(definitions)
     pinned = registry.pin_created_at(definitions, as_of)
     previous = load_state(base.folder / STATE) if base is not None else None
-    result = refresh(events, trait_updates, pinned, as_of, previous)
+    result = refresh(events, trait_updates, pinned, as_of, previous, compute_fn)
     before = previous.tables["memberships"] if previous else _table(base, "memberships")
     changes = membership_changes(before, result.tables["memberships"], as_of)
     return EngineRun(pinned, as_of, result, changes, registry.diff(definitions), registry)
@@ -169,6 +172,7 @@ def engine_step(
     as_of: datetime,
     *,
     allow_empty: bool = False,
+    compute_fn: ComputeFn | None = None,
 ) -> tuple[EngineRun, Run]:
     """The Dagster pipeline's run: pin the partitions, compute, write every table, the state
     and the audience registry into a new run folder, and commit it (one atomic step).
@@ -183,7 +187,9 @@ def engine_step(
         read = lines_read(events.height, _quarantined(warehouse))
         check_not_empty(read, writer.previous, source=warehouse / "raw_events",
                         allow_empty=allow_empty, option="allow_empty (AUDIENCE_PIPELINE_ALLOW_EMPTY=1)")  # fmt: skip
-        run = run_engine(events, updates, definitions_dir, as_of, writer.base, warehouse)
+        run = run_engine(
+            events, updates, definitions_dir, as_of, writer.base, warehouse, compute_fn
+        )
         writer.write_all(run_tables(run, writer.base))
         save_state(run.refresh.state, writer.folder / STATE, tables_dir="..")
         run.registry.record(run.definitions, as_of)

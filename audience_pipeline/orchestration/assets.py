@@ -20,7 +20,7 @@ from audience_pipeline.ingest import ingest
 from audience_pipeline.membership.pipeline import engine_step
 from audience_pipeline.orchestration import warehouse as wh
 from audience_pipeline.orchestration.io import CommittedTable
-from audience_pipeline.orchestration.resources import PipelineSettings, run_as_of
+from audience_pipeline.orchestration.resources import EngineResource, PipelineSettings, run_as_of
 from audience_pipeline.orchestration.size_change import SIZE_CHANGE_DESCRIPTION, size_change_result
 from audience_pipeline.spec.models import AudienceDef, Definitions, TraitDef
 from audience_pipeline.warehouse import EmptyInput, Run, require_run
@@ -149,11 +149,13 @@ def engine_asset() -> dg.AssetsDefinition:
     def engine(
         context,  # noqa: ANN001
         settings: PipelineSettings,
+        engine: EngineResource,
     ) -> Iterator[dg.Output[CommittedTable]]:
         as_of = run_as_of(context)
         try:
             run, committed = engine_step(settings.warehouse, settings.definitions_dir, as_of,
-                                         allow_empty=settings.allow_empty)  # fmt: skip
+                                         allow_empty=settings.allow_empty,
+                                         compute_fn=engine.compute_fn())  # fmt: skip
         except EmptyInput as error:
             raise dg.Failure(description=str(error)) from None
         refresh = run.refresh
@@ -163,6 +165,7 @@ def engine_asset() -> dg.AssetsDefinition:
         )  # fmt: skip
         engine_meta = {
             "as_of": dg.MetadataValue.text(as_of.isoformat()),
+            "engine": dg.MetadataValue.text(engine.engine),
             "mode": dg.MetadataValue.text(refresh.mode),
             "reason": dg.MetadataValue.text(refresh.reason or "-"),
             "messages_recomputed": dg.MetadataValue.int(refresh.messages_recomputed),

@@ -28,7 +28,12 @@ from audience_pipeline.orchestration.assets import (
 from audience_pipeline.orchestration.checks import all_checks
 from audience_pipeline.orchestration.impact import edit_impact_check
 from audience_pipeline.orchestration.io import ParquetIOManager
-from audience_pipeline.orchestration.resources import PipelineSettings, settings_from_env
+from audience_pipeline.orchestration.resources import (
+    EngineResource,
+    PipelineSettings,
+    engine_from_env,
+    settings_from_env,
+)
 from audience_pipeline.orchestration.schedules import daily_schedule, recompute_job
 from audience_pipeline.orchestration.sensors import (
     definitions_sensor,
@@ -98,7 +103,9 @@ def _definitions_to_build(settings: PipelineSettings) -> Definitions:
     return Definitions(definitions.space, (), (), definitions.root)
 
 
-def build_definitions(settings: PipelineSettings | None = None) -> dg.Definitions:
+def build_definitions(
+    settings: PipelineSettings | None = None, engine: EngineResource | None = None
+) -> dg.Definitions:
     """Every asset, check, sensor and schedule of the space in `settings.definitions_dir`.
 
     Invalid definitions do not break the code location: the per-trait and per-audience assets
@@ -136,6 +143,7 @@ def build_definitions(settings: PipelineSettings | None = None) -> dg.Definition
         ],
         resources={
             "settings": settings,
+            "engine": engine or engine_from_env(),
             "parquet_io_manager": ParquetIOManager(warehouse_dir=warehouse),
         },
     )

@@ -1,4 +1,4 @@
-"""Settings shared by assets, sensors and checks (paths; no secrets here)."""
+"""Settings shared by assets, sensors and checks (paths), and the engine that computes."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 
 import dagster as dg
 from dagster import AssetExecutionContext
+
+from audience_pipeline.engines import ComputeFn, engine_compute
 
 AS_OF_TAG = "audience_pipeline/as_of"
 
@@ -29,6 +31,28 @@ class PipelineSettings(dg.ConfigurableResource):
     @property
     def landing(self) -> Path:
         return Path(self.landing_dir)
+
+
+class EngineResource(dg.ConfigurableResource):
+    """Which engine computes the tables (`engines`): ``polars`` (default; incremental runs),
+    ``duckdb``, or ``postgres`` inside the server at `dsn` (give it as
+    ``dg.EnvVar("AUDIENCE_PIPELINE_POSTGRES_DSN")``). Engines other than Polars compute in full."""
+
+    engine: str = "polars"
+    dsn: str | None = None
+
+    def compute_fn(self) -> ComputeFn | None:
+        """None for Polars (the incremental path), else the engine's compute function."""
+        return None if self.engine == "polars" else engine_compute(self.engine, dsn=self.dsn)
+
+
+def engine_from_env() -> EngineResource:
+    """AUDIENCE_PIPELINE_ENGINE (default polars); for postgres the DSN is read at run time from
+    AUDIENCE_PIPELINE_POSTGRES_DSN (an EnvVar: never stored in the run's config)."""
+    engine = os.environ.get("AUDIENCE_PIPELINE_ENGINE", "polars")
+    if engine == "postgres":
+        return EngineResource(engine=engine, dsn=dg.EnvVar("AUDIENCE_PIPELINE_POSTGRES_DSN"))
+    return EngineResource(engine=engine)
 
 
 def settings_from_env() -> PipelineSettings:

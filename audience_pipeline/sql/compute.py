@@ -248,6 +248,26 @@ def compute_duckdb(
         members = con.sql('SELECT account_id, profile_id FROM "ap_account_members"').pl()
     finally:
         con.close()
+    result = assemble_result(prepared, frames, profiles, accounts, members, space_ir, as_of)
+    log.info("duckdb compute in %.2fs", time.perf_counter() - started)
+    return result
+
+
+def assemble_result(
+    prepared: dict[str, object],
+    frames: dict[str, pl.DataFrame],
+    profiles: pl.DataFrame,
+    accounts: pl.DataFrame,
+    members: pl.DataFrame,
+    space_ir: ir.Space,
+    as_of: datetime,
+) -> ComputeResult:
+    """The output tables from the level frames an SQL engine computed (shared by the DuckDB and
+    PostgreSQL engines, so that every engine writes the Polars engine's tables and dtypes).
+
+    `prepared`: ``identity``, ``user_latest``, ``account_latest`` and ``messages`` (as
+    `prepare_inputs` returns them); `profiles`, `accounts`, `members`: the entity relations.
+    """
     identity = prepared["identity"]
     user_latest: pl.DataFrame = prepared["user_latest"]  # type: ignore[assignment]
     account_latest: pl.DataFrame = prepared["account_latest"]  # type: ignore[assignment]
@@ -287,7 +307,6 @@ def compute_duckdb(
         "accounts": accounts.height,
         **{f"identity_{k}": v for k, v in identity.stats.items()},  # type: ignore[attr-defined]
     }
-    log.info("duckdb compute in %.2fs", time.perf_counter() - started)
     return ComputeResult(
         as_of=as_of,
         identities=identity.identities,  # type: ignore[attr-defined]

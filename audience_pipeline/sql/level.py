@@ -231,8 +231,11 @@ class LevelBuilder:
         stage.emit("evm")
         self._traits_cte(stage)
         if needs_traits:
+            # evr has the custom trait columns already: a second copy is ambiguous in PostgreSQL.
+            custom = set(self.columns.custom.values())
+            names = [c for c in self._trait_column_names() if c not in custom]
             self.ctes.append((self.name("evt"), _evt_select(
-                self.name("evr"), self.name("traits"), self._trait_column_names())))  # fmt: skip
+                self.name("evr"), self.name("traits"), names)))  # fmt: skip
         if second_pass:
             stage2.emit("evtm")
         self.ctes += funnels

@@ -1,0 +1,73 @@
+"""The engines that compute a run's tables, chosen by name (a neutral place: the CLI, the service
+facade and Dagster's engine resource pick one here; no backend imports another).
+
+Every engine takes the normalized events and trait updates, the space's identifier rules, the
+compiled space and the as-of, and returns the same `ComputeResult` (same tables, same dtypes).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+import polars as pl
+
+from audience_pipeline.ir import nodes as ir
+from audience_pipeline.spec.models import SpaceConfig
+
+if TYPE_CHECKING:
+    from audience_pipeline.engine.compute import ComputeResult
+    from audience_pipeline.sqltraits.run import SqlTraitResult
+
+ENGINES = ("polars", "duckdb", "postgres")
+
+
+class ComputeFn(Protocol):
+    """``fn(events, trait_updates, space_config, space_ir, as_of, sql_traits=...)``."""
+
+    def __call__(
+        self,
+        events: pl.DataFrame,
+        trait_updates: pl.DataFrame,
+        space_config: SpaceConfig,
+        space_ir: ir.Space,
+        as_of: datetime,
+        /,
+        *,
+        sql_traits: list[SqlTraitResult] | None = None,
+    ) -> ComputeResult: ...
+
+
+def engine_compute(engine: str = "polars", *, dsn: str | None = None) -> ComputeFn:
+    """The compute function of one engine.
+
+    Args:
+        engine: polars (in process), duckdb (in process), or postgres (inside the server at `dsn`).
+        dsn: PostgreSQL connection string, for ``postgres``.
+
+    Returns:
+        ``fn(events, trait_updates, space_config, space_ir, as_of, sql_traits) -> ComputeResult``
+        (`sql_traits`: the rows of the space's `kind: sql` traits, or None).
+    """
+    if engine == "polars":
+        from audience_pipeline.engine.compute import compute
+
+        return compute
+    if engine == "duckdb":
+        from audience_pipeline.sql.compute import compute_duckdb
+
+        return compute_duckdb
+    if engine == "postgres":
+        if not dsn:
+            raise ValueError("--engine postgres needs --dsn (a PostgreSQL connection string)")
+        from audience_pipeline.sql.postgres_compute import compute_postgres
+
+        def on_postgres(events: pl.DataFrame, trait_updates: pl.DataFrame,
+                        space_config: SpaceConfig, space_ir: ir.Space, as_of: datetime,
+                        sql_traits: list[SqlTraitResult] | None = None) -> ComputeResult:  # fmt: skip
+            return compute_postgres(events, trait_updates, space_config, space_ir, as_of,
+                                    sql_traits, dsn=dsn)  # fmt: skip
+
+        return on_postgres
+    msg = f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}"
+    raise ValueError(msg)
