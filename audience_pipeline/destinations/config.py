@@ -15,8 +15,8 @@ from typing import Any, Literal, cast
 
 import yaml
 
+from audience_pipeline.spec.fields import parse_duration
 from audience_pipeline.spec.issues import DefinitionsError, Issue
-from audience_pipeline.spec.loader import parse_duration
 
 DestinationType = Literal["webhook", "segment", "postgres", "files"]
 Strategy = Literal["first", "last", "all"]

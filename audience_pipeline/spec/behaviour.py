@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from audience_pipeline.ir import nodes as ir
-from audience_pipeline.spec.loader import event_names, parse_duration
+from audience_pipeline.spec.fields import event_names, parse_duration
 
 BEHAVIOUR_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     # node: (required fields, optional fields)

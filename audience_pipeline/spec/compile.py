@@ -17,13 +17,9 @@ from audience_pipeline.spec.behaviour import (
     sample_overlaps,
 )
 from audience_pipeline.spec.expressions import ExprContext, ExprError, parse_expression
+from audience_pipeline.spec.fields import event_names, parse_duration
 from audience_pipeline.spec.issues import DefinitionsError, Issue
-from audience_pipeline.spec.loader import (
-    event_names,
-    load_definitions,
-    parse_duration,
-    parse_window,
-)
+from audience_pipeline.spec.loader import load_definitions, parse_window
 from audience_pipeline.spec.models import AudienceDef, Definitions, TraitDef
 from audience_pipeline.spec.sql_traits import check_sql_traits
 from audience_pipeline.spec.unknown_names import did_you_mean

@@ -6,7 +6,6 @@ them all at once.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import yaml
 
 from audience_pipeline.ir.nodes import Window
-from audience_pipeline.spec import limits
+from audience_pipeline.spec.fields import check_key, event_names, parse_duration
 from audience_pipeline.spec.issues import Issue
 from audience_pipeline.spec.models import (
     DEFAULT_BLOCKED_VALUES,
@@ -27,10 +26,6 @@ from audience_pipeline.spec.models import (
 )
 from audience_pipeline.spec.yaml_errors import describe_yaml_error
 
-KEY_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
-_DURATION = re.compile(r"([0-9]+)\s*([mhdw])")
-_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
 TRAIT_FIELDS = {
     "key", "name", "description", "level", "kind", "event", "property", "where", "within",
     "between", "min_frequency",
@@ -39,18 +34,6 @@ AUDIENCE_FIELDS = {
     "key", "name", "description", "level", "backfill", "created_at", "include_anonymous",
     "condition",
 }  # fmt: skip
-
-
-def parse_duration(value: Any) -> int:
-    """`<n>m|h|d|w` -> seconds; raises ValueError with a readable message."""
-    text = str(value).strip() if isinstance(value, str | int) else None
-    match = _DURATION.fullmatch(text) if text is not None else None
-    if match is None or isinstance(value, bool):
-        msg = "a duration is <n>m, <n>h, <n>d or <n>w"
-        raise ValueError(msg)
-    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    limits.check_duration(seconds)  # a LimitError is a ValueError: reported like the rest
-    return seconds
 
 
 def parse_window(raw: dict[str, Any], issues: list[Issue], file: str, key: str | None,
@@ -81,14 +64,6 @@ def parse_window(raw: dict[str, Any], issues: list[Issue], file: str, key: str |
             issues.append(Issue(file, key, f"{prefix}between", "needs A < B", str(between)))
             return None
         return Window(lower=hi, upper=lo)
-    return None
-
-
-def event_names(value: Any) -> tuple[str, ...] | None:
-    if isinstance(value, str) and value:
-        return (value,)
-    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
-        return tuple(value)
     return None
 
 
@@ -202,14 +177,6 @@ def _identifiers(raw: Any, file: str, issues: list[Issue]) -> tuple[IdentifierSp
     return tuple(result)
 
 
-def _check_key(raw: dict[str, Any], file: str, issues: list[Issue]) -> str | None:
-    key = raw.get("key")
-    if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
-        issues.append(Issue(file, None, "key", "key must match [a-z][a-z0-9_]*", str(key)))
-        return None
-    return key
-
-
 def load_trait(raw: Any, file: str, issues: list[Issue]) -> TraitDef | None:
     if not isinstance(raw, dict):
         issues.append(Issue(file, None, None, "a trait file holds one mapping"))
@@ -218,7 +185,7 @@ def load_trait(raw: Any, file: str, issues: list[Issue]) -> TraitDef | None:
         from audience_pipeline.spec.section7_traits import load_section7_trait
 
         return load_section7_trait(raw, file, issues)
-    key = _check_key(raw, file, issues)
+    key = check_key(raw, file, issues)
     before = len(issues)
     for extra in sorted(set(raw) - TRAIT_FIELDS):
         issues.append(Issue(file, key, extra, "unknown field", extra))
@@ -278,7 +245,7 @@ def load_audience(raw: Any, file: str, issues: list[Issue]) -> AudienceDef | Non
     if not isinstance(raw, dict):
         issues.append(Issue(file, None, None, "an audience file holds one mapping"))
         return None
-    key = _check_key(raw, file, issues)
+    key = check_key(raw, file, issues)
     before = len(issues)
     for extra in sorted(set(raw) - AUDIENCE_FIELDS):
         issues.append(Issue(file, key, extra, "unknown field", extra))

@@ -6,8 +6,8 @@ import re
 from typing import Any
 
 from audience_pipeline.ir.nodes import Window
+from audience_pipeline.spec.fields import check_key, event_names, parse_duration
 from audience_pipeline.spec.issues import Issue
-from audience_pipeline.spec.loader import _check_key, event_names, parse_duration
 from audience_pipeline.spec.models import SourceSpec, TraitDef
 
 SCORES = ("quantity", "frequency", "recency", "momentum", "consistency")
@@ -17,7 +17,7 @@ DEFAULT_SCORE_WINDOW = 90 * 86400
 
 def load_score_trait(raw: dict[str, Any], file: str, issues: list[Issue]) -> TraitDef | None:
     """`kind: score`: score required; event optional (every event); where; within (90d)."""
-    key = _check_key(raw, file, issues)
+    key = check_key(raw, file, issues)
     before = len(issues)
     for extra in sorted(set(raw) - SCORE_FIELDS, key=str):
         why = "not a field of a score trait" if extra in ("property", "between", "min_frequency") else "unknown field"  # fmt: skip
@@ -61,7 +61,7 @@ SOURCE_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
 def load_sql_trait(raw: dict[str, Any], file: str, issues: list[Issue]) -> TraitDef | None:
     """`kind: sql`: a `query` (checked against the space when compiled) and a level."""
-    key = _check_key(raw, file, issues)
+    key = check_key(raw, file, issues)
     before = len(issues)
     for extra in sorted(set(raw) - SQL_FIELDS, key=str):
         issues.append(Issue(file, key, str(extra), "unknown field (a sql trait has query and level)", str(extra)))  # fmt: skip
