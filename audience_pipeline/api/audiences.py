@@ -13,10 +13,10 @@ from audience_pipeline.api.profiles import (
     CursorAlias,
     Limit,
     Next,
-    _external_ids,
-    _string_cursor,
     check_space,
     external_id_of_account,
+    external_ids_of,
+    string_cursor,
 )
 from audience_pipeline.api.responses import ok
 from audience_pipeline.api.schemas import ERRORS, MembersResponse
@@ -44,7 +44,7 @@ def build_router(store: Store) -> APIRouter:
         level = generation.audience_levels.get(key)
         if level is None:
             raise not_found(f"Audience {key[:100]!r} was not found.")
-        after = _string_cursor(next or cursor)
+        after = string_cursor(next or cursor)
         ids = generation.members.get(key)
         collection = generation.users if level == "user" else generation.accounts
         page: list[str] = []
@@ -63,7 +63,7 @@ def build_router(store: Store) -> APIRouter:
                 if collection.name == ACCOUNTS:
                     item["external_ids"] = [external_id_of_account(entity, None)]
                 elif row is not None:
-                    item["external_ids"] = _external_ids(collection, row)
+                    item["external_ids"] = external_ids_of(collection, row)
             data.append(item)
         params = {"limit": limit, "verbose": "true" if verbose else None}
         body = {"audience": key, "level": level, "size": size, "data": data,

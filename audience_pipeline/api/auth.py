@@ -32,17 +32,19 @@ def token_problem(token: str) -> str | None:
     return None
 
 
-def _digest(text: str) -> bytes:
+def token_digest(text: str) -> bytes:
     # Comparing fixed-size digests keeps the comparison constant-time whatever the lengths.
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 def token_check(token: str) -> Callable[..., Awaitable[None]]:
     """A dependency that admits requests whose basic-auth user name is `token`."""
-    expected = _digest(token)
+    expected = token_digest(token)
 
     async def check(credentials: Annotated[HTTPBasicCredentials | None, Depends(basic)]) -> None:
-        if credentials is None or not hmac.compare_digest(_digest(credentials.username), expected):
+        if credentials is None or not hmac.compare_digest(
+            token_digest(credentials.username), expected
+        ):
             raise ApiError(401, "a valid access token is required (basic auth user name)",
                            headers=CHALLENGE)  # fmt: skip
 

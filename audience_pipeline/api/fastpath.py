@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from audience_pipeline.api import profiles
-from audience_pipeline.api.auth import _digest
+from audience_pipeline.api.auth import token_digest
 from audience_pipeline.api.errors import ApiError
 from audience_pipeline.api.responses import stamp
 from audience_pipeline.api.store import Store
@@ -52,7 +52,7 @@ class FastPath:
     def __init__(self, app: ASGIApp, store: Store, token: str) -> None:
         self.app = app
         self.store = store
-        self.expected = _digest(token)
+        self.expected = token_digest(token)
 
     async def __call__(
         self,
@@ -111,7 +111,7 @@ class FastPath:
                     )
                 except (binascii.Error, UnicodeDecodeError, ValueError):
                     return False
-                return bool(sep) and hmac.compare_digest(_digest(user), self.expected)
+                return bool(sep) and hmac.compare_digest(token_digest(user), self.expected)
         return False
 
 

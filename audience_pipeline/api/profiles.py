@@ -62,7 +62,7 @@ def locate(generation: Generation, space: str, collection: str, ext: str) -> tup
     return generation.collection(collection), resolve(generation, collection, ext)
 
 
-def _string_cursor(text: str | None) -> str | None:
+def string_cursor(text: str | None) -> str | None:
     key = decode_cursor(text)
     if key is not None and not isinstance(key, str):
         raise bad_request("invalid cursor")
@@ -245,7 +245,7 @@ def traits_body(
 ) -> dict[str, Any]:  # fmt: skip
     """The traits page (shared by the FastAPI route and the fast path)."""
     col, row = locate(generation, space, collection, external_id)
-    after = _string_cursor(cursor)
+    after = string_cursor(cursor)
     wanted = set(split_list(include) or ()) if include is not None else None
     values = col.traits.row(row)
     columns = col.columns
@@ -319,7 +319,7 @@ def links_body(
     limit: int, cursor: str | None,
 ) -> dict[str, Any]:  # fmt: skip
     col, row = locate(generation, space, collection, external_id)
-    after = _string_cursor(cursor)
+    after = string_cursor(cursor)
     begin, end = col.link_offsets[row], col.link_offsets[row + 1]
     pairs = col.links.slice(begin, end - begin).select("other_row", "created_at").rows()
     other = generation.accounts if col.name == USERS else generation.users
@@ -336,7 +336,7 @@ def links_body(
         if other.name == ACCOUNTS:
             ids = [external_id_of_account(other_id, created)]
         else:
-            ids = _external_ids(other, other_row)
+            ids = external_ids_of(other, other_row)
         data.append({"to_collection": other.name, "external_ids": ids})
         last = other_id
     return {
@@ -349,7 +349,7 @@ def external_id_of_account(account_id: str, created: datetime | None) -> dict[st
     return id_json("group_id", account_id, ACCOUNTS, created)
 
 
-def _external_ids(users: Collection, row: int) -> list[dict[str, Any]]:
+def external_ids_of(users: Collection, row: int) -> list[dict[str, Any]]:
     begin, end = users.external_offsets[row], users.external_offsets[row + 1]
     rows = users.external.slice(begin, end - begin).select("type", "id", "created_at").rows()
     return [id_json(t, v, USERS, c) for t, v, c in rows]

@@ -19,9 +19,9 @@ import polars as pl
 from audience_pipeline.destinations.hashing import sha256_hex
 from audience_pipeline.destinations.jsontext import json_string, needs_escape
 from audience_pipeline.destinations.payloads import (
-    _ID_FIELDS,
     ENTERED_EVENT,
     EXITED_EVENT,
+    MESSAGE_ID_FIELDS,
     AudienceInfo,
     PersonasContext,
     calls_for,
@@ -181,14 +181,14 @@ def _people(calls: pl.DataFrame, types: list[str], identity: list[Any],
     external: list[pl.Expr] = []  # {"id":..,"type":..,..}
     for t in types:
         value = json_string(v[t], escape)
-        name = _ID_FIELDS.get(t)
+        name = MESSAGE_ID_FIELDS.get(t)
         piece = pl.concat_str([pl.lit(f",{_dumps(name or t)}:"), *value])
         (fields if name else extras).append(piece)
         external.append(pl.concat_str([pl.lit('{"id":'), *value, pl.lit(f',"type":{_dumps(t)},'
                                        '"collection":"users","encoding":"none"}')]))  # fmt: skip
     has_person = pl.lit(False)
     for t in types:
-        if t in _ID_FIELDS:
+        if t in MESSAGE_ID_FIELDS:
             has_person = has_person | v[t].is_not_null()
     fallback = pl.when(~has_person).then(
         pl.concat_str([pl.lit(',"anonymousId":'), *q["entity_id"]])

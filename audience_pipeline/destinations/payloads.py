@@ -30,7 +30,7 @@ from audience_pipeline.destinations.config import AudienceLink
 
 ENTERED_EVENT = "Audience Entered"
 EXITED_EVENT = "Audience Exited"
-_ID_FIELDS = {"user_id": "userId", "anonymous_id": "anonymousId"}
+MESSAGE_ID_FIELDS = {"user_id": "userId", "anonymous_id": "anonymousId"}
 
 
 @dataclass(frozen=True)
@@ -127,8 +127,8 @@ def render_change(
             }
             extra: dict[str, str] = {}
             for id_type, id_value in picked:
-                if id_type in _ID_FIELDS:
-                    message[_ID_FIELDS[id_type]] = id_value
+                if id_type in MESSAGE_ID_FIELDS:
+                    message[MESSAGE_ID_FIELDS[id_type]] = id_value
                 else:
                     extra[id_type] = id_value
             if "userId" not in message and "anonymousId" not in message:
