@@ -29,7 +29,6 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from audience_pipeline.storage import duckdb_identifier, duckdb_string
 from audience_pipeline.warehouse.runs import NoWarehouse, require_run
 
 # Functions that reach files, the network, the environment or the settings.
@@ -38,6 +37,14 @@ _DENIED_NAMES = frozenset(
     {"glob", "getenv", "current_setting", "query", "query_table", "which_secret",
      "duckdb_secrets", "duckdb_settings", "duckdb_extensions", "load_extension"}
 )  # fmt: skip
+
+
+def duckdb_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def duckdb_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 class QueryRefused(ValueError):

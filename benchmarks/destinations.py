@@ -41,7 +41,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from audience_pipeline.destinations import export, sync  # noqa: E402
-from audience_pipeline.storage import write_table  # noqa: E402
+from audience_pipeline.warehouse.files import write_table  # noqa: E402
 
 SEGMENT_FORMATTED_SECONDS = 30.0  # Segment docs: ~30 s for a formatted CSV of 1M rows
 

@@ -216,8 +216,8 @@ def build_router(store: Store, definitions_dir: str) -> APIRouter:
         """Why the profile (account) is or is not in an audience: the condition tree with each
         node's value for it (see docs/api.md)."""
         from audience_pipeline.explain import LevelMismatch, UnknownAudience, UnknownEntity
-        from audience_pipeline.snapshot import SnapshotMissing
         from audience_pipeline.spec.issues import DefinitionsError
+        from audience_pipeline.warehouse.snapshot import SnapshotMissing
 
         generation = store.current
         col, row = locate(generation, space, collection.value, external_id)

@@ -19,8 +19,8 @@ from typing import Any
 import polars as pl
 
 from audience_pipeline.message_types import EVENT_TYPES
-from audience_pipeline.snapshot import Snapshot, SnapshotMissing
 from audience_pipeline.spec.models import Definitions
+from audience_pipeline.warehouse.snapshot import Snapshot, SnapshotMissing
 
 log = logging.getLogger(__name__)
 

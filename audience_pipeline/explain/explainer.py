@@ -18,12 +18,12 @@ from audience_pipeline.engine.traitvalues import computed_column
 from audience_pipeline.explain.evaluate import evaluate
 from audience_pipeline.explain.tree import TreeBuilder
 from audience_pipeline.ir import nodes as ir
-from audience_pipeline.snapshot import Snapshot
 from audience_pipeline.spec.compile import compile_space
 from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.spec.loader import load_definitions
 from audience_pipeline.spec.models import Definitions
 from audience_pipeline.sqltraits.columns import rows_from_columns
+from audience_pipeline.warehouse.snapshot import Snapshot
 
 MESSAGE_COLUMNS = [
     "seq", "message_id", "type", "event", "timestamp", "group_id", "properties", "context",

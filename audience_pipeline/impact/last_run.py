@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from audience_pipeline.ingest import QUARANTINE_COLUMNS, IngestResult
-from audience_pipeline.snapshot import SnapshotMissing, open_snapshot_waiting
+from audience_pipeline.warehouse.snapshot import SnapshotMissing, open_snapshot_waiting
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import pytest
 
 from audience_pipeline.cli import main
 from audience_pipeline.explain import Explainer
-from audience_pipeline.snapshot import open_snapshot
+from audience_pipeline.warehouse.snapshot import open_snapshot
 from tests.api.support import AS_OF, DEFINITIONS, Expected, Server, profile_path
 
 DURATION = {"d": 86400, "h": 3600, "m": 60, "w": 604800}

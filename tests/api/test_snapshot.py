@@ -16,9 +16,9 @@ from audience_pipeline.explain import Explainer
 from audience_pipeline.ingest import ingest
 from audience_pipeline.membership.pipeline import engine_step
 from audience_pipeline.orchestration import warehouse as wh
-from audience_pipeline.snapshot import open_snapshot
 from audience_pipeline.spec.loader import load_space
 from audience_pipeline.warehouse import begin_run, open_run
+from audience_pipeline.warehouse.snapshot import open_snapshot
 from audience_pipeline.warehouse.writer import amend_run
 from tests.api.support import AS_OF, DEFINITIONS, Expected, compute, make_events
 

@@ -18,7 +18,7 @@ import orjson
 import polars as pl
 import yaml
 
-from audience_pipeline.storage import write_table
+from audience_pipeline.warehouse.files import write_table
 
 AS_OF = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SPACE = {

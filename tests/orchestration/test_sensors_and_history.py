@@ -20,7 +20,7 @@ from audience_pipeline.membership.snapshots import members_on, snapshot_of, take
 from audience_pipeline.orchestration.definitions import build_definitions
 from audience_pipeline.orchestration.resources import PipelineSettings
 from audience_pipeline.spec.loader import load_definitions
-from audience_pipeline.storage import write_table
+from audience_pipeline.warehouse.files import write_table
 
 
 def _evaluate(defs: dg.Definitions, name: str, cursor: str | None, instance: dg.DagsterInstance):  # type: ignore[no-untyped-def]
