@@ -61,15 +61,9 @@ def parse_behaviour(node: str, raw: Any, path: str, since: datetime | None, repo
         report(here, f"{node} is a mapping of its fields", raw)
         return None
     required, optional = BEHAVIOUR_FIELDS[node]
-    ok = True
-    for extra in sorted(set(raw) - required - optional, key=str):
-        report(f"{here}.{extra}", "unknown field", extra)
-        ok = False
-    for missing in sorted(required - set(raw)):
-        report(f"{here}.{missing}", "required field is missing", None)
-        ok = False
-    if not ok:
+    if not _fields_ok(raw, here, required, optional, report):
         return None
+    ok = True
     events = event_names(raw["event"])
     if events is None:
         report(f"{here}.event", "event is a name or a list of names", raw["event"])
@@ -114,6 +108,19 @@ def _body(node: str, c: _Common, s: dict[str, int], counts: dict[str, int]) -> i
     p, k, n = s["period"], counts["periods"], counts["times"]
     periods = tuple(c.cond(ir.Window((i + 1) * p, i * p), count_at_least(n)) for i in range(k))
     return ir.AtLeast(counts["min_periods"], periods)
+
+
+def _fields_ok(raw: dict[str, Any], here: str, required: set[str] | frozenset[str],
+               optional: set[str] | frozenset[str], report: Report) -> bool:  # fmt: skip
+    """Report every unknown and every missing field (SPEC 7a: an unknown field is invalid)."""
+    ok = True
+    for extra in sorted(set(raw) - required - optional, key=str):
+        report(f"{here}.{extra}", "unknown field", extra)
+        ok = False
+    for missing in sorted(required - set(raw)):
+        report(f"{here}.{missing}", "required field is missing", None)
+        ok = False
+    return ok
 
 
 def _duration(value: Any, path: str, report: Report) -> int | None:
@@ -161,14 +168,7 @@ def parse_sample(
     if not isinstance(raw, dict):
         report(here, "sample is {salt, from, to}", raw)
         return None
-    ok = True
-    for extra in sorted(set(raw) - SAMPLE_FIELDS, key=str):
-        report(f"{here}.{extra}", "unknown field", extra)
-        ok = False
-    for missing in sorted(SAMPLE_FIELDS - set(raw)):
-        report(f"{here}.{missing}", "required field is missing", None)
-        ok = False
-    if not ok:
+    if not _fields_ok(raw, here, SAMPLE_FIELDS, frozenset(), report):
         return None
     salt = _salt(raw["salt"])
     if salt is None:
