@@ -8,8 +8,9 @@ from pathlib import Path
 
 from sqlglot import exp
 
-from audience_pipeline.engine.audiences import audience_column, collect_leaves
 from audience_pipeline.ir import nodes as ir
+from audience_pipeline.ir.leaves import collect_leaves
+from audience_pipeline.ir.naming import audience_column
 from audience_pipeline.ir.walk import audience_refs, condition_exprs, iter_conditions, refs
 from audience_pipeline.spec.compile import load_space_ir
 from audience_pipeline.sql.dialects import SqlDialect, get_dialect
