@@ -92,7 +92,7 @@ def load_events(
     straight into it, not through a temporary folder)."""
     path = Path(events)
     if schema is not None:
-        from audience_pipeline.sql.warehouse import read_segment_warehouse
+        from audience_pipeline.ingest.segment_warehouse import read_segment_warehouse
 
         result = read_segment_warehouse(str(events), schema, space=definitions.space)
     elif (
@@ -118,10 +118,12 @@ def compute_tables(
     engine: str = "polars",
     *,
     dsn: str | None = None,
+    normalized: Path | None = None,
 ) -> tuple[Definitions, ComputeResult]:
     """Every computed table, by the Polars engine, inside DuckDB or inside the PostgreSQL server
-    at `dsn` (same tables, same dtypes; see `engines`)."""
-    compute_fn = engine_compute(engine, dsn=dsn)
+    at `dsn` (same tables, same dtypes; see `engines`). `normalized`: the folder where `ingested`
+    is also stored as Parquet (DuckDB reads it there)."""
+    compute_fn = engine_compute(engine, dsn=dsn, normalized=normalized)
     definitions, space = load_space_ir(str(definitions_dir), as_of)
     sql_rows = run_sql_traits(definitions, ingested.events, ingested.trait_updates, as_of)
     result = compute_fn(ingested.events, ingested.trait_updates, definitions.space, space, as_of,
@@ -172,7 +174,8 @@ def run_compute(
         read = lines_read(ingested.events.height, ingested.quarantine)
         check_not_empty(read, writer.previous, **guard)  # type: ignore[arg-type]
         stages.start("compute")
-        _, result = compute_tables(ingested, definitions_dir, as_of, engine, dsn=dsn)
+        _, result = compute_tables(ingested, definitions_dir, as_of, engine, dsn=dsn,
+                                   normalized=staging)  # fmt: skip
         stages.start("write")
         # Changes and history derive from the committed run (never from a killed run's files).
         base = writer.base

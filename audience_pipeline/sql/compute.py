@@ -283,6 +283,9 @@ def compute_duckdb(
     space_ir: ir.Space,
     as_of: datetime,
     sql_traits: list[SqlTraitResult] | None = None,
+    *,
+    bounded: bool = False,
+    memory_limit: str | int | None = None,
 ) -> ComputeResult:
     """Compute identities, traits and memberships as of `as_of` inside DuckDB, from frames.
 
@@ -293,17 +296,24 @@ def compute_duckdb(
         space_ir: compiled traits and audiences.
         as_of: the evaluation time.
         sql_traits: the rows of the space's `kind: sql` traits.
+        bounded: run under a memory limit, spilling past it (as `compute_duckdb_normalized`);
+            else DuckDB's defaults, or `AUDIENCE_PIPELINE_DUCKDB_MEMORY_LIMIT` when set.
+        memory_limit: the run's memory limit when `bounded` (None: `limits`' default).
 
     Returns:
         The same tables, with the same dtypes, as `engine.compute.compute`.
     """
     started = time.perf_counter()
-    con = duckdb.connect(config=_duckdb_config())
-    try:
-        source = FrameSource.cut(events, trait_updates, as_of)
-        result = _compute(con, source, space_config, space_ir, as_of, sql_traits)
-    finally:
-        con.close()
+    source = FrameSource.cut(events, trait_updates, as_of)
+    if bounded:
+        with spilling_connection(duckdb_memory_limit(memory_limit)) as con:
+            result = _compute(con, source, space_config, space_ir, as_of, sql_traits)
+    else:
+        con = duckdb.connect(config=_duckdb_config())
+        try:
+            result = _compute(con, source, space_config, space_ir, as_of, sql_traits)
+        finally:
+            con.close()
     log.info("duckdb compute in %.2fs", time.perf_counter() - started)
     return result
 
