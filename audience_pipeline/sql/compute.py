@@ -37,6 +37,7 @@ from audience_pipeline.sql.identity import resolve_identities_sql
 from audience_pipeline.sql.relations import Inputs, alias, bind_as_of, coalesce, col, eq
 from audience_pipeline.sql.sources import FrameSource, MessageSource, ParquetSource
 from audience_pipeline.sql.statements import create_as, select_all
+from audience_pipeline.sql.steps import run_in_steps
 from audience_pipeline.sqltraits.columns import with_sql_rows
 from audience_pipeline.sqltraits.match import matched_sql_traits
 from audience_pipeline.sqltraits.run import SqlTraitResult
@@ -199,12 +200,16 @@ def run_space_sql(
     """Run both levels' SQL in DuckDB; returns the user and account frames."""
     literal = compiled.dialect.timestamp(as_of.isoformat())
     frames: dict[str, pl.DataFrame] = {}
+
+    def execute(statement: exp.Expr) -> None:
+        con.execute(compiled.dialect.render(statement, pretty=False))
+
     for level, frame in (("user", compiled.user_frame), ("account", compiled.account_frame)):
         if frame is None:
             continue
         query = bind_as_of(compiled.level_query(level), literal)  # type: ignore[arg-type]
         # The account level reads the user frame as a table.
-        con.execute(compiled.dialect.render(create_as(frame, query), pretty=False))  # type: ignore[arg-type]
+        run_in_steps(execute, query, frame)
         frames[level] = con.sql(select_all(frame).sql("duckdb")).pl()
     return frames
 
@@ -237,13 +242,22 @@ def duckdb_memory_limit(memory_limit: str | int | None = None) -> str:
     return f"{max(share, 64)}MiB"
 
 
+def _remove_orphans(root: Path) -> None:
+    """Spill folders of runs that were killed (their process is gone)."""
+    for folder in root.glob("run-*-*"):
+        pid = folder.name.split("-")[1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 @contextmanager
 def spilling_connection(memory_limit: str) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB connection under `memory_limit` that spills to a temporary folder of
     its own (removed afterwards: two runs never share spill files)."""
     root = Path(tempfile.gettempdir()) / SPILL_FOLDER
     root.mkdir(parents=True, exist_ok=True)
-    spill = Path(tempfile.mkdtemp(prefix="run-", dir=root))
+    _remove_orphans(root)
+    spill = Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=root))
     config: dict[str, str | bool | int | float | list[str]] = {
         "memory_limit": memory_limit,
         "temp_directory": str(spill),

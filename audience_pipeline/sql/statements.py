@@ -13,7 +13,7 @@ def relation(name: str) -> exp.Table:
     return exp.Table(this=exp.to_identifier(name, quoted=True))
 
 
-def create_as(name: str, query: exp.Query, *, view: bool = False) -> exp.Create:
+def create_as(name: str, query: exp.Expr, *, view: bool = False) -> exp.Create:
     """CREATE OR REPLACE TEMPORARY TABLE|VIEW "name" AS <query>."""
     return exp.Create(
         this=relation(name),
