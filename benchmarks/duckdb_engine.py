@@ -8,7 +8,7 @@ Each run is a fresh child process that computes the benchmark space (benchmarks/
 `benchmarks/data/normalized-<N>/` itself (as a `compute` run reads its `_normalized/`), under
 `--memory-limit` (default: the `limits` default). Prints `duckdb_s` (median), and
 `duckdb_peak_rss_mb` (the largest peak RSS of the children: DuckDB's threads and buffers are in
-that one process); with `--polars-s` (the Polars engine's seconds on the same data, e.g. from
+that one process), and each run's stages on stderr; with `--polars-s` (the Polars engine's seconds on the same data, e.g. from
 `benchmarks/run.py`), also `polars_vs_duckdb`. `benchmarks/run.py` calls `measure` for its own
 `duckdb_s` line.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import resource
 import statistics
 import subprocess
@@ -31,6 +32,7 @@ AS_OF = datetime(2026, 3, 1, tzinfo=UTC)
 
 def _child(normalized: str, definitions: str, memory_limit: str) -> int:
     sys.path.insert(0, str(ROOT.parent))
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     from audience_pipeline.spec.compile import load_space_ir
     from audience_pipeline.sql.compute import compute_duckdb_normalized
 
@@ -54,8 +56,10 @@ def measure(normalized: Path, definitions: str, repeat: int = 1,
     for _ in range(repeat):
         command = [sys.executable, str(Path(__file__).resolve()), "--child",
                    str(normalized), definitions, memory_limit]  # fmt: skip
-        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        runs.append(json.loads(out.strip().splitlines()[-1]))
+        done = subprocess.run(command, check=True, capture_output=True, text=True)
+        stages = [line for line in done.stderr.splitlines() if line.startswith("duckdb stage")]
+        print("\n".join(stages), file=sys.stderr, flush=True)
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
     return {
         "seconds": statistics.median(r["seconds"] for r in runs),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),

@@ -291,13 +291,30 @@ def _compute(
     as_of: datetime,
     sql_traits: list[SqlTraitResult] | None,
 ) -> ComputeResult:
+    lap = _Laps()
     prepared = prepare_source(con, source, space_config, sql_traits=sql_traits)
+    lap("identity and inputs")
     compiled = build_space_sql(space_ir, DuckDB(), flat_columns=prepared["flat_columns"])  # type: ignore[arg-type]
     frames = run_space_sql(con, compiled, as_of)
+    lap("traits and audiences")
     profiles = con.sql('SELECT profile_id FROM "ap_profiles" ORDER BY profile_id').pl()
     accounts = con.sql('SELECT account_id FROM "ap_accounts" ORDER BY account_id').pl()
     members = con.sql('SELECT account_id, profile_id FROM "ap_account_members"').pl()
-    return assemble_result(prepared, frames, profiles, accounts, members, space_ir, as_of)
+    result = assemble_result(prepared, frames, profiles, accounts, members, space_ir, as_of)
+    lap("output tables")
+    return result
+
+
+class _Laps:
+    """Logs the seconds of each stage (`-v` shows them; the benchmark prints them)."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        log.info("duckdb stage %s: %.1fs", stage, now - self.last)
+        self.last = now
 
 
 def compute_duckdb(
