@@ -1,5 +1,5 @@
-"""A level's CTE chain run in steps (DuckDB): every CTE that several later steps read becomes a
-temporary table, dropped after its last reader; a CTE with one reader stays a CTE of that reader.
+"""A level's CTE chain run in steps (DuckDB): each CTE becomes a temporary table, dropped after
+its last reader (`TABLE_READERS` can keep single-reader CTEs as CTEs of their reader instead).
 
 DuckDB keeps a CTE that several steps read as one uncompressed in-memory result; at millions of
 events the widest (every event with its typed path columns, read by a dozen steps) outgrows a
@@ -18,6 +18,11 @@ from sqlglot import exp
 from audience_pipeline.sql.statements import create_as, relation
 
 STEP_PREFIX = "_step_"
+# A CTE with at least this many readers becomes a table; the others stay CTEs of their one
+# reader. 1 (every CTE that is read is a table): at 300k events the chain then runs under a
+# 300 MiB limit, while with 2 DuckDB's longer pipelines ran out of memory even at 400 MiB (it
+# cannot spill every operator's state), and it was no faster with memory to spare.
+TABLE_READERS = 1
 
 
 def _readers(ctes: list[tuple[str, exp.Expr]], final: exp.Expr) -> dict[str, list[int]]:
@@ -42,7 +47,7 @@ def chain_steps(query: exp.Expr) -> tuple[list[tuple[str, exp.Expr]], exp.Expr, 
     final.set("with_", None)
     ctes = [(cte.alias_or_name, cte.this) for cte in with_.expressions]
     readers = _readers(ctes, final)
-    shared = {name: STEP_PREFIX + name for name, _ in ctes if len(readers[name]) > 1}
+    shared = {name: STEP_PREFIX + name for name, _ in ctes if len(readers[name]) >= TABLE_READERS}
 
     def to_table(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Table) and not node.args.get("db") and node.name in shared:
@@ -53,7 +58,7 @@ def chain_steps(query: exp.Expr) -> tuple[list[tuple[str, exp.Expr]], exp.Expr, 
         return node
 
     bodies = {name: body.transform(to_table) for name, body in ctes}
-    inline = {name for name, _ in ctes if len(readers[name]) == 1}
+    inline = {name for name, _ in ctes if name not in shared and readers[name]}
     order = [name for name, _ in ctes]
 
     def with_inlined(body: exp.Expr) -> exp.Expr:
@@ -75,19 +80,23 @@ def chain_steps(query: exp.Expr) -> tuple[list[tuple[str, exp.Expr]], exp.Expr, 
     steps_names = [name for name, _ in ctes if name in shared]
     step_index = {name: index for index, name in enumerate(steps_names)}
 
-    def statement_of(index: int) -> int:
-        """The statement that runs body `index`: its own if shared, else its reader's."""
+    def statement_of(index: int) -> int | None:
+        """The statement that runs body `index`: its own if a table, else its reader's; None
+        for a CTE nothing reads (never run)."""
         while index < len(ctes):
             name = ctes[index][0]
             if name in step_index:
                 return step_index[name]
-            if not readers[name]:  # read by nothing: keep its inputs to the end
-                break
+            if not readers[name]:
+                return None
             index = readers[name][0]
         return len(steps_names)
 
     steps = [(shared[name], with_inlined(bodies[name])) for name in steps_names]
-    last_read = {shared[name]: max(statement_of(r) for r in readers[name]) for name in steps_names}
+    last_read = {}
+    for name in steps_names:
+        runs = [run for run in map(statement_of, readers[name]) if run is not None]
+        last_read[shared[name]] = max(runs, default=len(steps_names))
     return steps, with_inlined(final.transform(to_table)), last_read
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import duckdb
+import pytest
 import sqlglot
 from sqlglot import exp
 
+from audience_pipeline.sql import steps as steps_module
 from audience_pipeline.sql.steps import STEP_PREFIX, chain_steps, run_in_steps
 
 QUERY = """
@@ -24,7 +26,11 @@ def _query() -> exp.Expr:
     return sqlglot.parse_one(QUERY, read="duckdb")
 
 
-def test_steps_answer_as_the_query_and_drop_their_tables() -> None:
+@pytest.mark.parametrize("readers", [1, 2])
+def test_steps_answer_as_the_query_and_drop_their_tables(
+    readers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(steps_module, "TABLE_READERS", readers)
     con = duckdb.connect()
     expected = con.sql(_query().sql("duckdb")).fetchall()
 
@@ -37,7 +43,16 @@ def test_steps_answer_as_the_query_and_drop_their_tables() -> None:
     assert [name for (name,) in left] == ["out"]
 
 
-def test_only_ctes_with_several_readers_become_tables() -> None:
+def test_every_read_cte_is_a_table_by_default() -> None:
+    steps, final, last_read = chain_steps(_query())
+    names = [STEP_PREFIX + n for n in ("base", "once", "shared", "left_", "final_")]
+    assert [name for name, _ in steps] == names
+    assert last_read == {names[0]: 4, names[1]: 4, names[2]: 3, names[3]: 4, names[4]: 5}
+    assert not list(final.find_all(exp.CTE))
+
+
+def test_with_two_readers_only_shared_ctes_become_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(steps_module, "TABLE_READERS", 2)
     steps, final, last_read = chain_steps(_query())
     assert [name for name, _ in steps] == [STEP_PREFIX + "base", STEP_PREFIX + "shared"]
     # `shared` is last read by `left_`, which runs inside the final statement (one reader).
