@@ -4,9 +4,15 @@ Definitions name a few paths out of every event (`price`, `context.device.type`)
 from per-path columns costs a Parquet column decode, while a JSON lookup would parse every
 event's text once per path. The JSON columns stay complete; the flat columns are an index of
 the common keys, so paths beyond the cap fall back to a JSON lookup in the engine.
+
+Columns come in sorted order of their keys (``p.*`` first, then ``c.*``): an order that does not
+depend on where a table is cut into parts and slices, so the readers can decode their own parts
+(:func:`part_columns`) and the assembly only unions them.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -27,6 +33,39 @@ def add_flat_columns(events: pl.DataFrame, *, limit: int = MAX_FLAT_COLUMNS) -> 
     return events.with_columns(added) if added else events
 
 
+@dataclass(frozen=True)
+class PartColumns:
+    """The flat columns of one part of events, and what the assembly needs to know of them."""
+
+    columns: list[pl.Series]  # named with their prefix, in sorted order per source
+    counts: dict[str, int]  # column name -> non-null values in the part
+    over: bool  # a source had more than the cap of keys: the part carries no flat columns
+
+
+def part_columns(events: pl.DataFrame, *, limit: int | None = None) -> PartColumns:
+    """The flat columns of one part (a key null in all of its rows has none).
+
+    A source with more keys than ``limit`` in this part alone is over the cap for the whole
+    table too, unless its extra keys only occur in dropped copies: the assembly then decodes
+    the deduped table itself (``over``), as :func:`add_flat_columns` would.
+    """
+    limit = MAX_FLAT_COLUMNS if limit is None else limit
+    columns: list[pl.Series] = []
+    counts: dict[str, int] = {}
+    for source, prefix in PREFIXES.items():
+        names, parts = _decoded_slices(events.get_column(source))
+        if len(names) > limit:
+            return PartColumns([], {}, over=True)
+        if not names:
+            continue
+        flat = _union(names, parts)
+        for name in names:
+            column = flat.get_column(name).alias(prefix + name)
+            columns.append(column)
+            counts[column.name] = column.len() - column.null_count()
+    return PartColumns(columns, counts, over=False)
+
+
 def decode_fields(texts: pl.Series) -> pl.DataFrame:
     """The String fields of one slice of flat-tagged JSON objects, in order of first appearance.
 
@@ -44,21 +83,32 @@ def decode_fields(texts: pl.Series) -> pl.DataFrame:
 
 
 def _flat_frame(texts: pl.Series, limit: int) -> pl.DataFrame | None:
-    """The String fields of the decoded objects, decoded a slice at a time.
+    """The String fields of the decoded objects in sorted order (None: none, or over ``limit``)."""
+    names, parts = _decoded_slices(texts)
+    if not names or len(names) > limit:
+        return None
+    return _union(names, parts)
+
+
+def _decoded_slices(texts: pl.Series) -> tuple[list[str], list[tuple[int, pl.DataFrame]]]:
+    """The sorted field names and each slice's decoded fields, decoded a slice at a time.
 
     A whole-column decode holds every field of every row at once (about 5 KB per event on
-    Segment-like context, tens of GB at 10M events); slices keep that to one slice. Flat-tagged
-    values are always strings, so a key absent from a slice is simply null in its rows.
+    Segment-like context, tens of GB at 10M events); slices keep that to one slice.
     """
     parts: list[tuple[int, pl.DataFrame]] = []
     for start in range(0, texts.len(), DECODE_ROWS):
         chunk = texts.slice(start, DECODE_ROWS)
         parts.append((chunk.len(), decode_fields(chunk)))
-    names: dict[str, None] = {}
+    found: set[str] = set()
     for _, part in parts:
-        names.update(dict.fromkeys(part.columns))
-    if not names or len(names) > limit:
-        return None
+        found.update(part.columns)
+    return sorted(found), parts
+
+
+def _union(names: list[str], parts: list[tuple[int, pl.DataFrame]]) -> pl.DataFrame:
+    """The slices stacked with the columns ``names``: flat-tagged values are always strings,
+    so a key absent from a slice is simply null in its rows."""
     return pl.concat(
         [
             pl.DataFrame().select(
