@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import duckdb
 import polars as pl
 
 MAX_FLAT_COLUMNS = 200  # per source; beyond it the engine reads the JSON text
@@ -53,17 +54,53 @@ def part_columns(events: pl.DataFrame, *, limit: int | None = None) -> PartColum
     columns: list[pl.Series] = []
     counts: dict[str, int] = {}
     for source, prefix in PREFIXES.items():
-        names, parts = _decoded_slices(events.get_column(source))
-        if len(names) > limit:
-            return PartColumns([], {}, over=True)
-        if not names:
-            continue
-        flat = _union(names, parts)
-        for name in names:
-            column = flat.get_column(name).alias(prefix + name)
+        texts = events.get_column(source)
+        flat = extracted_fields(texts, limit)
+        if flat is None:  # more keys than the cap, some perhaps null everywhere: decode
+            names, parts = _decoded_slices(texts)
+            if len(names) > limit:
+                return PartColumns([], {}, over=True)
+            flat = _union(names, parts)
+        for column in flat.iter_columns():
+            column = column.alias(prefix + column.name)
             columns.append(column)
             counts[column.name] = column.len() - column.null_count()
     return PartColumns(columns, counts, over=False)
+
+
+def extracted_fields(texts: pl.Series, limit: int) -> pl.DataFrame | None:
+    """What :func:`decode_fields` gives, in sorted order, by DuckDB (None: over ``limit`` keys).
+
+    DuckDB lists the keys (``json_keys``) and extracts them all in one pass per row on its
+    threads: about half the CPU of Polars' ``json_decode`` on Segment-like context.
+    """
+    con = duckdb.connect()
+    try:
+        con.register("texts", pl.DataFrame([texts.alias("t")]))
+        found = con.sql("SELECT DISTINCT unnest(json_keys(t)) FROM texts").fetchall()
+        keys = sorted(str(key) for (key,) in found)
+        if len(keys) > limit:
+            return None
+        if not keys:
+            return pl.DataFrame()
+        # JSON pointers: a key is any text ("a.b", "~", "/", "*", ""), only ~ and / need escapes.
+        pointers = ["/" + key.replace("~", "~0").replace("/", "~1") for key in keys]
+        values = (
+            con.sql(
+                "SELECT json_extract_string(t, $pointers) AS v FROM texts",
+                params={"pointers": pointers},
+            )
+            .pl()
+            .get_column("v")
+        )
+    finally:
+        con.close()
+    fields = values.list.to_struct(fields=keys).struct.unnest()
+    # decode_fields leaves out a key that is null in every row (its column would be all null).
+    return pl.DataFrame(
+        {key: column for key, column in zip(keys, fields.iter_columns(), strict=True)
+         if column.null_count() < column.len()}
+    )  # fmt: skip
 
 
 def decode_fields(texts: pl.Series) -> pl.DataFrame:
@@ -76,9 +113,14 @@ def decode_fields(texts: pl.Series) -> pl.DataFrame:
         return pl.DataFrame()
     # Fields are taken as Series, not selected by name: a key is any JSON text, and Polars
     # reads the names "*" and "^...$" in select() as a wildcard and a regex.
+    # (Built from a dict: a frame built from a list renames the column of the key "" column_N.)
     unnested = decoded.struct.unnest()
     return pl.DataFrame(
-        [unnested.to_series(i) for i, f in enumerate(decoded.dtype.fields) if f.dtype == pl.String]
+        {
+            f.name: unnested.to_series(i)
+            for i, f in enumerate(decoded.dtype.fields)
+            if f.dtype == pl.String
+        }
     )
 
 
@@ -111,10 +153,12 @@ def _union(names: list[str], parts: list[tuple[int, pl.DataFrame]]) -> pl.DataFr
     so a key absent from a slice is simply null in its rows."""
     return pl.concat(
         [
-            pl.DataFrame().select(
-                part.get_column(name) if name in part.columns
-                else pl.repeat(None, height, dtype=pl.String).alias(name)
-                for name in names
+            pl.DataFrame(
+                {
+                    name: part.get_column(name) if name in part.columns
+                    else pl.repeat(None, height, dtype=pl.String, eager=True)
+                    for name in names
+                }
             )
             for height, part in parts
         ]
