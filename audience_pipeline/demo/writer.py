@@ -6,7 +6,6 @@ import logging
 import multiprocessing
 import os
 import random
-import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import IO
 from audience_pipeline.demo.blocks import Tally
 from audience_pipeline.demo.catalog import BAD_REASONS, DAY, DEFAULT_AS_OF
 from audience_pipeline.demo.jobs import Job, run_job
+from audience_pipeline.progress import Laps
 
 # The name the generator has always logged under (users may filter on it).
 logger = logging.getLogger("audience_pipeline.demo.generate")
@@ -100,7 +100,7 @@ def generate(
     Returns:
         What was written.
     """
-    began = time.perf_counter()
+    clock = Laps()
     if events < 0 or days < 1 or files < 1:
         msg = "events must be >= 0, days >= 1 and files >= 1"
         raise ValueError(msg)
@@ -121,7 +121,7 @@ def generate(
     paths = [out_dir / f"events-{k:04d}{suffix}" for k in range(files)]
     _write(jobs, paths, workers, stats)
     stats.files = paths
-    stats.seconds = time.perf_counter() - began
+    stats.seconds = clock.total
     logger.info(
         "generated %d lines (%d bad, %d duplicates) in %d files in %.1f s",
         stats.lines,

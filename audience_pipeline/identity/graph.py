@@ -10,7 +10,6 @@ components where a limit bites go through the sequential rule, in Python, on jus
 from __future__ import annotations
 
 import logging
-import time
 
 import polars as pl
 
@@ -25,6 +24,7 @@ from audience_pipeline.identity.result import (
     type_limits,
 )
 from audience_pipeline.identity.sequential import Identifier, link_in_order
+from audience_pipeline.progress import Laps
 from audience_pipeline.spec.models import SpaceConfig
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def resolve_identities(messages: pl.DataFrame, space: SpaceConfig) -> IdentityRe
     """
     if messages.height == 0:
         return empty_result()
-    started = time.perf_counter()
+    clock = Laps()
     prepared = prepare(messages, space)
     # messages is indexed by rank, so a gather finds each link's first identifier.
     edges = prepared.links.select(
@@ -167,7 +167,7 @@ def resolve_identities(messages: pl.DataFrame, space: SpaceConfig) -> IdentityRe
         stats["components"],
         stats["sequential_components"],
         stats["sequential_messages"],
-        time.perf_counter() - started,
+        clock.total,
     )
     parts_mp = parts_mp.sort("seq")
     return IdentityResult(
