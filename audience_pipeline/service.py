@@ -326,7 +326,20 @@ def _refreshed(
                                 writer.base, writer.warehouse, compute_fn)  # fmt: skip
     state = engine_run.refresh.state
     tables = run_tables(engine_run, writer.base)
-    return _Computed(tables, state.json_columns, engine_run.refresh.stats, engine_run=engine_run)
+    profiles = _message_profiles(ingested.events, state.messages) if loaded.staging else None
+    return _Computed(tables, state.json_columns, engine_run.refresh.stats, profiles, engine_run)
+
+
+def _message_profiles(events: pl.DataFrame, state_messages: pl.DataFrame) -> pl.DataFrame:
+    """seq, profile_id of every message at or before as-of, as identity resolution gives them
+    (`message_profiles`), from the state's map of (source, line) to profile."""
+    owners = state_messages.select("source", "line", "profile_id")
+    return (
+        events.select("seq", "source", "line")
+        .join(owners, on=["source", "line"], how="inner")
+        .select("seq", "profile_id")
+        .sort("seq")
+    )
 
 
 def _keep_for_next(computed: _Computed, loaded: Loaded, writer: RunWriter) -> None:
@@ -334,9 +347,7 @@ def _keep_for_next(computed: _Computed, loaded: Loaded, writer: RunWriter) -> No
     tables: each message's profile next to the normalized inputs; the engine state and the
     audience registry of an incremental run."""
     if loaded.staging is not None:
-        if computed.message_profiles is None:
-            msg = "an incremental run cannot keep normalized inputs (no message profiles)"
-            raise ValueError(msg)
+        assert computed.message_profiles is not None  # both paths give them for a staging source
         write_parquet(
             computed.message_profiles, writer.folder / NORMALIZED_INPUTS["message_profiles"]
         )
@@ -358,9 +369,11 @@ def run_compute(
     allow_empty: bool = False,
     dsn: str | None = None,
     out_schema: str | None = None,
+    incremental: bool = False,
 ) -> RunSummary:
-    """`compute`: ingest, compute every table in full, diff against the previous run in
-    `out`, commit (`run` over `EventFiles`), and sum it up for the terminal.
+    """`compute`: ingest, compute every table (in full, or with `incremental` refreshed from
+    the last run's state, see `run`), diff against the previous run in `out`, commit (`run`
+    over `EventFiles`), and sum it up for the terminal.
 
     `dsn` and `out_schema`: with ``engine="postgres"``, the server that computes, and the schema
     of it where the run's tables are also written (replaced in one transaction).
@@ -372,7 +385,7 @@ def run_compute(
     """
     source = EventFiles(events, schema, keep_normalized)
     outcome = run(definitions_dir, source, out, as_of, engine=engine, dsn=dsn,
-                  allow_empty=allow_empty, out_schema=out_schema)  # fmt: skip
+                  incremental=incremental, allow_empty=allow_empty, out_schema=out_schema)  # fmt: skip
     return summarize(outcome, Path(out), as_of)
 
 
