@@ -245,12 +245,11 @@ def run(
         as_of: the run's as-of.
         engine: polars, duckdb or postgres (`engines.engine_compute`).
         dsn: the PostgreSQL server, for ``engine="postgres"``.
-        incremental: refresh from the state the base run left (Polars recomputes only the
-            entities new events can change; other engines compute in full) and keep what the
-            next run needs: the state, the audience registry (created_at of audiences without
-            one pinned to their first computation; a deleted key defined again is refused),
-            custom_traits and the daily membership_snapshots. Without it, every table is
-            computed in full and none of those is kept (the CLI's `compute`).
+        incremental: refresh from the base run's state (Polars recomputes only the entities
+            new events can change; other engines compute in full) and keep what the next run
+            needs: the state, the audience registry (created_at pinned to the first computation;
+            a deleted key defined again is refused), custom_traits, membership_snapshots.
+            Without it every table is computed in full and none of those is kept.
         allow_empty: write the run even if no message was read while the last run had some.
         out_schema: with ``engine="postgres"``, the schema of the server the run's tables are
             also written to (replaced in one transaction).
@@ -259,9 +258,7 @@ def run(
         DefinitionsError: invalid definitions (or, incremental, a deleted key defined again).
         EmptyInput: no message read while the warehouse's last run had some.
     """
-    definitions, issues = load_definitions(str(definitions_dir))
-    if issues:
-        raise DefinitionsError(issues)
+    definitions = _valid_definitions(definitions_dir)
     timings: dict[str, float] = {}
     stages = Stages(timings)
     stages.start("ingest")
@@ -276,9 +273,7 @@ def run(
         tables = {**computed.tables, **loaded.tables}
         writer.write_all(tables)
         if engine == "postgres" and dsn and out_schema:
-            from audience_pipeline.sql.postgres_tables import write_tables
-
-            write_tables(dsn, out_schema, tables)
+            _also_in_postgres(dsn, out_schema, tables)
         _keep_for_next(computed, loaded, writer)
         stages.start("commit")
         committed = writer.commit(
@@ -291,6 +286,21 @@ def run(
     pinned = computed.engine_run.definitions if computed.engine_run else definitions
     stats = {**loaded.ingested.stats, **computed.stats}
     return RunOutcome(pinned, loaded, tables, stats, timings, committed, computed.engine_run)
+
+
+def _valid_definitions(definitions_dir: str | Path) -> Definitions:
+    """The loaded definitions; DefinitionsError with every issue if any."""
+    definitions, issues = load_definitions(str(definitions_dir))
+    if issues:
+        raise DefinitionsError(issues)
+    return definitions
+
+
+def _also_in_postgres(dsn: str, schema: str, tables: dict[str, pl.DataFrame]) -> None:
+    """The run's tables also into `schema` of the server (replaced in one transaction)."""
+    from audience_pipeline.sql.postgres_tables import write_tables
+
+    write_tables(dsn, schema, tables)
 
 
 def _computed(
@@ -434,9 +444,7 @@ def preview(
     schema: str | None = None,
 ) -> Preview:
     """Size and a sample of an audience's members, computed now and written nowhere."""
-    definitions, issues = load_definitions(str(definitions_dir))
-    if issues:
-        raise DefinitionsError(issues)
+    definitions = _valid_definitions(definitions_dir)
     audience = definitions.audience(key)
     if audience is None:
         raise DefinitionsError([Issue(str(definitions_dir), key, None, "unknown audience", key)])

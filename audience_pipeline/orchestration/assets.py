@@ -17,7 +17,13 @@ import polars as pl
 from sqlglot import exp
 
 from audience_pipeline.incremental import definition_hash
-from audience_pipeline.ingest import ingest
+from audience_pipeline.ingest import IngestResult, ingest
+from audience_pipeline.ingest.schema import (
+    EVENTS_COLUMNS,
+    QUARANTINE_COLUMNS,
+    TRAIT_UPDATES_COLUMNS,
+    empty_frame,
+)
 from audience_pipeline.membership.pipeline import engine_step
 from audience_pipeline.orchestration import warehouse as wh
 from audience_pipeline.orchestration.io import CommittedTable
@@ -95,38 +101,38 @@ def raw_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
             context.log.info(progress.describe())
 
         result = ingest(files, space, progress=report) if files else None
-        if result is None:
-            from audience_pipeline.ingest.schema import (
-                EVENTS_COLUMNS,
-                QUARANTINE_COLUMNS,
-                TRAIT_UPDATES_COLUMNS,
-                empty_frame,
-            )
-
-            frames = [empty_frame(c) for c in (EVENTS_COLUMNS, TRAIT_UPDATES_COLUMNS,
-                                                 QUARANTINE_COLUMNS)]  # fmt: skip
-        else:
-            frames = [result.events, result.trait_updates, result.quarantine]
-        stats = result.stats if result else {}
-        meta = {
-            "files": dg.MetadataValue.int(len(files)),
-            "messages": dg.MetadataValue.int(frames[0].height),
-            "duplicates": dg.MetadataValue.int(int(stats.get("duplicates", 0))),
-        }
-        yield dg.Output(frames[0], "raw_events", metadata=meta)
-        yield dg.Output(frames[1], "raw_trait_updates")
-        yield dg.Output(
-            frames[2],
-            "quarantine",
-            metadata={
-                "quarantined": dg.MetadataValue.int(frames[2].height),
-                **_counts(frames[2], "reason"),
-            },
-        )
+        yield from _raw_outputs(result, len(files))
         # After the outputs are stored: a crash before this line only means ingesting again.
         wh.record_ingested(settings.warehouse, files)
 
     return raw
+
+
+def _raw_outputs(result: IngestResult | None, files: int) -> Iterator[dg.Output[pl.DataFrame]]:
+    """The day's raw events, trait updates and quarantine (empty without files), with the
+    metadata the UI shows: files, messages, duplicates; quarantined lines by reason."""
+    if result is None:
+        events, updates, quarantine = (
+            empty_frame(c) for c in (EVENTS_COLUMNS, TRAIT_UPDATES_COLUMNS, QUARANTINE_COLUMNS)
+        )
+    else:
+        events, updates, quarantine = result.events, result.trait_updates, result.quarantine
+    stats = result.stats if result else {}
+    meta = {
+        "files": dg.MetadataValue.int(files),
+        "messages": dg.MetadataValue.int(events.height),
+        "duplicates": dg.MetadataValue.int(int(stats.get("duplicates", 0))),
+    }
+    yield dg.Output(events, "raw_events", metadata=meta)
+    yield dg.Output(updates, "raw_trait_updates")
+    yield dg.Output(
+        quarantine,
+        "quarantine",
+        metadata={
+            "quarantined": dg.MetadataValue.int(quarantine.height),
+            **_counts(quarantine, "reason"),
+        },
+    )
 
 
 def _counts(frame: pl.DataFrame, column: str) -> dict[str, dg.MetadataValue]:
