@@ -200,17 +200,9 @@ def _user_level(
     """The user level: traits and leaves (`evaluate_level`), samples, then user audiences."""
     user_custom, user_custom_keys = _custom_wide(latest.users, "profile_id", universe)
     user_events = event_frame.rename({"profile_id": ENTITY})
-    users = evaluate_level(
-        events=user_events.lazy(),
-        entities=universe.select(pl.col("profile_id").alias(ENTITY)).lazy(),
-        custom=user_custom.lazy(),
-        custom_keys=user_custom_keys,
-        traits=[t for t in space.traits if t.level == "user"],
-        conditions=leaves.of("user", ir.EventCond),  # type: ignore[arg-type]
-        funnels=leaves.of("user", ir.Funnel),  # type: ignore[arg-type]
-        as_of=as_of,
-        overrides=scores,
-    )
+    entities = universe.select(pl.col("profile_id").alias(ENTITY))
+    users = _evaluate("user", user_events, entities, user_custom, user_custom_keys, space,
+                      leaves, as_of, scores)  # fmt: skip
     user_frame = users.frame.join(universe.rename({"profile_id": ENTITY}), on=ENTITY, how="left")
     user_samples = leaves.of("user", ir.Sample)
     if user_samples:
@@ -223,6 +215,32 @@ def _user_level(
         expr = in_universe & condition_expr(audience.condition, "user", leaves, users.traits)
         user_frame = user_frame.with_columns(expr.alias(audience_column(audience.key)))
     return users, LevelView("user", user_frame, users.traits, user_events, user_custom)
+
+
+def _evaluate(
+    level: str,
+    events: pl.DataFrame,
+    entities: pl.DataFrame,
+    custom: pl.DataFrame,
+    custom_keys: set[str],
+    space: ir.Space,
+    leaves: NodeColumns,
+    as_of: datetime,
+    scores: pl.DataFrame | None,
+) -> LevelResult:
+    """`evaluate_level` over the level's traits, event conditions and funnels (the run's score
+    values given, not ranked again)."""
+    return evaluate_level(
+        events=events.lazy(),
+        entities=entities.lazy(),
+        custom=custom.lazy(),
+        custom_keys=custom_keys,
+        traits=[t for t in space.traits if t.level == level],
+        conditions=leaves.of(level, ir.EventCond),  # type: ignore[arg-type]
+        funnels=leaves.of(level, ir.Funnel),  # type: ignore[arg-type]
+        as_of=as_of,
+        overrides=scores,
+    )
 
 
 def _account_level(
@@ -246,17 +264,9 @@ def _account_level(
         .rename({"account_id": ENTITY})
         .select(ENTITY, *EVENT_COLUMNS)
     )
-    account_level = evaluate_level(
-        events=account_events.lazy(),
-        entities=entities.select(pl.col("account_id").alias(ENTITY)).lazy(),
-        custom=account_custom.lazy(),
-        custom_keys=account_custom_keys,
-        traits=[t for t in space.traits if t.level == "account"],
-        conditions=leaves.of("account", ir.EventCond),  # type: ignore[arg-type]
-        funnels=leaves.of("account", ir.Funnel),  # type: ignore[arg-type]
-        as_of=as_of,
-        overrides=scores,
-    )
+    account_level = _evaluate("account", account_events,
+                              entities.select(pl.col("account_id").alias(ENTITY)),
+                              account_custom, account_custom_keys, space, leaves, as_of, scores)  # fmt: skip
     account_frame = _users_conditions(account_level, user_view.frame, latest.members, leaves, users)
     account_frame = with_sample_columns(
         account_frame,
