@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from audience_pipeline.orchestration.assets import audience_assets
+from audience_pipeline.orchestration.assets import audience_assets, trait_assets
 from audience_pipeline.spec.loader import load_definitions
 from audience_pipeline.spec.models import AudienceDef, Definitions
 
@@ -82,6 +82,12 @@ SPACE = {
         event: Order Completed
         where: "currency = 'USD'"
     """,
+    "traits/big_orders.yaml": """
+        key: big_orders
+        kind: count
+        event: Order Completed
+        where: "trait.orders > 1"
+    """,
     "traits/acct_revenue.yaml": """
         key: acct_revenue
         level: account
@@ -148,6 +154,12 @@ SPACE = {
           not:
             audience: accounts_nested
     """,
+    "audiences/trait_of_trait.yaml": """
+        key: trait_of_trait
+        name: A trait whose where names a trait
+        condition:
+          traits: "big_orders >= 1"
+    """,
     "audiences/sampled.yaml": """
         key: sampled
         name: A sample of big
@@ -171,6 +183,7 @@ EXPECTED = {
     },
     "accounts_of_accounts": {"audiences/accounts_nested"},
     "sampled": {"audiences/big"},
+    "trait_of_trait": {"traits/big_orders"},
 }
 
 
@@ -187,6 +200,20 @@ def test_references_through_users_funnels_and_section_7_nodes(tmp_path: Path) ->
     lineage = _lineage(definitions)
     assert lineage == EXPECTED
     assert lineage == {a.key: _by_text(a, definitions) for a in definitions.audiences}
+
+
+def test_a_trait_depends_on_its_table_only(tmp_path: Path) -> None:
+    """As before: trait views read their traits table; a trait naming another trait in its
+    `where` is computed in the same engine pass, not after that trait's view."""
+    definitions = _load(_write_space(tmp_path, SPACE))
+    (views,) = trait_assets(list(definitions.traits))
+    deps = {key.path[-1]: {d.to_user_string() for d in up} for key, up in views.asset_deps.items()}
+    assert deps == {
+        "revenue": {"user_traits"},
+        "orders": {"user_traits"},
+        "big_orders": {"user_traits"},
+        "acct_revenue": {"account_traits"},
+    }
 
 
 def test_a_property_named_like_a_trait_is_no_reference(tmp_path: Path) -> None:
