@@ -239,10 +239,7 @@ def run(
     `audience_pipeline.warehouse`); a failed or killed run changes nothing readers see.
 
     Args:
-        definitions_dir: the definitions folder.
         source: where the messages come from (`EventFiles`, or Dagster's partitions).
-        warehouse: the warehouse folder.
-        as_of: the run's as-of.
         engine: polars, duckdb or postgres (`engines.engine_compute`).
         dsn: the PostgreSQL server, for ``engine="postgres"``.
         incremental: refresh from the base run's state (Polars recomputes only the entities
@@ -265,23 +262,20 @@ def run(
     with begin_run(Path(warehouse), as_of=as_of) as writer:
         loaded = source.load(writer, definitions, allow_empty=allow_empty)
         stages.start("compute")
-        if incremental:
-            computed = _refreshed(loaded, definitions, as_of, writer, engine, dsn)
-        else:
-            computed = _computed(loaded, definitions_dir, as_of, writer.base, engine, dsn)
+        computed = (
+            _refreshed(loaded, definitions, as_of, writer, engine, dsn) if incremental
+            else _computed(loaded, definitions_dir, as_of, writer.base, engine, dsn)
+        )  # fmt: skip
         stages.start("write")
         tables = {**computed.tables, **loaded.tables}
         writer.write_all(tables)
         if engine == "postgres" and dsn and out_schema:
             _also_in_postgres(dsn, out_schema, tables)
-        _keep_for_next(computed, loaded, writer)
+        _keep_for_next(computed, loaded, writer)  # read by explain, the API, the next run
         stages.start("commit")
-        committed = writer.commit(
-            as_of=as_of,
-            layout=loaded.layout,
-            json_columns=computed.json_columns,
-            messages=loaded.ingested.events.height,
-        )
+        committed = writer.commit(as_of=as_of, layout=loaded.layout,
+                                  json_columns=computed.json_columns,
+                                  messages=loaded.ingested.events.height)  # fmt: skip
         stages.finish()
     pinned = computed.engine_run.definitions if computed.engine_run else definitions
     stats = {**loaded.ingested.stats, **computed.stats}
