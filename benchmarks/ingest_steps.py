@@ -3,9 +3,9 @@
     python benchmarks/ingest_steps.py benchmarks/data/events-10000000/events-0000.jsonl \
         --lines 100000 [--repeat 3] [--write-parts]
 
-Reads the first --lines lines of one JSON-lines file and times, in this process, the steps the
-two readers are made of and the DuckDB / Polars primitives a vectorized reader could be built
-from. Prints one `step_cpu_s_per_100k: value` a line: CPU seconds (user + system of the whole
+Reads the first --lines lines of one JSON-lines file (those that are JSON objects) and times,
+in this process, the steps the two readers are made of and the DuckDB / Polars primitives a
+vectorized reader could be built from. Prints one `step_cpu_s_per_100k: value` a line: CPU seconds (user + system of the whole
 process, DuckDB's and Polars' threads included; the median of --repeat runs) scaled to 100k
 lines, so figures taken on a loaded machine compare with each other. `--write-parts` also times
 `write_parts` of the whole file with each reader (one run each; parts go to a temporary folder).
@@ -92,6 +92,13 @@ class _TimedReader(FastReader):
             self._build_seconds.append(cpu_seconds() - start)
 
 
+def _is_object(line: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(line), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None) -> None:
     con.sql(sql, params=params).fetchall()
 
@@ -135,8 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     definitions, _ = load_space_ir(args.definitions, AS_OF)
     space = definitions.space
-    with args.file.open("rb") as handle:
-        lines = [line.rstrip(b"\n") for _, line in zip(range(args.lines), handle, strict=False)]
+    try:
+        with args.file.open("rb") as handle:
+            head = [line.rstrip(b"\n") for _, line in zip(range(args.lines), handle, strict=False)]
+    except OSError as exc:
+        parser.error(f"file: cannot read {args.file}: {exc.strerror}")
+    # The steps time the common case: lines that are JSON objects (all of the benchmark's).
+    lines = [line for line in head if _is_object(line)]
+    if not lines:
+        parser.error(f"file: no line of {args.file} is a JSON object")
     scale = 100_000 / len(lines)
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -189,6 +203,7 @@ def write_parts_figures(path: Path, space: SpaceConfig) -> None:
             seconds = cpu_seconds() - start
         finally:
             shutil.rmtree(directory, ignore_errors=True)
+        print(f"write_parts_{label}_events: {parts.events}")
         print(f"write_parts_{label}_cpu_s: {seconds:.2f}")
         print(f"write_parts_{label}_cpu_s_per_100k: {seconds * 100_000 / parts.lines:.3f}")
     if before is None:
