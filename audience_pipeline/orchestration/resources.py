@@ -9,8 +9,6 @@ from pathlib import Path
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from audience_pipeline.engines import ComputeFn, engine_compute
-
 AS_OF_TAG = "audience_pipeline/as_of"
 
 
@@ -40,10 +38,6 @@ class EngineResource(dg.ConfigurableResource):
 
     engine: str = "polars"
     dsn: str | None = None
-
-    def compute_fn(self) -> ComputeFn | None:
-        """None for Polars (the incremental path), else the engine's compute function."""
-        return None if self.engine == "polars" else engine_compute(self.engine, dsn=self.dsn)
 
 
 def engine_from_env() -> EngineResource:
