@@ -1,6 +1,7 @@
 """The memory a compute run may use: one setting that every engine reads (a neutral place).
 
-The CLI and Dagster pass a value (``--memory-limit``); without one the engines take
+The CLI and Dagster set it for the process (`set_memory_limit`, from ``--memory-limit`` or the
+engine resource) or pass a value; without either the engines take
 `AUDIENCE_PIPELINE_MEMORY_LIMIT`, else `DEFAULT_MEMORY_LIMIT`, which leaves room under 8 GiB for
 what a process holds outside the engine's own budget (Python, the output frames).
 """
@@ -42,9 +43,21 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
+_process_limit: int | None = None
+
+
+def set_memory_limit(value: str | int | None) -> None:
+    """The process's limit for every later run (None: back to the environment or default)."""
+    global _process_limit
+    _process_limit = parse_size(value) if isinstance(value, str) else value
+
+
 def memory_limit_bytes(value: str | int | None = None) -> int:
-    """The memory limit in bytes: `value`, else the environment's setting, else the default."""
+    """The memory limit in bytes: `value`, else the process's (`set_memory_limit`), else the
+    environment's setting, else the default."""
     if isinstance(value, int):
         return value
+    if value is None and _process_limit is not None:
+        return _process_limit
     text = value or os.environ.get(MEMORY_LIMIT_ENV) or DEFAULT_MEMORY_LIMIT
     return parse_size(text)

@@ -9,6 +9,7 @@ from audience_pipeline.limits import (
     MEMORY_LIMIT_ENV,
     memory_limit_bytes,
     parse_size,
+    set_memory_limit,
 )
 from audience_pipeline.sql.compute import MEMORY_LIMIT_ENV as DUCKDB_ENV
 from audience_pipeline.sql.compute import duckdb_memory_limit
@@ -29,6 +30,13 @@ def test_value_then_environment_then_default(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv(MEMORY_LIMIT_ENV, "2GiB")
     assert memory_limit_bytes() == 2 * 1024**3
     assert memory_limit_bytes("1GiB") == 1024**3
+    set_memory_limit("3GiB")  # what the CLI's --memory-limit or Dagster's resource sets
+    try:
+        assert memory_limit_bytes() == 3 * 1024**3
+        assert memory_limit_bytes("1GiB") == 1024**3
+    finally:
+        set_memory_limit(None)
+    assert memory_limit_bytes() == 2 * 1024**3
 
 
 def test_duckdb_gets_a_share_unless_its_own_setting_is_given(
