@@ -281,7 +281,7 @@ def compile_(
     out: str | None,
 ) -> int:
     if whole:
-        from audience_pipeline.sql.script.command import compile_all_command
+        from audience_pipeline.compile_sql import compile_all_command
 
         return compile_all_command(
             definitions, dialect, columns=columns, events=events, schema=events_schema,
@@ -289,7 +289,7 @@ def compile_(
         )  # fmt: skip
     if key is None:
         raise ValueError("compile: give an audience KEY, or --all for the whole space's script")
-    from audience_pipeline.sql import compile_audience
+    from audience_pipeline.compile_sql import compile_audience
 
     click.echo(compile_audience(definitions, key, dialect))
     return 0

@@ -8,6 +8,7 @@ compiled space and the as-of, and returns the same `ComputeResult` (same tables,
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import polars as pl
@@ -38,12 +39,22 @@ class ComputeFn(Protocol):
     ) -> ComputeResult: ...
 
 
-def engine_compute(engine: str = "polars", *, dsn: str | None = None) -> ComputeFn:
+def engine_compute(
+    engine: str = "polars",
+    *,
+    dsn: str | None = None,
+    normalized: Path | None = None,
+    memory_limit: str | int | None = None,
+) -> ComputeFn:
     """The compute function of one engine.
 
     Args:
         engine: polars (in process), duckdb (in process), or postgres (inside the server at `dsn`).
         dsn: PostgreSQL connection string, for ``postgres``.
+        normalized: the folder holding the very events and trait updates the function will be
+            handed, as Parquet (a run's `_normalized/`): ``duckdb`` reads them there itself
+            instead of from the frames.
+        memory_limit: the run's memory limit (see `limits`; None: its default), for ``duckdb``.
 
     Returns:
         ``fn(events, trait_updates, space_config, space_ir, as_of, sql_traits) -> ComputeResult``
@@ -54,9 +65,7 @@ def engine_compute(engine: str = "polars", *, dsn: str | None = None) -> Compute
 
         return compute
     if engine == "duckdb":
-        from audience_pipeline.sql.compute import compute_duckdb
-
-        return compute_duckdb
+        return _duckdb(normalized, memory_limit)
     if engine == "postgres":
         if not dsn:
             raise ValueError("--engine postgres needs --dsn (a PostgreSQL connection string)")
@@ -71,3 +80,20 @@ def engine_compute(engine: str = "polars", *, dsn: str | None = None) -> Compute
         return on_postgres
     msg = f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}"
     raise ValueError(msg)
+
+
+def _duckdb(normalized: Path | None, memory_limit: str | int | None) -> ComputeFn:
+    from audience_pipeline.sql.compute import compute_duckdb, compute_duckdb_normalized
+    from audience_pipeline.sql.sources import ParquetSource
+
+    def on_duckdb(events: pl.DataFrame, trait_updates: pl.DataFrame, space_config: SpaceConfig,
+                  space_ir: ir.Space, as_of: datetime,
+                  sql_traits: list[SqlTraitResult] | None = None) -> ComputeResult:  # fmt: skip
+        if normalized is not None and ParquetSource.in_folder(normalized, as_of) is not None:
+            # The same messages as the frames, read by DuckDB itself (and spilled if need be).
+            return compute_duckdb_normalized(normalized, space_config, space_ir, as_of,
+                                             sql_traits, memory_limit=memory_limit)  # fmt: skip
+        return compute_duckdb(events, trait_updates, space_config, space_ir, as_of, sql_traits,
+                              bounded=True, memory_limit=memory_limit)  # fmt: skip
+
+    return on_duckdb

@@ -101,7 +101,7 @@ def load_events(
     straight into it, not through a temporary folder)."""
     path = Path(events)
     if schema is not None:
-        from audience_pipeline.sql.warehouse import read_segment_warehouse
+        from audience_pipeline.ingest.segment_warehouse import read_segment_warehouse
 
         result = read_segment_warehouse(str(events), schema, space=definitions.space)
     elif (
@@ -127,10 +127,12 @@ def compute_tables(
     engine: str = "polars",
     *,
     dsn: str | None = None,
+    normalized: Path | None = None,
 ) -> tuple[Definitions, ComputeResult]:
     """Every computed table, by the Polars engine, inside DuckDB or inside the PostgreSQL server
-    at `dsn` (same tables, same dtypes; see `engines`)."""
-    compute_fn = engine_compute(engine, dsn=dsn)
+    at `dsn` (same tables, same dtypes; see `engines`). `normalized`: the folder where `ingested`
+    is also stored as Parquet (DuckDB reads it there)."""
+    compute_fn = engine_compute(engine, dsn=dsn, normalized=normalized)
     definitions, space = load_space_ir(str(definitions_dir), as_of)
     sql_rows = run_sql_traits(definitions, ingested.events, ingested.trait_updates, as_of)
     result = compute_fn(ingested.events, ingested.trait_updates, definitions.space, space, as_of,
@@ -307,7 +309,9 @@ def _computed(
 ) -> _Computed:
     """Every table in full, with changes and history derived from the committed base run
     (never from a killed run's files)."""
-    _, result = compute_tables(loaded.ingested, definitions_dir, as_of, engine, dsn=dsn)
+    # DuckDB reads the run's normalized Parquet itself when the source left it there.
+    _, result = compute_tables(loaded.ingested, definitions_dir, as_of, engine, dsn=dsn,
+                               normalized=loaded.staging)  # fmt: skip
     previous = base.table("memberships") if base else None
     changes = membership_changes(previous, result.memberships, as_of)
     history = membership_history(base.table("membership_history") if base else None, changes, as_of)

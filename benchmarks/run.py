@@ -10,8 +10,9 @@ user audiences, account traits and audiences), and a hand-written single Polars 
 in this one process, so the ratios compare like with like on a noisy machine. Prints one
 `name: value` a line.
 
-In the same run it also times the DuckDB backend on the same loaded events (`polars_vs_duckdb`:
-Polars time / DuckDB time) and an incremental refresh after one day against a full recompute
+In the same run it also times the DuckDB engine on the same normalized events, each run in a
+child process that reads the Parquet itself (`benchmarks/duckdb_engine.py`: `duckdb_s`,
+`duckdb_peak_rss_mb`; `polars_vs_duckdb`: Polars time / DuckDB time) and an incremental refresh after one day against a full recompute
 (`incremental_vs_full`); `--skip-duckdb` / `--skip-incremental` leave those out.
 Ingestion runs in a child process (`ingest_to_parquet`, writing the normalized tables included;
 `ingest_peak_rss_mb` is its peak, main process only, `ingest_workers_peak_rss_mb` its reader
@@ -46,9 +47,6 @@ from pathlib import Path
 # (the loader's, identity's) push compute past 14 GB. Hand them back at once; set before Polars
 # is imported, and left alone when the caller sets it.
 os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
-# DuckDB runs in this process beside the Polars frames it is handed; its default (80% of RAM)
-# took the process past 21 GB at 10M events. Capped, it spills instead.
-os.environ.setdefault("AUDIENCE_PIPELINE_DUCKDB_MEMORY_LIMIT", "6GB")
 
 import polars as pl  # noqa: E402
 
@@ -65,7 +63,7 @@ from audience_pipeline.ingest.storage import EVENTS_FILE, TRAIT_UPDATES_FILE  # 
 from audience_pipeline.ir import nodes as ir  # noqa: E402
 from audience_pipeline.spec.compile import load_space_ir  # noqa: E402
 from audience_pipeline.spec.models import Definitions  # noqa: E402
-from audience_pipeline.sql import compute_duckdb  # noqa: E402
+from benchmarks.duckdb_engine import measure as measure_duckdb  # noqa: E402
 
 AS_OF = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -323,11 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"accounts_overhead: {(compute_s - users_s) / users_s:.2f}", flush=True)
 
     if not args.skip_duckdb:
-        duckdb_s = median_time(
-            lambda: compute_duckdb(events, updates, definitions.space, space, AS_OF), args.repeat
-        )
-        print(f"duckdb_s: {duckdb_s:.2f}")
-        print(f"polars_vs_duckdb: {compute_s / duckdb_s:.2f}", flush=True)
+        # In its own processes, reading the normalized Parquet itself (as `compute` does).
+        found = measure_duckdb(normalized, args.definitions, args.repeat)
+        print(f"duckdb_s: {found['seconds']:.2f}")
+        print(f"duckdb_peak_rss_mb: {found['peak_rss_mb']:.0f}")
+        print(f"polars_vs_duckdb: {compute_s / found['seconds']:.2f}", flush=True)
 
     if not args.skip_incremental:
         refresh_s, full_s, mode = incremental_vs_full(events, updates, definitions, args.repeat)

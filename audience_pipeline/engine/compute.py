@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 
 import polars as pl
@@ -31,10 +30,14 @@ from audience_pipeline.spec.models import SpaceConfig
 from audience_pipeline.sqltraits.columns import expand_columns, with_sql_rows
 from audience_pipeline.sqltraits.match import matched_sql_traits
 from audience_pipeline.sqltraits.run import SqlTraitResult
+from audience_pipeline.tables.memberships import (
+    account_user_memberships as _account_user_memberships,
+)
+from audience_pipeline.tables.memberships import memberships as _memberships
+from audience_pipeline.tables.result import KNOWN_TYPES, ComputeResult
 
 log = logging.getLogger(__name__)
 
-KNOWN_TYPES = ["user_id", "email"]
 MESSAGE_COLUMNS = (
     "seq",
     "message_id",
@@ -45,30 +48,6 @@ MESSAGE_COLUMNS = (
     "previous_id",
     "group_id",
 )
-
-
-@dataclass
-class ComputeResult:
-    """Every table of one as-of run (SPEC section 6), as Polars frames."""
-
-    as_of: datetime
-    identities: pl.DataFrame
-    user_traits: pl.DataFrame
-    account_traits: pl.DataFrame
-    memberships: pl.DataFrame
-    account_user_memberships: pl.DataFrame
-    message_profiles: pl.DataFrame
-    stats: dict[str, int] = field(default_factory=dict)
-    json_columns: dict[str, set[str]] = field(default_factory=dict)  # table -> JSON-text columns
-
-    def tables(self) -> dict[str, pl.DataFrame]:
-        return {
-            "identities": self.identities,
-            "user_traits": self.user_traits,
-            "account_traits": self.account_traits,
-            "memberships": self.memberships,
-            "account_user_memberships": self.account_user_memberships,
-        }
 
 
 def latest_traits(updates: pl.DataFrame, owner: str) -> pl.DataFrame:
@@ -418,40 +397,6 @@ def _users_conditions(
         value = {"any": pl.col("_any"), "all": pl.col("_all"), "none": ~pl.col("_any")}[node.mode]
         frame = frame.with_columns(value.alias(col)).drop("_any", "_all")
     return frame
-
-
-def _memberships(frame: pl.DataFrame, audiences: list[ir.Audience], level: str,
-                 as_of: datetime) -> pl.DataFrame:  # fmt: skip
-    schema = {"audience_key": pl.String, "level": pl.String, "entity_id": pl.String}
-    if audiences:
-        # One unpivot of the boolean columns instead of one filter pass per audience.
-        columns = {audience_column(a.key): a.key for a in audiences}
-        result = (
-            frame.select(pl.col(ENTITY).cast(pl.String), *columns)
-            .unpivot(index=ENTITY, on=list(columns), variable_name="audience_key")
-            .filter(pl.col("value"))
-            .select(
-                pl.col("audience_key").replace_strict(columns, return_dtype=pl.String),
-                pl.lit(level).alias("level"),
-                pl.col(ENTITY).alias("entity_id"),
-            )
-        )
-    else:
-        result = pl.DataFrame(schema=schema)
-    return result.with_columns(pl.lit(as_of).cast(pl.Datetime("us", "UTC")).alias("as_of")).sort(
-        "audience_key", "entity_id"
-    )
-
-
-def _account_user_memberships(memberships: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
-    accounts = memberships.filter(pl.col("level") == "account").select(
-        "audience_key", pl.col("entity_id").alias("account_id")
-    )
-    return (
-        accounts.join(members, on="account_id", how="inner")
-        .select("audience_key", "account_id", "profile_id")
-        .sort("audience_key", "account_id", "profile_id")
-    )
 
 
 __all__ = ["ComputeResult", "compute", "computed_column"]

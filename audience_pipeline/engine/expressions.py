@@ -10,14 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any
 
 import polars as pl
 
 from audience_pipeline.engine.typed import (
-    KIND_BOOL,
-    KIND_NUMBER,
-    KIND_STRING,
     CoalesceValue,
     NullValue,
     Typed,
@@ -25,8 +22,15 @@ from audience_pipeline.engine.typed import (
     null_bool,
 )
 from audience_pipeline.ir import nodes as ir
+from audience_pipeline.ir.typing_rules import (
+    FUNCTIONS,
+    SAME_KIND_READINGS,
+    StaticType,
+    coalesce_type,
+    comparison,
+    reading,
+)
 
-StaticType = Literal["num", "str", "bool", "null"]
 Resolver = Callable[[ir.Expr], Typed]  # names and aggregates -> their values in this frame
 
 
@@ -42,16 +46,14 @@ class Compiled:
             assert self.value is not None
             return _read_typed(self.value, want)
         assert self.expr is not None
-        if self.type == want:
-            return self.expr
-        if self.type == "null":
-            return pl.lit(None, dtype=_DTYPES[want])
-        if want == "num" and self.type == "str":
-            return pl.when(self.expr.str.contains(r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$")).then(
-                self.expr.cast(pl.Float64, strict=False)
-            )
-        if want == "str" and self.type == "num":
-            return float_text(self.expr)
+        match reading(self.type, want):
+            case "as_is":
+                return self.expr
+            case "parse_number":
+                numeric = self.expr.str.contains(r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$")
+                return pl.when(numeric).then(self.expr.cast(pl.Float64, strict=False))
+            case "number_text":
+                return float_text(self.expr)
         return pl.lit(None, dtype=_DTYPES[want])
 
 
@@ -173,49 +175,42 @@ def _cmp(op: ir.CmpOp, a: pl.Expr, b: pl.Expr) -> pl.Expr:
 
 
 def _compare(op: ir.CmpOp, left: Compiled, right: Compiled) -> pl.Expr:
-    if left.type == "null" or right.type == "null":
+    how = comparison(left.type, right.type)
+    if how == "null":
         return null_bool()
-    if left.type is None and right.type is None:
+    if how == "by_kinds":
         return _compare_untyped(op, left.value, right.value)  # type: ignore[arg-type]
-    if left.type is None or right.type is None:
-        want = left.type or right.type
-        assert want is not None and want != "null"
-        return _cmp(op, left.read(want), right.read(want))
-    if left.type == right.type:
-        return _cmp(op, left.read(left.type), right.read(right.type))
-    if {left.type, right.type} == {"num", "str"}:
-        return _cmp(op, left.read("num"), right.read("num"))
-    return null_bool()  # a boolean against a string or number
+    return _cmp(op, left.read(how), right.read(how))
 
 
 def _compare_untyped(op: ir.CmpOp, left: Typed, right: Typed) -> pl.Expr:
-    """Two names: numbers if both are numbers, strings if both strings, booleans if both; else null."""
+    """Two names: compared where both hold the same JSON type (`SAME_KIND_READINGS`); else null."""
     lk, rk = left.kind(), right.kind()
-    return (
-        pl.when((lk == KIND_NUMBER) & (rk == KIND_NUMBER))
-        .then(_cmp(op, left.num(), right.num()))
-        .when((lk == KIND_STRING) & (rk == KIND_STRING))
-        .then(_cmp(op, left.text(), right.text()))
-        .when((lk == KIND_BOOL) & (rk == KIND_BOOL))
-        .then(_cmp(op, left.boolean(), right.boolean()))
-        .otherwise(null_bool())
-    )
+    cases = [
+        ((lk == kind) & (rk == kind), _cmp(op, _read_typed(left, want), _read_typed(right, want)))
+        for kind, want in SAME_KIND_READINGS
+    ]
+    chain: Any = pl.when(cases[0][0]).then(cases[0][1])
+    for holds, value in cases[1:]:
+        chain = chain.when(holds).then(value)
+    return chain.otherwise(null_bool())
+
+
+_FUNCTIONS: dict[str, Callable[[pl.Expr], pl.Expr]] = {
+    "lower": lambda e: e.str.to_lowercase(),
+    "upper": lambda e: e.str.to_uppercase(),
+    "length": lambda e: e.str.len_chars().cast(pl.Float64),
+    "abs": lambda e: e.abs(),
+}
 
 
 def _func(name: ir.FuncName, args: list[Compiled]) -> Compiled:
-    if name == "lower":
-        return Compiled(args[0].read("str").str.to_lowercase(), "str")
-    if name == "upper":
-        return Compiled(args[0].read("str").str.to_uppercase(), "str")
-    if name == "length":
-        return Compiled(args[0].read("str").str.len_chars().cast(pl.Float64), "num")
-    if name == "abs":
-        return Compiled(args[0].read("num").abs(), "num")
+    if name in FUNCTIONS:
+        takes, returns = FUNCTIONS[name]
+        return Compiled(_FUNCTIONS[name](args[0].read(takes)), returns)
     # coalesce: typed when any argument has a static type, else untyped over the names.
-    static = [a.type for a in args if a.type not in (None, "null")]
-    if not static:
+    want = coalesce_type([a.type for a in args])
+    if want is None:
         values = [a.value if a.value is not None else NullValue() for a in args]
         return Compiled(None, None, CoalesceValue(values))
-    want = static[0]
-    assert want is not None
     return Compiled(pl.coalesce([a.read(want) for a in args]), want)

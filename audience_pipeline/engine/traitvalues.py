@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import polars as pl
 
@@ -15,23 +14,13 @@ from audience_pipeline.engine.typed import (
     TextValue,
     Typed,
 )
+from audience_pipeline.ir.naming import (  # noqa: F401 (moved, re-exported)
+    STORAGE_BY_KIND,
+    TraitStorage,
+    computed_column,
+    custom_column,
+)
 from audience_pipeline.values import flat_tag, loads
-
-TraitStorage = Literal["number", "text", "list", "tagged"]
-
-STORAGE_BY_KIND: dict[str, TraitStorage] = {
-    "count": "number",
-    "sum": "number",
-    "avg": "number",
-    "min": "number",
-    "max": "number",
-    "unique_count": "number",
-    "score": "number",
-    "most_frequent": "text",
-    "unique_list": "list",
-    "first": "tagged",
-    "last": "tagged",
-}
 
 
 def nested(tagged: pl.Expr, path: tuple[str, ...]) -> pl.Expr:
@@ -44,14 +33,6 @@ def nested(tagged: pl.Expr, path: tuple[str, ...]) -> pl.Expr:
         return flat_tag(loads(value[1:])).get(dotted)
 
     return tagged.map_elements(lookup, return_dtype=pl.String, skip_nulls=True)
-
-
-def custom_column(key: str) -> str:
-    return f"_ct_{key}"
-
-
-def computed_column(key: str) -> str:
-    return f"_tr_{key}"
 
 
 @dataclass

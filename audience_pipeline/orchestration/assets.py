@@ -369,7 +369,7 @@ def _markdown(frame: pl.DataFrame) -> str:
 def _compiled_sqls(definitions_dir: str) -> dict[str, str]:
     """Every audience's DuckDB SQL (definitions loaded once); {} if the SQL backend fails."""
     try:
-        from audience_pipeline.sql.compiler import compile_audiences
+        from audience_pipeline.compile_sql import compile_audiences
 
         return compile_audiences(definitions_dir, "duckdb")
     except Exception:  # the SQL is optional metadata; never fail the views for it

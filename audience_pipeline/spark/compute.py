@@ -26,15 +26,15 @@ from typing import Any
 import polars as pl
 from sqlglot import exp
 
+from audience_pipeline.compile_sql import build_script
 from audience_pipeline.identity.result import type_limits, type_ranks
+from audience_pipeline.segment_tables import CALL_TABLES
 from audience_pipeline.spark.linking import owners_on_spark
 from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.spec.loader import load_definitions
-from audience_pipeline.sql.script.build import build_script
 from audience_pipeline.sql.script.catalog import Catalog, kind_of
 from audience_pipeline.sql.script.identity import SEQUENTIAL_LOOP
 from audience_pipeline.sql.script.program import Check, Loop, Script, render_step
-from audience_pipeline.sql.warehouse import CALL_TABLES
 from audience_pipeline.warehouse import begin_run
 
 log = logging.getLogger(__name__)

@@ -1,13 +1,13 @@
 """The SQL backend: the same IR as the Polars engine, compiled to sqlglot ASTs.
 
-`compile_audience` renders one audience for duckdb, postgres, snowflake, bigquery or spark;
-`compute_duckdb` computes every table inside DuckDB; `read_segment_warehouse` reads events from
-Segment's warehouse schema (DuckDB or PostgreSQL).
+`audience_sql` renders one audience of a compiled space for duckdb, postgres, snowflake, bigquery
+or spark (`audience_pipeline.compile_sql` reads a definitions folder for it);
+`compute_duckdb` computes every table inside DuckDB.
 """
 
 from __future__ import annotations
 
-from audience_pipeline.sql.compiler import SpaceSql, build_space_sql, compile_audience
+from audience_pipeline.sql.compiler import SpaceSql, audience_sql, audiences_sql, build_space_sql
 from audience_pipeline.sql.compute import compute_duckdb
 from audience_pipeline.sql.dialects import DIALECTS, get_dialect
 
@@ -15,7 +15,8 @@ __all__ = [
     "DIALECTS",
     "SpaceSql",
     "build_space_sql",
-    "compile_audience",
+    "audience_sql",
+    "audiences_sql",
     "compute_duckdb",
     "get_dialect",
 ]

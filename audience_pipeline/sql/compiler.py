@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 
 from sqlglot import exp
 
-from audience_pipeline.engine.audiences import audience_column, collect_leaves
 from audience_pipeline.ir import nodes as ir
+from audience_pipeline.ir.leaves import collect_leaves
+from audience_pipeline.ir.naming import audience_column
 from audience_pipeline.ir.walk import audience_refs, condition_exprs, iter_conditions, refs
-from audience_pipeline.spec.compile import load_space_ir
 from audience_pipeline.sql.dialects import SqlDialect, get_dialect
 from audience_pipeline.sql.level import LevelBuilder, LevelInput
 from audience_pipeline.sql.relations import ENTITY, Inputs, col, table, with_ctes
@@ -132,12 +130,8 @@ def subspace(space: ir.Space, key: str) -> tuple[ir.Space, ir.Audience]:
     return ir.Space(traits=traits, audiences=audiences), by_key[key]
 
 
-def compile_audiences(
-    definitions_dir: str | Path, dialect: str, *, as_of: datetime | None = None
-) -> dict[str, str]:
-    """`compile_audience` for every audience of a space (loads the definitions once)."""
-    moment = as_of or datetime.now(UTC).replace(microsecond=0)
-    _, space = load_space_ir(str(definitions_dir), moment)
+def audiences_sql(space: ir.Space, dialect: str) -> dict[str, str]:
+    """`audience_sql` for every audience of a compiled space."""
     result = {}
     for audience in space.audiences:
         sub, chosen = subspace(space, audience.key)
@@ -146,29 +140,20 @@ def compile_audiences(
     return result
 
 
-def compile_audience(
-    definitions_dir: str | Path,
-    key: str,
-    dialect: str,
-    *,
-    as_of: datetime | None = None,
-    inputs: Inputs | None = None,
-) -> str:
-    """Readable SQL listing the members (entity_id) of one audience.
+def audience_sql(space: ir.Space, key: str, dialect: str, *, inputs: Inputs | None = None) -> str:
+    """Readable SQL listing the members (entity_id) of one audience of a compiled space.
 
     Args:
-        definitions_dir: the space's definitions folder.
+        space: the compiled space (`spec.compile.load_space_ir`; its as-of only sets the
+            `created_at` defaults of `backfill: false` audiences: the query itself takes the
+            as-of as the named parameter ``as_of``).
         key: the audience key.
         dialect: duckdb, postgres, snowflake, bigquery or spark.
-        as_of: only used for `created_at` defaults of `backfill: false` audiences; the query
-            itself takes the as-of as the named parameter ``as_of``.
         inputs: names of the input relations.
 
     Returns:
         Pretty SQL text for the dialect.
     """
-    moment = as_of or datetime.now(UTC).replace(microsecond=0)
-    _, space = load_space_ir(str(definitions_dir), moment)
     sub, audience = subspace(space, key)
     compiled = build_space_sql(sub, dialect, inputs=inputs)
     return compiled.dialect.render(compiled.audience_query(audience))

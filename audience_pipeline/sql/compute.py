@@ -1,18 +1,24 @@
 """`compute --engine duckdb`: the same tables as the Polars engine, computed inside DuckDB.
 
-Normalized events go into DuckDB once; identity components, latest custom traits, accounts and
-members are SQL there; then the compiled SQL of the space (see `compiler`) computes every trait
-and audience. Only the final shaping of trait columns to native types is shared with the Polars
-engine, so that both write identical tables.
+The normalized messages come either as the run's Parquet files, which DuckDB scans itself
+(`compute_duckdb_normalized`: the messages never sit in the process as frames, and DuckDB spills
+to disk under its memory limit), or as frames a caller already holds (`compute_duckdb`). Identity
+components, latest custom traits, accounts and members are SQL there; then the compiled SQL of
+the space (see `compiler`) computes every trait and audience. The final shaping of the output
+tables is shared with every engine (`audience_pipeline.tables`), so that all write identical
+tables.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -20,27 +26,33 @@ import duckdb
 import polars as pl
 from sqlglot import exp
 
-# The final table shaping is the Polars engine's, so that both engines write identical tables.
-from audience_pipeline.engine.compute import (
-    KNOWN_TYPES,
-    ComputeResult,
-    _account_user_memberships,
-    _memberships,
-)
-from audience_pipeline.engine.native import native_traits
 from audience_pipeline.ir import nodes as ir
+from audience_pipeline.limits import memory_limit_bytes
 from audience_pipeline.spec.models import SpaceConfig
+from audience_pipeline.sql.assemble import assemble_result
 from audience_pipeline.sql.compiler import SpaceSql, build_space_sql
+from audience_pipeline.sql.custom_traits import flattened
 from audience_pipeline.sql.dialects import DuckDB
 from audience_pipeline.sql.identity import resolve_identities_sql
-from audience_pipeline.sql.relations import ENTITY, Inputs, bind_as_of
-from audience_pipeline.sqltraits.columns import expand_columns, with_sql_rows
-from audience_pipeline.sqltraits.match import MatchedSqlTraits, matched_sql_traits
+from audience_pipeline.sql.relations import Inputs, alias, bind_as_of, coalesce, col, eq
+from audience_pipeline.sql.sources import FrameSource, MessageSource, ParquetSource
+from audience_pipeline.sql.statements import create_as, select_all
+from audience_pipeline.sql.steps import run_in_steps
+from audience_pipeline.sqltraits.columns import with_sql_rows
+from audience_pipeline.sqltraits.match import matched_sql_traits
 from audience_pipeline.sqltraits.run import SqlTraitResult
-from audience_pipeline.values import flat_tag, loads
+from audience_pipeline.tables.result import KNOWN_TYPES, ComputeResult
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "KNOWN_TYPES",
+    "ComputeResult",
+    "compute_duckdb",
+    "compute_duckdb_normalized",
+    "prepare_inputs",
+    "run_space_sql",
+]
 
 # Fixed statements over our own tables (no definition or data text enters them).
 _LATEST = """
@@ -53,27 +65,119 @@ SELECT owner, key, value, tagged FROM (
   FROM _ap_updates u JOIN _ap_owners o ON o.seq = u.seq
 ) WHERE rn = 1
 """
+_MSGS = (
+    "CREATE OR REPLACE TEMP VIEW _ap_msgs AS SELECT m.*, p.profile_id FROM _ap_messages m "
+    "JOIN _ap_profiles_of p ON p.seq = m.seq"
+)
+_GROUPS = (
+    "CREATE OR REPLACE TEMP VIEW _ap_groups AS SELECT seq, timestamp, message_id, "
+    "group_id AS account_id, profile_id FROM _ap_msgs WHERE type = 'group' "
+    "AND group_id IS NOT NULL"
+)
+# The owners of each level's trait updates: (kind, owner column, statement, trait relation).
+_OWNERS = (
+    ("user", "profile_id", "CREATE OR REPLACE TEMP TABLE _ap_owners AS "
+     "SELECT seq, timestamp, message_id, profile_id AS owner FROM _ap_msgs"),
+    ("account", "account_id", "CREATE OR REPLACE TEMP TABLE _ap_owners AS "
+     "SELECT seq, timestamp, message_id, account_id AS owner FROM _ap_groups"),
+)  # fmt: skip
 
 
-def _register(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:
-    # A registered Arrow table is scanned in place: no copy of the events' JSON text.
-    con.register(name, frame.to_arrow())
+def _path_columns(source: MessageSource) -> list[str]:
+    """The stored path columns read as columns. DuckDB matches column names case-insensitively
+    (and renames `p.plan` next to `p.Plan`), but JSON keys are case-sensitive: keys that differ
+    only in case are read from the JSON instead."""
+    paths = source.path_columns()
+    folded = Counter(c.lower() for c in paths)
+    return [c for c in paths if folded[c.lower()] == 1]
 
 
-def _flattened(latest: pl.DataFrame, owner: str) -> pl.DataFrame:
-    """Latest custom traits, plus the dotted keys of object values (`trait.address.city`)."""
-    rows = [
-        (entity, f"{key}.{path}", value)
-        for entity, key, tagged in latest.filter(pl.col("tagged").str.starts_with("o"))
-        .select(owner, "key", "tagged")
-        .iter_rows()
-        for path, value in flat_tag(loads(tagged[1:])).items()
-    ]
-    base = latest.select(owner, "key", "tagged")
-    if not rows:
-        return base
-    extra = pl.DataFrame(rows, schema=base.schema, orient="row")
-    return pl.concat([base, extra])
+def _events_query(paths: list[str]) -> exp.Select:
+    # The stored path columns are named by event keys (any text): sqlglot quotes them.
+    return (
+        exp.select(
+            "profile_id", "timestamp", "message_id", "seq", "event", "properties", "context",
+            *(exp.column(c, quoted=True) for c in paths),
+        )
+        .from_("_ap_msgs")
+        .where(exp.column("type").isin("track", "page", "screen"))
+    )  # fmt: skip
+
+
+def _profiles_query() -> exp.Select:
+    """profile_id, known: every profile with a message, and whether it holds a known type."""
+    seen = exp.select("profile_id").distinct().from_("_ap_msgs").subquery("o")
+    known = exp.func("bool_or", col("id_type").isin(*KNOWN_TYPES))
+    holds = (
+        exp.select("profile_id", alias(known, "known"))
+        .from_("_ap_identities")
+        .group_by("profile_id")
+        .subquery("k")
+    )
+    return (
+        exp.select(col("profile_id", "o"), alias(coalesce(col("known", "k"), exp.false()), "known"))
+        .from_(seen)
+        .join(holds, on=eq(col("profile_id", "k"), col("profile_id", "o")), join_type="left")
+    )
+
+
+def _entity_relations(con: duckdb.DuckDBPyConnection, names: Inputs, paths: list[str]) -> None:
+    con.execute(_MSGS)
+    con.execute(create_as(names.events, _events_query(paths), view=True).sql("duckdb"))
+    con.execute(create_as(names.profiles, _profiles_query()).sql("duckdb"))
+    con.execute(_GROUPS)
+    accounts = exp.select("account_id").distinct().from_("_ap_groups")
+    members = exp.select("account_id", "profile_id").distinct().from_("_ap_groups")
+    con.execute(create_as(names.accounts, accounts).sql("duckdb"))
+    con.execute(create_as(names.account_members, members).sql("duckdb"))
+
+
+def prepare_source(
+    con: duckdb.DuckDBPyConnection,
+    source: MessageSource,
+    space_config: SpaceConfig,
+    inputs: Inputs | None = None,
+    sql_traits: list[SqlTraitResult] | None = None,
+) -> dict[str, object]:
+    """Create the SQL backend's input tables (see `relations`) in DuckDB from `source`.
+
+    Returns the intermediate results the output tables need: ``identity``, ``user_latest``,
+    ``account_latest`` (Polars frames), ``flat_columns`` (stored path columns), ``messages``
+    and ``sql_traits``.
+    """
+    names = inputs or Inputs()
+    messages = source.identity_messages()
+    identity = resolve_identities_sql(con, messages, space_config)
+    n_messages = messages.height
+    del messages  # the identifier lists are the largest thing this process holds: free them
+    paths = _path_columns(source)
+    source.create_messages(con, paths)
+    con.register("_ap_profiles_of", identity.message_profiles.to_arrow())
+    con.register("_ap_identities", identity.identities.to_arrow())
+    con.register(names.identities, identity.identities.to_arrow())
+    _entity_relations(con, names, paths)
+    accounts = con.sql(select_all(names.accounts).sql("duckdb")).pl()
+    sql = matched_sql_traits(sql_traits, identity.identities, accounts["account_id"].to_list(),
+                             space_config)  # fmt: skip
+    latest: dict[str, pl.DataFrame] = {}
+    targets = {"user": names.user_traits, "account": names.account_traits}
+    for kind, owner, owners in _OWNERS:
+        source.create_updates(con, kind)
+        con.execute(owners)
+        frame = con.sql(_LATEST).pl().rename({"owner": owner})
+        frame = frame.cast({"value": pl.String, "tagged": pl.String})
+        if sql is not None:  # SQL traits read as custom traits holding one object each
+            frame = with_sql_rows(frame, sql.rows[kind], sql.keys[kind])
+        latest[kind] = frame
+        con.register(targets[kind], flattened(frame, owner).to_arrow())
+    return {
+        "identity": identity,
+        "user_latest": latest["user"],
+        "account_latest": latest["account"],
+        "flat_columns": set(paths),
+        "messages": n_messages,
+        "sql_traits": sql,
+    }
 
 
 def prepare_inputs(
@@ -85,96 +189,9 @@ def prepare_inputs(
     inputs: Inputs | None = None,
     sql_traits: list[SqlTraitResult] | None = None,
 ) -> dict[str, object]:
-    """Create the SQL backend's input tables (see `relations`) in DuckDB.
-
-    Returns the intermediate results the output tables need: ``identity``, ``user_latest``,
-    ``account_latest`` (Polars frames) and ``flat_columns`` (stored path columns).
-    """
-    names = inputs or Inputs()
-    messages = events.filter(pl.col("timestamp") <= as_of)
-    identity = resolve_identities_sql(
-        con,
-        messages.select("seq", "message_id", "type", "timestamp", "ids", "previous_id"),
-        space_config,
-    )
-    flat = [c for c in messages.columns if c.startswith(("p.", "c."))]
-    # DuckDB matches column names case-insensitively (and renames `p.plan` next to `p.Plan`), but
-    # JSON keys are case-sensitive: keys that differ only in case are read from the JSON instead.
-    folded = Counter(c.lower() for c in flat)
-    flat = [c for c in flat if folded[c.lower()] == 1]
-    base = messages.select(
-        "seq", "message_id", "type", "event", "timestamp", "group_id", "properties", "context",
-        *flat,
-    )  # fmt: skip
-    _register(con, "_ap_messages", base)
-    _register(con, "_ap_profiles_of", identity.message_profiles)
-    _register(con, "_ap_identities", identity.identities)
-    _register(con, names.identities, identity.identities)
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW _ap_msgs AS SELECT m.*, p.profile_id FROM _ap_messages m "
-        "JOIN _ap_profiles_of p ON p.seq = m.seq"
-    )
-    # The stored path columns are named by event keys (any text): sqlglot quotes them.
-    events_query = (
-        exp.select(
-            "profile_id", "timestamp", "message_id", "seq", "event", "properties", "context",
-            *(exp.column(c, quoted=True) for c in flat),
-        )
-        .from_("_ap_msgs")
-        .where(exp.column("type").isin("track", "page", "screen"))
-    )  # fmt: skip
-    con.execute(
-        f'CREATE OR REPLACE TEMP VIEW "{names.events}" AS {events_query.sql("duckdb")}'  # noqa: S608
-    )
-    known = ", ".join(f"'{t}'" for t in KNOWN_TYPES)
-    con.execute(
-        f'CREATE OR REPLACE TEMP TABLE "{names.profiles}" AS '  # noqa: S608
-        "SELECT o.profile_id, COALESCE(k.known, FALSE) AS known FROM "
-        "(SELECT DISTINCT profile_id FROM _ap_msgs) o LEFT JOIN "
-        f"(SELECT profile_id, bool_or(id_type IN ({known})) AS known FROM _ap_identities "
-        "GROUP BY profile_id) k ON k.profile_id = o.profile_id"
-    )
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW _ap_groups AS SELECT seq, timestamp, message_id, "
-        "group_id AS account_id, profile_id FROM _ap_msgs WHERE type = 'group' "
-        "AND group_id IS NOT NULL"
-    )
-    con.execute(
-        f'CREATE OR REPLACE TEMP TABLE "{names.accounts}" AS '  # noqa: S608
-        "SELECT DISTINCT account_id FROM _ap_groups"
-    )
-    con.execute(
-        f'CREATE OR REPLACE TEMP TABLE "{names.account_members}" AS '  # noqa: S608
-        "SELECT DISTINCT account_id, profile_id FROM _ap_groups"
-    )
-    accounts = con.sql(f'SELECT account_id FROM "{names.accounts}"').pl()  # noqa: S608
-    sql = matched_sql_traits(sql_traits, identity.identities, accounts["account_id"].to_list(),
-                             space_config)  # fmt: skip
-    updates = trait_updates.select("seq", "kind", "key", "value", "tagged")
-    latest: dict[str, pl.DataFrame] = {}
-    for kind, owner, source, target in (
-        ("user", "profile_id", "_ap_msgs", names.user_traits),
-        ("account", "account_id", "_ap_groups", names.account_traits),
-    ):
-        _register(con, "_ap_updates", updates.filter(pl.col("kind") == kind))
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _ap_owners AS "  # noqa: S608
-            f"SELECT seq, timestamp, message_id, {owner} AS owner FROM {source}"
-        )
-        frame = con.sql(_LATEST).pl().rename({"owner": owner})
-        frame = frame.cast({"value": pl.String, "tagged": pl.String})
-        if sql is not None:  # SQL traits read as custom traits holding one object each
-            frame = with_sql_rows(frame, sql.rows[kind], sql.keys[kind])
-        latest[kind] = frame
-        _register(con, target, _flattened(frame, owner))
-    return {
-        "identity": identity,
-        "user_latest": latest["user"],
-        "account_latest": latest["account"],
-        "flat_columns": set(flat),
-        "messages": messages.height,
-        "sql_traits": sql,
-    }
+    """`prepare_source` over frames the caller holds (cut at `as_of` here)."""
+    source = FrameSource.cut(events, trait_updates, as_of)
+    return prepare_source(con, source, space_config, inputs, sql_traits)
 
 
 def run_space_sql(
@@ -183,36 +200,121 @@ def run_space_sql(
     """Run both levels' SQL in DuckDB; returns the user and account frames."""
     literal = compiled.dialect.timestamp(as_of.isoformat())
     frames: dict[str, pl.DataFrame] = {}
+
+    def execute(statement: exp.Expr) -> None:
+        con.execute(compiled.dialect.render(statement, pretty=False))
+
     for level, frame in (("user", compiled.user_frame), ("account", compiled.account_frame)):
         if frame is None:
             continue
         query = bind_as_of(compiled.level_query(level), literal)  # type: ignore[arg-type]
-        text = compiled.dialect.render(query, pretty=False)
         # The account level reads the user frame as a table.
-        con.execute(f'CREATE OR REPLACE TEMP TABLE "{frame}" AS {text}')  # noqa: S608
-        frames[level] = con.sql(f'SELECT * FROM "{frame}"').pl()  # noqa: S608
+        run_in_steps(execute, query, frame)
+        frames[level] = con.sql(select_all(frame).sql("duckdb")).pl()
     return frames
 
 
-def _frame_or_empty(frames: dict[str, pl.DataFrame], level: str, entities: pl.DataFrame,
-                    owner: str) -> pl.DataFrame:  # fmt: skip
-    if level in frames:
-        return frames[level]
-    return entities.select(pl.col(owner).alias(ENTITY))
-
-
+# The older, DuckDB-only setting; still honoured (`limits` holds the one every engine reads).
 MEMORY_LIMIT_ENV = "AUDIENCE_PIPELINE_DUCKDB_MEMORY_LIMIT"
+SPILL_FOLDER = "audience_pipeline_duckdb"
+# DuckDB's buffer pool gets this share of the run's memory limit: the process also holds the
+# identity step's frames, the latest traits and the level frames it fetches (outside the pool).
+DUCKDB_SHARE = 0.5
 
 
 def _duckdb_config() -> dict[str, str | bool | int | float | list[str]]:
-    """DuckDB's settings: with `AUDIENCE_PIPELINE_DUCKDB_MEMORY_LIMIT` (e.g. `6GB`), a memory
-    limit and a temp directory to spill to. DuckDB's own default is 80% of RAM, too much when
-    the process also holds the Polars frames it was handed."""
+    """DuckDB's settings for frames handed in: with `AUDIENCE_PIPELINE_DUCKDB_MEMORY_LIMIT`
+    (e.g. `6GB`), a memory limit and a temp directory to spill to; else DuckDB's defaults."""
     limit = os.environ.get(MEMORY_LIMIT_ENV)
     if not limit:
         return {}
-    spill = Path(tempfile.gettempdir()) / "audience_pipeline_duckdb"
+    spill = Path(tempfile.gettempdir()) / SPILL_FOLDER
     return {"memory_limit": limit, "temp_directory": str(spill)}
+
+
+def duckdb_memory_limit(memory_limit: str | int | None = None) -> str:
+    """DuckDB's own limit for a run: `AUDIENCE_PIPELINE_DUCKDB_MEMORY_LIMIT` when set, else
+    `DUCKDB_SHARE` of the run's limit (`limits.memory_limit_bytes`), in MiB."""
+    explicit = os.environ.get(MEMORY_LIMIT_ENV)
+    if explicit and memory_limit is None:
+        return explicit
+    share = int(memory_limit_bytes(memory_limit) * DUCKDB_SHARE) // 2**20
+    return f"{max(share, 64)}MiB"
+
+
+def _remove_orphans(root: Path) -> None:
+    """Spill folders of runs that were killed (their process is gone)."""
+    for folder in root.glob("run-*-*"):
+        pid = folder.name.split("-")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+@contextmanager
+def spilling_connection(memory_limit: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB connection under `memory_limit` that spills to a temporary folder of
+    its own (removed afterwards: two runs never share spill files)."""
+    root = Path(tempfile.gettempdir()) / SPILL_FOLDER
+    root.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(root)
+    spill = Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=root))
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "memory_limit": memory_limit,
+        "temp_directory": str(spill),
+        # Row order is decided by our own ORDER BY and sorts; not keeping it lets DuckDB
+        # stream large results instead of buffering them.
+        "preserve_insertion_order": False,
+    }
+    con = duckdb.connect(config=config)
+    try:
+        yield con
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def _compute(
+    con: duckdb.DuckDBPyConnection,
+    source: MessageSource,
+    space_config: SpaceConfig,
+    space_ir: ir.Space,
+    as_of: datetime,
+    sql_traits: list[SqlTraitResult] | None,
+) -> ComputeResult:
+    lap = _Laps()
+    prepared = prepare_source(con, source, space_config, sql_traits=sql_traits)
+    lap("identity and inputs")
+    compiled = build_space_sql(space_ir, DuckDB(), flat_columns=prepared["flat_columns"])  # type: ignore[arg-type]
+    frames = run_space_sql(con, compiled, as_of)
+    lap("traits and audiences")
+    profiles = con.sql('SELECT profile_id FROM "ap_profiles" ORDER BY profile_id').pl()
+    accounts = con.sql('SELECT account_id FROM "ap_accounts" ORDER BY account_id').pl()
+    members = con.sql('SELECT account_id, profile_id FROM "ap_account_members"').pl()
+    result = assemble_result(prepared, frames, profiles, accounts, members, space_ir, as_of)
+    lap("output tables")
+    return result
+
+
+class _Laps:
+    """Logs the seconds of each stage (`-v` shows them; the benchmark prints them)."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        log.info("duckdb stage %s: %.1fs", stage, now - self.last)
+        self.last = now
 
 
 def compute_duckdb(
@@ -222,8 +324,11 @@ def compute_duckdb(
     space_ir: ir.Space,
     as_of: datetime,
     sql_traits: list[SqlTraitResult] | None = None,
+    *,
+    bounded: bool = False,
+    memory_limit: str | int | None = None,
 ) -> ComputeResult:
-    """Compute identities, traits and memberships as of `as_of` inside DuckDB.
+    """Compute identities, traits and memberships as of `as_of` inside DuckDB, from frames.
 
     Args:
         events: normalized events (see `audience_pipeline.ingest`).
@@ -232,89 +337,52 @@ def compute_duckdb(
         space_ir: compiled traits and audiences.
         as_of: the evaluation time.
         sql_traits: the rows of the space's `kind: sql` traits.
+        bounded: run under a memory limit, spilling past it (as `compute_duckdb_normalized`);
+            else DuckDB's defaults, or `AUDIENCE_PIPELINE_DUCKDB_MEMORY_LIMIT` when set.
+        memory_limit: the run's memory limit when `bounded` (None: `limits`' default).
 
     Returns:
         The same tables, with the same dtypes, as `engine.compute.compute`.
     """
     started = time.perf_counter()
-    con = duckdb.connect(config=_duckdb_config())
-    try:
-        prepared = prepare_inputs(con, events, trait_updates, space_config, as_of,
-                                  sql_traits=sql_traits)  # fmt: skip
-        compiled = build_space_sql(space_ir, DuckDB(), flat_columns=prepared["flat_columns"])  # type: ignore[arg-type]
-        frames = run_space_sql(con, compiled, as_of)
-        profiles = con.sql('SELECT profile_id FROM "ap_profiles" ORDER BY profile_id').pl()
-        accounts = con.sql('SELECT account_id FROM "ap_accounts" ORDER BY account_id').pl()
-        members = con.sql('SELECT account_id, profile_id FROM "ap_account_members"').pl()
-    finally:
-        con.close()
-    result = assemble_result(prepared, frames, profiles, accounts, members, space_ir, as_of)
+    source = FrameSource.cut(events, trait_updates, as_of)
+    if bounded:
+        with spilling_connection(duckdb_memory_limit(memory_limit)) as con:
+            result = _compute(con, source, space_config, space_ir, as_of, sql_traits)
+    else:
+        con = duckdb.connect(config=_duckdb_config())
+        try:
+            result = _compute(con, source, space_config, space_ir, as_of, sql_traits)
+        finally:
+            con.close()
     log.info("duckdb compute in %.2fs", time.perf_counter() - started)
     return result
 
 
-def assemble_result(
-    prepared: dict[str, object],
-    frames: dict[str, pl.DataFrame],
-    profiles: pl.DataFrame,
-    accounts: pl.DataFrame,
-    members: pl.DataFrame,
+def compute_duckdb_normalized(
+    folder: Path,
+    space_config: SpaceConfig,
     space_ir: ir.Space,
     as_of: datetime,
+    sql_traits: list[SqlTraitResult] | None = None,
+    *,
+    memory_limit: str | int | None = None,
 ) -> ComputeResult:
-    """The output tables from the level frames an SQL engine computed (shared by the DuckDB and
-    PostgreSQL engines, so that every engine writes the Polars engine's tables and dtypes).
+    """`compute_duckdb` reading the normalized Parquet of `folder` (events.parquet,
+    trait_updates.parquet: a run's `_normalized/`) itself, under a memory limit.
 
-    `prepared`: ``identity``, ``user_latest``, ``account_latest`` and ``messages`` (as
-    `prepare_inputs` returns them); `profiles`, `accounts`, `members`: the entity relations.
+    `memory_limit`: the run's limit (see `limits`); DuckDB gets `DUCKDB_SHARE` of it and
+    spills past that.
+
+    Raises:
+        FileNotFoundError: `folder` lacks one of the two files.
     """
-    identity = prepared["identity"]
-    user_latest: pl.DataFrame = prepared["user_latest"]  # type: ignore[assignment]
-    account_latest: pl.DataFrame = prepared["account_latest"]  # type: ignore[assignment]
-    user_frame = _frame_or_empty(frames, "user", profiles, "profile_id")
-    account_frame = _frame_or_empty(frames, "account", accounts, "account_id")
-    user_audiences = [a for a in space_ir.audiences if a.level == "user"]
-    account_audiences = [a for a in space_ir.audiences if a.level == "account"]
-    memberships = pl.concat([
-        _memberships(user_frame, user_audiences, "user", as_of),
-        _memberships(account_frame, account_audiences, "account", as_of),
-    ])  # fmt: skip
-    user_keys = set(user_latest["key"].unique().to_list())
-    account_keys = set(account_latest["key"].unique().to_list())
-    user_traits, user_json = native_traits(
-        user_frame.sort(ENTITY), user_latest, "profile_id", space_ir, "user", user_keys,
-        user_audiences,
-    )  # fmt: skip
-    account_traits, account_json = native_traits(
-        account_frame.sort(ENTITY), account_latest, "account_id", space_ir, "account",
-        account_keys, account_audiences,
-    )  # fmt: skip
-    sql: MatchedSqlTraits | None = prepared["sql_traits"]  # type: ignore[assignment]
-    if sql is not None:
-        user_traits, more = expand_columns(user_traits.rename({ENTITY: "profile_id"}), "profile_id",
-                                           sql.rows["user"], sql.fields["user"])  # fmt: skip
-        user_traits = user_traits.rename({"profile_id": ENTITY})
-        user_json = (user_json - set(sql.fields["user"])) | more
-        account_traits, more = expand_columns(account_traits.rename({ENTITY: "account_id"}),
-                                              "account_id", sql.rows["account"],
-                                              sql.fields["account"])  # fmt: skip
-        account_traits = account_traits.rename({"account_id": ENTITY})
-        account_json = (account_json - set(sql.fields["account"])) | more
-    stats = {
-        "messages": int(prepared["messages"]),  # type: ignore[call-overload]
-        **(sql.stats() if sql is not None else {}),
-        "profiles": profiles.height,
-        "accounts": accounts.height,
-        **{f"identity_{k}": v for k, v in identity.stats.items()},  # type: ignore[attr-defined]
-    }
-    return ComputeResult(
-        as_of=as_of,
-        identities=identity.identities,  # type: ignore[attr-defined]
-        user_traits=user_traits.rename({ENTITY: "profile_id"}).sort("profile_id"),
-        account_traits=account_traits.rename({ENTITY: "account_id"}).sort("account_id"),
-        memberships=memberships,
-        account_user_memberships=_account_user_memberships(memberships, members),
-        message_profiles=identity.message_profiles,  # type: ignore[attr-defined]
-        stats=stats,
-        json_columns={"user_traits": user_json, "account_traits": account_json},
-    )
+    source = ParquetSource.in_folder(folder, as_of)
+    if source is None:
+        msg = f"{folder}: no events.parquet and trait_updates.parquet"
+        raise FileNotFoundError(msg)
+    started = time.perf_counter()
+    with spilling_connection(duckdb_memory_limit(memory_limit)) as con:
+        result = _compute(con, source, space_config, space_ir, as_of, sql_traits)
+    log.info("duckdb compute (parquet) in %.2fs", time.perf_counter() - started)
+    return result

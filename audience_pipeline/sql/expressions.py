@@ -1,24 +1,29 @@
 """IR expressions -> sqlglot expressions, with SPEC section 5's typing rules.
 
-The same decisions as `audience_pipeline.engine.expressions`, node for node: each IR node compiles
-to a `Compiled`, either statically typed (number, string, boolean, null) or an untyped `Typed`
-value (a bare name, or coalesce of names) whose reading the surrounding comparison decides.
+The decisions come from `ir.typing_rules`, as the Polars engine's do; here they are rendered as
+SQL. Each IR node compiles to a `Compiled`, either statically typed (number, string, boolean,
+null) or an untyped `Typed` value (a bare name, or coalesce of names) whose reading the
+surrounding comparison decides.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 from sqlglot import exp
 
 from audience_pipeline.ir import nodes as ir
+from audience_pipeline.ir.typing_rules import (
+    FUNCTIONS,
+    SAME_KIND_READINGS,
+    StaticType,
+    coalesce_type,
+    comparison,
+    reading,
+)
 from audience_pipeline.sql.dialects import SqlDialect
 from audience_pipeline.sql.typed import (
-    KIND_BOOL,
-    KIND_NUMBER,
-    KIND_STRING,
     CoalesceValue,
     NullValue,
     Typed,
@@ -30,7 +35,6 @@ from audience_pipeline.sql.typed import (
     number_text,
 )
 
-StaticType = Literal["num", "str", "bool", "null"]
 Resolver = Callable[[ir.Expr], Typed]  # names and aggregates -> their values in this relation
 
 
@@ -48,14 +52,13 @@ class Compiled:
             assert self.value is not None
             return _read_typed(self.value, want)
         assert self.expr is not None
-        if self.type == want:
-            return self.expr.copy()
-        if self.type == "null":
-            return _null(d, want)
-        if want == "num" and self.type == "str":
-            return case((is_numeric_text(d, self.expr.copy()), d.to_double(self.expr.copy())))
-        if want == "str" and self.type == "num":
-            return number_text(d, self.expr.copy())
+        match reading(self.type, want):
+            case "as_is":
+                return self.expr.copy()
+            case "parse_number":
+                return case((is_numeric_text(d, self.expr.copy()), d.to_double(self.expr.copy())))
+            case "number_text":
+                return number_text(d, self.expr.copy())
         return _null(d, want)
 
 
@@ -196,24 +199,17 @@ def _operand(node: exp.Expr) -> exp.Expr:
 
 
 def _compare(d: SqlDialect, op: ir.CmpOp, left: Compiled, right: Compiled) -> exp.Expr:
-    if left.type == "null" or right.type == "null":
+    how = comparison(left.type, right.type)
+    if how == "null":
         return null_bool(d)
-    if left.type is None and right.type is None:
+    if how == "by_kinds":
         assert left.value is not None and right.value is not None
         return _compare_untyped(d, op, left.value, right.value)
-    if left.type is None or right.type is None:
-        want = left.type or right.type
-        assert want is not None and want != "null"
-        return _cmp(op, left.read(want), right.read(want))
-    if left.type == right.type:
-        return _cmp(op, left.read(left.type), right.read(right.type))
-    if {left.type, right.type} == {"num", "str"}:
-        return _cmp(op, left.read("num"), right.read("num"))
-    return null_bool(d)  # a boolean against a string or number
+    return _cmp(op, left.read(how), right.read(how))
 
 
 def _compare_untyped(d: SqlDialect, op: ir.CmpOp, left: Typed, right: Typed) -> exp.Expr:
-    """Two names: numbers if both are numbers, strings if both strings, booleans if both."""
+    """Two names: compared where both hold the same JSON type (`SAME_KIND_READINGS`)."""
 
     def both(kind: str) -> exp.Expr:
         return exp.and_(
@@ -221,29 +217,29 @@ def _compare_untyped(d: SqlDialect, op: ir.CmpOp, left: Typed, right: Typed) -> 
             exp.EQ(this=right.kind(), expression=lit(kind)),
         )
 
-    return case(
-        (both(KIND_NUMBER), _cmp(op, left.num(), right.num())),
-        (both(KIND_STRING), _cmp(op, left.text(), right.text())),
-        (both(KIND_BOOL), _cmp(op, left.boolean(), right.boolean())),
-        default=null_bool(d),
-    )
+    cases = [
+        (both(kind), _cmp(op, _read_typed(left, want), _read_typed(right, want)))
+        for kind, want in SAME_KIND_READINGS
+    ]
+    return case(*cases, default=null_bool(d))
+
+
+_FUNCTIONS: dict[str, Callable[[SqlDialect, exp.Expr], exp.Expr]] = {
+    "lower": lambda d, e: exp.Lower(this=e),
+    "upper": lambda d, e: exp.Upper(this=e),
+    "length": lambda d, e: d.to_double(exp.Length(this=e)),
+    "abs": lambda d, e: exp.Abs(this=e),
+}
 
 
 def _func(d: SqlDialect, name: ir.FuncName, args: list[Compiled]) -> Compiled:
-    if name == "lower":
-        return Compiled(d, exp.Lower(this=args[0].read("str")), "str")
-    if name == "upper":
-        return Compiled(d, exp.Upper(this=args[0].read("str")), "str")
-    if name == "length":
-        return Compiled(d, d.to_double(exp.Length(this=args[0].read("str"))), "num")
-    if name == "abs":
-        return Compiled(d, exp.Abs(this=args[0].read("num")), "num")
+    if name in FUNCTIONS:
+        takes, returns = FUNCTIONS[name]
+        return Compiled(d, _FUNCTIONS[name](d, args[0].read(takes)), returns)
     # coalesce: typed when any argument has a static type, else untyped over the names.
-    static = [a.type for a in args if a.type not in (None, "null")]
-    if not static:
+    want = coalesce_type([a.type for a in args])
+    if want is None:
         values = [a.value if a.value is not None else NullValue(d) for a in args]
         return Compiled(d, None, None, CoalesceValue(d, values))
-    want = static[0]
-    assert want is not None
     parts = [a.read(want) for a in args]
     return Compiled(d, exp.Coalesce(this=parts[0], expressions=parts[1:]), want)

@@ -9,20 +9,42 @@ reachable previous events with no matching event after them (an anti-join).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
 
 from sqlglot import exp
 
 from audience_pipeline.ir import nodes as ir
 from audience_pipeline.ir.walk import refs
+from audience_pipeline.sql.dialects import SqlDialect
 from audience_pipeline.sql.expressions import compile_predicate
 from audience_pipeline.sql.relations import ENTITY, alias, col, eq, seconds, table
 from audience_pipeline.sql.typed import TaggedValue, Typed
 
-if TYPE_CHECKING:
-    from audience_pipeline.sql.level import LevelBuilder
-
 TS = "_ts"
+
+
+class PathColumns(Protocol):
+    def path(self, scope: str, path: tuple[str, ...]) -> str: ...
+
+
+class LevelBuilder(Protocol):
+    """What the funnel CTEs read from the level they are part of (`level.LevelBuilder`)."""
+
+    @property
+    def d(self) -> SqlDialect: ...
+
+    @property
+    def columns(self) -> PathColumns: ...
+
+    def window(self, ts: exp.Expr, window: ir.Window | None,
+               since: datetime | None) -> list[exp.Expr]: ...  # fmt: skip
+
+    def names_in(self, event: exp.Expr, events: tuple[str, ...]) -> exp.Expr: ...
+
+    def event_resolver(self, table_name: str | None, *,
+                       custom_only: bool = False) -> Callable[[ir.Expr], Typed]: ...  # fmt: skip
 
 
 def _parent_columns(step: ir.FunnelStep, builder: LevelBuilder) -> list[str]:

@@ -17,16 +17,15 @@ import logging
 import duckdb
 import polars as pl
 
-from audience_pipeline.identity.prepare import Prepared, prepare
+from audience_pipeline.identity.prepare import prepare
 from audience_pipeline.identity.result import (
     IDENTITIES_SCHEMA,
     MESSAGE_PROFILES_SCHEMA,
     IdentityResult,
     empty_result,
-    type_limits,
 )
-from audience_pipeline.identity.sequential import Identifier, link_in_order
 from audience_pipeline.spec.models import SpaceConfig
+from audience_pipeline.sql.bitten import sequential_rule
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +56,12 @@ _BITTEN = (
     'JOIN _id_limits t ON t.trank = n.trank GROUP BY l.label, n.trank, t."limit" '
     'HAVING COUNT(*) > t."limit"'
 )
+_CREATE_BITTEN = "CREATE OR REPLACE TEMP TABLE _id_bitten AS " + _BITTEN
+# The graph input, copied from the registered frame `_id_frame` into DuckDB's own tables.
+_COPY_MESSAGES = "CREATE OR REPLACE TEMP TABLE _id_messages AS SELECT * FROM _id_frame"
+_COPY_LINKS = "CREATE OR REPLACE TEMP TABLE _id_links AS SELECT * FROM _id_frame"
+_COPY_NODES = "CREATE OR REPLACE TEMP TABLE _id_nodes AS SELECT * FROM _id_frame"
+_COPY_LIMITS = "CREATE OR REPLACE TEMP TABLE _id_limits AS SELECT * FROM _id_frame"
 _WHOLE = (
     "WITH msgs AS (SELECT m.rank, m.seq, m.first, l.label AS comp FROM _id_messages m "
     "  JOIN _id_label l ON l.node = m.first WHERE l.label NOT IN (SELECT comp FROM _id_bitten)), "
@@ -88,33 +93,6 @@ def _label_components(con: duckdb.DuckDBPyConnection) -> int:
     raise RuntimeError(msg)
 
 
-def _sequential(prepared: Prepared, messages: pl.DataFrame,
-                space: SpaceConfig) -> tuple[pl.DataFrame, pl.DataFrame, int]:  # fmt: skip
-    """The rule over the messages of bitten components (one Python step per distinct message)."""
-    lists = (
-        prepared.links.join(messages.select("rank"), on="rank", how="semi")
-        .unique()
-        .sort("rank", "node")
-        .group_by("rank", maintain_order=True)
-        .agg("node")
-        .unique(subset="node", keep="first", maintain_order=True)
-    )
-    ident: dict[int, Identifier] = {
-        node: (t, v)
-        for node, t, v in prepared.nodes.select("node", "id_type", "id_value").iter_rows()
-    }
-    ordered = [[ident[node] for node in nodes] for nodes in lists["node"].to_list()]
-    outcome = link_in_order(ordered, type_limits(space))
-    identities = pl.DataFrame(outcome.identities, schema=IDENTITIES_SCHEMA, orient="row")
-    owners = identities.join(prepared.nodes, on=["id_type", "id_value"]).select(
-        first="node", profile_id="profile_id"
-    )
-    message_profiles = messages.join(owners, on="first", how="left").select(
-        MESSAGE_PROFILES_SCHEMA.names()
-    )
-    return message_profiles, identities, outcome.profiles
-
-
 def resolve_identities_sql(
     con: duckdb.DuckDBPyConnection, messages: pl.DataFrame, space: SpaceConfig
 ) -> IdentityResult:
@@ -132,13 +110,13 @@ def resolve_identities_sql(
     if messages.height == 0:
         return empty_result()
     prepared = prepare(messages, space)
-    for name, frame in (("_id_messages", prepared.messages), ("_id_links", prepared.links),
-                        ("_id_nodes", prepared.nodes), ("_id_limits", prepared.limits)):  # fmt: skip
+    for frame, statement in ((prepared.messages, _COPY_MESSAGES), (prepared.links, _COPY_LINKS),
+                             (prepared.nodes, _COPY_NODES), (prepared.limits, _COPY_LIMITS)):  # fmt: skip
         con.register("_id_frame", frame.to_arrow())
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM _id_frame")  # noqa: S608
+        con.execute(statement)
         con.unregister("_id_frame")
     rounds = _label_components(con)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _id_bitten AS {_BITTEN}")  # noqa: S608
+    con.execute(_CREATE_BITTEN)
     message_profiles = con.sql(_WHOLE_MESSAGES).pl()
     identities = con.sql(_WHOLE_IDENTITIES).pl()
     n_profiles = identities["profile_id"].n_unique()
@@ -146,7 +124,7 @@ def resolve_identities_sql(
     n_bitten = con.sql("SELECT COUNT(*) FROM _id_bitten").fetchall()[0][0]
     components = con.sql("SELECT COUNT(DISTINCT label) FROM _id_label").fetchall()[0][0]
     if bitten_messages.height:
-        seq_mp, seq_id, seq_profiles = _sequential(prepared, bitten_messages, space)
+        seq_mp, seq_id, seq_profiles = sequential_rule(prepared, bitten_messages, space)
         message_profiles = pl.concat([message_profiles.cast(MESSAGE_PROFILES_SCHEMA), seq_mp])
         identities = pl.concat([identities.cast(IDENTITIES_SCHEMA), seq_id])
         n_profiles += seq_profiles

@@ -22,9 +22,8 @@ from datetime import datetime
 
 from sqlglot import exp
 
-from audience_pipeline.engine.audiences import audience_column
-from audience_pipeline.engine.traitvalues import STORAGE_BY_KIND, computed_column
 from audience_pipeline.ir import nodes as ir
+from audience_pipeline.ir.naming import STORAGE_BY_KIND, audience_column, computed_column
 from audience_pipeline.ir.walk import aggs, condition_children, refs
 from audience_pipeline.sql.dialects import SqlDialect
 from audience_pipeline.sql.expressions import compile_predicate

@@ -18,8 +18,9 @@ import psycopg
 
 from audience_pipeline.ir import nodes as ir
 from audience_pipeline.spec.models import SpaceConfig
+from audience_pipeline.sql.assemble import assemble_result
 from audience_pipeline.sql.compiler import SpaceSql, build_space_sql
-from audience_pipeline.sql.compute import KNOWN_TYPES, ComputeResult, _flattened, assemble_result
+from audience_pipeline.sql.custom_traits import flattened
 from audience_pipeline.sql.dialects import Postgres
 from audience_pipeline.sql.postgres_identity import resolve_identities_pg
 from audience_pipeline.sql.postgres_tables import connect, fetch, load_temp
@@ -27,6 +28,7 @@ from audience_pipeline.sql.relations import Inputs, bind_as_of
 from audience_pipeline.sqltraits.columns import with_sql_rows
 from audience_pipeline.sqltraits.match import matched_sql_traits
 from audience_pipeline.sqltraits.run import SqlTraitResult
+from audience_pipeline.tables.result import KNOWN_TYPES, ComputeResult
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,7 @@ def prepare_inputs_pg(cur: psycopg.Cursor, events: pl.DataFrame, trait_updates: 
         if sql is not None:  # SQL traits read as custom traits holding one object each
             frame = with_sql_rows(frame, sql.rows[kind], sql.keys[kind])
         latest[kind] = frame
-        load_temp(cur, target, _flattened(frame, owner))
+        load_temp(cur, target, flattened(frame, owner))
     for name in ("ap_profiles", "ap_accounts", "ap_account_members", "ap_user_traits",
                  "ap_account_traits", "_ap_msgs"):  # fmt: skip
         cur.execute(f"ANALYZE {name}")

@@ -22,7 +22,8 @@ from audience_pipeline.identity.result import (
     IdentityResult,
 )
 from audience_pipeline.spec.models import SpaceConfig
-from audience_pipeline.sql.identity import MAX_ROUNDS, _sequential
+from audience_pipeline.sql.bitten import sequential_rule
+from audience_pipeline.sql.identity import MAX_ROUNDS
 from audience_pipeline.sql.postgres_tables import copy_frame, fetch, load_temp
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def resolve_identities_pg(
     bitten_messages = fetch(cur, _BITTEN_MESSAGES)
     n_profiles = _count(cur, "SELECT COUNT(*) FROM _id_pids")
     if bitten_messages.height:
-        seq_mp, seq_id, seq_profiles = _sequential(prepared, bitten_messages, space)
+        seq_mp, seq_id, seq_profiles = sequential_rule(prepared, bitten_messages, space)
         copy_frame(cur, psycopg.sql.Identifier("_ap_profiles_of"), seq_mp)
         copy_frame(cur, psycopg.sql.Identifier("_ap_identities"), seq_id)
         n_profiles += seq_profiles

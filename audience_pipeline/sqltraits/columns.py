@@ -6,7 +6,7 @@ from typing import Any
 
 import polars as pl
 
-from audience_pipeline.engine.native import is_mixed, native_column
+from audience_pipeline.tables.native import is_mixed, native_column
 from audience_pipeline.values import dumps, loads, tag
 
 

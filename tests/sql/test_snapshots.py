@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import sqlglot
 
+from audience_pipeline.compile_sql import compile_audience, compile_audiences
 from audience_pipeline.spec.loader import load_definitions
-from audience_pipeline.sql import DIALECTS, compile_audience
-from audience_pipeline.sql.compiler import compile_audiences
+from audience_pipeline.sql import DIALECTS
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAPSHOTS = Path(__file__).parent.parent / "snapshots"

@@ -18,14 +18,14 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from audience_pipeline.compile_sql import compile_script
 from audience_pipeline.demo.generate import DEFAULT_AS_OF, generate
 from audience_pipeline.engine.compute import ComputeResult, compute
+from audience_pipeline.ingest.segment_warehouse import read_segment_warehouse
 from audience_pipeline.membership.diff import membership_changes, membership_history
 from audience_pipeline.spec.compile import load_space_ir
-from audience_pipeline.sql.script.build import compile_script
 from audience_pipeline.sql.script.catalog import Catalog, catalog_from_database, kind_of
 from audience_pipeline.sql.script.program import iter_statements, read_script, run_on_duckdb
-from audience_pipeline.sql.warehouse import read_segment_warehouse
 from tests.support.postgres import postgres_available, running_postgres
 from tests.support.segment_tables import segment_frames
 

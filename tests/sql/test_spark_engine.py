@@ -13,8 +13,8 @@ from polars.testing import assert_frame_equal
 
 from audience_pipeline.demo.generate import DEFAULT_AS_OF, generate
 from audience_pipeline.engine.compute import compute
+from audience_pipeline.ingest.segment_warehouse import read_segment_warehouse
 from audience_pipeline.spec.compile import load_space_ir
-from audience_pipeline.sql.warehouse import read_segment_warehouse
 from tests.support.segment_tables import segment_frames
 
 pytestmark = [

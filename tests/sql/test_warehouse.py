@@ -8,7 +8,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from audience_pipeline.sql.warehouse import read_segment_warehouse
+from audience_pipeline.ingest.segment_warehouse import read_segment_warehouse
 from audience_pipeline.values import untag_text
 from tests.support.postgres import postgres_available, running_postgres
 

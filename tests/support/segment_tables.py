@@ -16,7 +16,7 @@ import duckdb
 import orjson
 import polars as pl
 
-from audience_pipeline.sql.warehouse import STANDARD, _slug
+from audience_pipeline.segment_tables import STANDARD, slug
 
 TABLES = {"identify": "identifies", "group": "groups", "alias": "aliases", "track": "tracks",
           "page": "pages", "screen": "screens"}  # fmt: skip
@@ -80,10 +80,10 @@ def _rows(message: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         return [(TABLES[kind], {**row, **extra})]
     event = message.get("event")
     row["event_text"] = event if isinstance(event, str) else None
-    row["event"] = _slug(event) if isinstance(event, str) else None
+    row["event"] = slug(event) if isinstance(event, str) else None
     rows = [("tracks", row)]
-    if isinstance(event, str) and _slug(event):
-        rows.append((_slug(event), {**row, **extra}))
+    if isinstance(event, str) and slug(event):
+        rows.append((slug(event), {**row, **extra}))
     return rows
 
 

@@ -14,9 +14,9 @@ import polars as pl
 import pytest
 
 from audience_pipeline.cli import main
+from audience_pipeline.compile_sql import compile_audience
 from audience_pipeline.service import validate
 from audience_pipeline.spec.limits import MAX_EXPRESSION_DEPTH
-from audience_pipeline.sql import compile_audience
 from audience_pipeline.sql.dialects import DIALECTS
 from tests.unit.test_validation import GOOD_TRAIT, audience, write
 

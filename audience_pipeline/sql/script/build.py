@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 
 import sqlglot
 
-from audience_pipeline.spec.compile import load_space_ir
+from audience_pipeline.ir import nodes as ir
+from audience_pipeline.spec.models import Definitions
 from audience_pipeline.sql.dialects import get_dialect
 from audience_pipeline.sql.script.catalog import Catalog
 from audience_pipeline.sql.script.identity import identity_steps
@@ -29,22 +29,29 @@ _SESSION = {
 }
 
 
-def build_script(definitions_dir: str | Path, dialect: str, catalog: Catalog, *,
-                 as_of: datetime | None = None, out_schema: str = "audiences") -> Script:  # fmt: skip
-    """The script as steps (see `program`); `compile_script` renders it."""
-    moment = as_of or datetime.now(UTC).replace(microsecond=0)
-    definitions, space = load_space_ir(str(definitions_dir), moment)
+def space_script(definitions: Definitions, space: ir.Space, dialect: str, catalog: Catalog, *,
+                 as_of: datetime, out_schema: str = "audiences", source: str = "") -> Script:  # fmt: skip
+    """The whole-space script as steps (see `program`; `Script.render` gives its text).
+
+    Args:
+        definitions: the space's definitions (its identifier rules).
+        space: the same space compiled (`spec.compile.load_space_ir` at `as_of`).
+        dialect: duckdb, postgres, snowflake, bigquery or spark.
+        catalog: the columns of Segment's tables in the source schema.
+        as_of: the evaluation time (the script's first table, ``ap_params``, holds it).
+        out_schema: where the output tables go (created if missing).
+        source: where the definitions came from (named in the script's header).
+    """
     d = get_dialect(dialect)
     if not catalog.tables:
         msg = f"no tables found for schema {catalog.schema!r} (--events-schema / --columns)"
         raise ValueError(msg)
     staging = Staging(catalog, definitions.space, d, referenced_paths(space),
                       referenced_events(space))  # fmt: skip
-    script = Script(d.sqlglot_dialect, header=_header(definitions_dir, d.name, catalog, moment,
-                                                      out_schema))  # fmt: skip
+    script = Script(d.sqlglot_dialect, header=_header(source, d.name, catalog, as_of, out_schema))
     for setting in _SESSION.get(d.name, ()):
         script.add(Statement(sqlglot.parse_one(setting, read=d.sqlglot_dialect)))
-    script.add(params_step(d, moment))
+    script.add(params_step(d, as_of))
     script.add(*staging.steps())
     updates = staging.trait_updates()
     if updates is not None:
@@ -57,28 +64,10 @@ def build_script(definitions_dir: str | Path, dialect: str, catalog: Catalog, *,
     return script
 
 
-def compile_script(definitions_dir: str | Path, dialect: str, catalog: Catalog, *,
-                   as_of: datetime | None = None, out_schema: str = "audiences") -> str:  # fmt: skip
-    """One runnable script building every output table of the space (docs/sql.md).
-
-    Args:
-        definitions_dir: the space's definitions folder.
-        dialect: duckdb, postgres, snowflake, bigquery or spark.
-        catalog: the columns of Segment's tables in the source schema.
-        as_of: the evaluation time (the script's first table, ``ap_params``, holds it).
-        out_schema: where the output tables go (created if missing).
-
-    Returns:
-        The script's text.
-    """
-    return build_script(definitions_dir, dialect, catalog, as_of=as_of,
-                        out_schema=out_schema).render()  # fmt: skip
-
-
-def _header(definitions_dir: str | Path, dialect: str, catalog: Catalog, as_of: datetime,
+def _header(source: str, dialect: str, catalog: Catalog, as_of: datetime,
             out_schema: str) -> list[str]:  # fmt: skip
     return [
-        f"audience_pipeline: every output table of the space in {definitions_dir}, for {dialect}.",
+        f"audience_pipeline: every output table of the space in {source}, for {dialect}.",
         f"Reads Segment's tables in schema {catalog.schema}; writes {out_schema}.identities,",
         "user_traits, account_traits, memberships, account_user_memberships,",
         "membership_changes, membership_history and quarantine (changes and history diff",
@@ -89,4 +78,4 @@ def _header(definitions_dir: str | Path, dialect: str, catalog: Catalog, as_of: 
     ]
 
 
-__all__ = ["Table", "build_script", "compile_script"]
+__all__ = ["Table", "space_script"]

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlglot import exp
 
 from audience_pipeline.ir import nodes as ir
+from audience_pipeline.segment_tables import slug
 from audience_pipeline.sql.compiler import build_space_sql
 from audience_pipeline.sql.dialects import SqlDialect
 from audience_pipeline.sql.level import audience_column, computed_column
@@ -20,7 +21,6 @@ from audience_pipeline.sql.relations import ENTITY, bind_as_of
 from audience_pipeline.sql.script.astutil import concat, lit, qcol, select
 from audience_pipeline.sql.script.program import Statement, Step, Table
 from audience_pipeline.sql.script.staging import PAGE_EVENTS, Staging, flat_column, flat_name
-from audience_pipeline.sql.warehouse import _slug
 
 AS_OF = "(SELECT as_of FROM ap_params)"
 KNOWN_TYPES = ("user_id", "email")
@@ -149,7 +149,7 @@ def property_kinds(staging: Staging, trait: ir.Trait) -> set[str]:
             column = staging.context_column(dotted)
         else:
             tables = (
-                [PAGE_EVENTS_TABLE[name]] if name in PAGE_EVENTS_TABLE else [_slug(name), "tracks"]
+                [PAGE_EVENTS_TABLE[name]] if name in PAGE_EVENTS_TABLE else [slug(name), "tracks"]
             )
             column = dotted
         for table in tables:

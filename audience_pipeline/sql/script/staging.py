@@ -1,6 +1,6 @@
 """Segment's warehouse tables -> the run's messages, quarantine and trait updates, in SQL.
 
-The same rules as `sql.warehouse` + `ingest` on the same rows: each call table's rows in the order
+The same rules as `ingest.segment_warehouse` on the same rows: each call table's rows in the order
 (timestamp, received_at, id), numbered like the lines of a file; a row without a usable identifier,
 without a time, a track without an event or a group without a groupId is quarantined with
 SPEC's reason; copies of a message id are dropped (earliest received_at, then first read); then
@@ -18,6 +18,7 @@ from sqlglot import exp
 
 from audience_pipeline.ir import nodes as ir
 from audience_pipeline.ir.walk import condition_exprs, iter_conditions, refs
+from audience_pipeline.segment_tables import CALL_TABLES, CONTEXT_GROUPS, NAMED, STANDARD, slug
 from audience_pipeline.spec.models import SpaceConfig
 from audience_pipeline.sql.dialects import SqlDialect
 from audience_pipeline.sql.script.astutil import (
@@ -32,7 +33,6 @@ from audience_pipeline.sql.script.astutil import (
 from audience_pipeline.sql.script.catalog import Catalog
 from audience_pipeline.sql.script.program import Table
 from audience_pipeline.sql.typed import number_text
-from audience_pipeline.sql.warehouse import CALL_TABLES, CONTEXT_GROUPS, NAMED, STANDARD, _slug
 
 CALL_TYPES = {"identifies": "identify", "groups": "group", "aliases": "alias", "tracks": "track",
               "pages": "page", "screens": "screen"}  # fmt: skip
@@ -173,9 +173,9 @@ class Staging:
         """The event tables the space reads properties from, with the names mapped to each."""
         by_table: dict[str, list[str]] = {}
         for name in sorted(self.events):
-            slug = _slug(name)
-            if slug and slug not in CALL_TABLES and self.catalog.has(slug):
-                by_table.setdefault(slug, []).append(name)
+            table_name = slug(name)
+            if table_name and table_name not in CALL_TABLES and self.catalog.has(table_name):
+                by_table.setdefault(table_name, []).append(name)
         return sorted(by_table.items())
 
     def _line(self, table: str) -> exp.Window:

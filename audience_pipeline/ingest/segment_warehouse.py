@@ -28,19 +28,8 @@ import orjson
 import polars as pl
 
 from audience_pipeline.ingest import IngestResult, ingest
+from audience_pipeline.segment_tables import CALL_TABLES, CONTEXT_GROUPS, NAMED, STANDARD, slug
 from audience_pipeline.spec.models import SpaceConfig
-
-CALL_TABLES = ("identifies", "groups", "aliases", "tracks", "pages", "screens")
-CONTEXT_GROUPS = ("page", "traits", "device", "location", "campaign", "library", "os", "app",
-                  "screen", "network", "referrer")  # fmt: skip
-# Columns that are the message's own fields, never properties or traits.
-STANDARD = frozenset({
-    "id", "anonymous_id", "user_id", "received_at", "sent_at", "timestamp",
-    "original_timestamp", "uuid_ts", "loaded_at", "event", "event_text", "group_id",
-    "previous_id", "channel", "uuid", "rudder_id", "request_ip", "type", "message_id",
-})  # fmt: skip
-# Page/screen fields the call carries besides the properties.
-NAMED = frozenset({"name"})
 
 
 def _json_value(value: Any) -> Any:
@@ -173,10 +162,6 @@ def _sort_key(value: Any) -> tuple[int, str]:
     return (0, value.isoformat() if isinstance(value, dt.datetime) else str(value))
 
 
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
-
-
 def read_segment_warehouse(
     connection_or_dsn: Any, schema: str, *, space: SpaceConfig | None = None
 ) -> IngestResult:
@@ -222,10 +207,10 @@ def _with_event_properties(source: _Source, tables: set[str],
                            messages: list[dict[str, Any]]) -> list[dict[str, Any]]:  # fmt: skip
     """Tracks carry no properties: take them from each event's own table, by message id."""
     properties: dict[str, dict[str, Any]] = {}
-    for slug in sorted({_slug(str(m.get("event") or "")) for m in messages}):
-        if not slug or slug not in tables or slug in CALL_TABLES:
+    for table in sorted({slug(str(m.get("event") or "")) for m in messages}):
+        if not table or table not in tables or table in CALL_TABLES:
             continue
-        for row in source.rows(slug):
+        for row in source.rows(table):
             if row.get("id") is not None:
                 properties[str(row["id"])] = _extra(row)
     for message in messages:
