@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from audience_pipeline import service
+from audience_pipeline.engine.memory import parse_size, set_memory_limit
 from audience_pipeline.engines import ENGINES
 from audience_pipeline.sql.dialects import DIALECTS
 from audience_pipeline.terminal.errors import describe
@@ -168,6 +169,13 @@ def validate(definitions: str) -> int:
     return 0
 
 
+def _memory_limit(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    try:
+        return parse_size(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 @command("compute", help="Compute every table as of a timestamp.")
 @click.option(
     "--events",
@@ -196,6 +204,9 @@ def validate(definitions: str) -> int:
 @click.option("--spark-master", default=None, help="--engine spark: master URL.")
 @click.option("--spark-tables", default=None,
               help="--engine spark: also keep the tables in this database.")  # fmt: skip
+@click.option("--memory-limit", default="6GB", show_default=True, callback=_memory_limit,
+              help="Memory the Polars engine plans for (e.g. 6GB, 512MB): it evaluates "
+                   "profiles in as many buckets as keep within it.")  # fmt: skip
 def compute(
     definitions: str,
     events: str | None,
@@ -208,7 +219,9 @@ def compute(
     out_schema: str,
     spark_master: str | None,
     spark_tables: str | None,
+    memory_limit: int,
 ) -> int:
+    set_memory_limit(memory_limit)
     if engine == "spark":
         from audience_pipeline.spark.command import spark_compute_command
 

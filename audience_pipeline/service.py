@@ -7,13 +7,16 @@ arguments and prints, and Dagster assets call the same functions.
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import polars as pl
 
 from audience_pipeline.engine.compute import ComputeResult
+from audience_pipeline.engine.source import scan_events
 from audience_pipeline.engines import engine_compute
 from audience_pipeline.ingest import (
     IngestResult,
@@ -21,6 +24,13 @@ from audience_pipeline.ingest import (
     ingest_to_parquet,
     read_normalized,
     write_normalized,
+)
+from audience_pipeline.ingest.schema import QUARANTINE_COLUMNS, TRAIT_UPDATES_COLUMNS
+from audience_pipeline.ingest.storage import (
+    EVENTS_FILE,
+    QUARANTINE_FILE,
+    TRAIT_UPDATES_FILE,
+    stats_metadata,
 )
 from audience_pipeline.membership.diff import membership_changes, membership_history
 from audience_pipeline.progress import Stages
@@ -33,7 +43,7 @@ from audience_pipeline.spec.compile import (
 from audience_pipeline.spec.issues import DefinitionsError, Issue
 from audience_pipeline.spec.loader import load_definitions, parse_timestamp
 from audience_pipeline.spec.models import Definitions
-from audience_pipeline.sqltraits.run import run_sql_traits
+from audience_pipeline.sqltraits.run import run_sql_traits, sql_traits
 from audience_pipeline.warehouse import NORMALIZED, begin_run, check_not_empty, require_run
 from audience_pipeline.warehouse.catalog import run_connection
 from audience_pipeline.warehouse.files import write_parquet
@@ -111,6 +121,38 @@ def load_events(
     return result
 
 
+def _load_for_engine(
+    events: str | Path,
+    definitions: Definitions,
+    schema: str | None,
+    staging: Path | None,
+    engine: str,
+) -> tuple[IngestResult, pl.LazyFrame | None, int]:
+    """`load_events`, except that the Polars engine gets normalized events on disk (event files
+    ingested into `staging`, or a normalized folder) as a scan: it reads them a bucket at a
+    time, within the process's memory limit, instead of all at once."""
+    path = Path(events)
+    normalized = (
+        schema is None
+        and path.is_dir()
+        and (path / EVENTS_FILE).exists()
+        and (path / TRAIT_UPDATES_FILE).exists()
+    )
+    if engine != "polars" or schema is not None or not (normalized or staging is not None):
+        ingested = load_events(events, definitions, schema, staging=staging)
+        return ingested, None, ingested.events.height
+    if normalized:
+        ingested, scan, count = load_normalized_lazily(path)
+        if staging is not None:  # the run keeps its inputs: a copy of the folder's tables
+            staging.mkdir(parents=True, exist_ok=True)
+            for name in (EVENTS_FILE, TRAIT_UPDATES_FILE, QUARANTINE_FILE):
+                shutil.copyfile(path / name, staging / name)
+        return ingested, scan, count
+    assert staging is not None
+    stats = ingest_to_parquet(path, definitions.space, staging)
+    return load_normalized_lazily(staging, stats)
+
+
 def compute_tables(
     ingested: IngestResult,
     definitions_dir: str | Path,
@@ -118,15 +160,52 @@ def compute_tables(
     engine: str = "polars",
     *,
     dsn: str | None = None,
+    scan: pl.LazyFrame | None = None,
 ) -> tuple[Definitions, ComputeResult]:
     """Every computed table, by the Polars engine, inside DuckDB or inside the PostgreSQL server
-    at `dsn` (same tables, same dtypes; see `engines`)."""
+    at `dsn` (same tables, same dtypes; see `engines`).
+
+    `scan`: the events as a lazy scan of normalized Parquet (`ingested.events` then holds none):
+    the Polars engine streams them into its buckets; other engines and SQL traits read them
+    whole."""
     compute_fn = engine_compute(engine, dsn=dsn)
     definitions, space = load_space_ir(str(definitions_dir), as_of)
-    sql_rows = run_sql_traits(definitions, ingested.events, ingested.trait_updates, as_of)
-    result = compute_fn(ingested.events, ingested.trait_updates, definitions.space, space, as_of,
+    events: pl.DataFrame | pl.LazyFrame = ingested.events
+    if scan is not None:
+        events = scan
+        if engine != "polars" or sql_traits(definitions):
+            events = scan.collect(engine="streaming")
+    sql_rows = run_sql_traits(definitions, _frame(events), ingested.trait_updates, as_of)
+    result = compute_fn(events, ingested.trait_updates, definitions.space, space, as_of,  # type: ignore[arg-type]
                         sql_traits=sql_rows)  # fmt: skip
     return definitions, result
+
+
+def _frame(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """A frame where one is needed (only SQL traits read it; they are collected beforehand)."""
+    return events if isinstance(events, pl.DataFrame) else events.head(0).collect()
+
+
+def load_normalized_lazily(folder: Path, stats: dict[str, int] | None = None
+                           ) -> tuple[IngestResult, pl.LazyFrame, int]:  # fmt: skip
+    """A normalized folder's trait updates and quarantine, and its events as a scan (the
+    returned IngestResult holds no events row), with the number of events.
+
+    `stats`: the ingestion's counts when known (else the ones events.parquet carries)."""
+    scan = scan_events(folder)
+    count = int(scan.select(pl.len()).collect().item())
+    updates = pl.read_parquet(folder / TRAIT_UPDATES_FILE).select(
+        pl.col(c).cast(t) for c, t in TRAIT_UPDATES_COLUMNS.items()
+    )
+    quarantine = pl.read_parquet(folder / QUARANTINE_FILE).select(
+        pl.col(c).cast(t) for c, t in QUARANTINE_COLUMNS.items()
+    )
+    if stats is None:
+        (key,) = stats_metadata({})
+        stored = pl.read_parquet_metadata(folder / EVENTS_FILE).get(key)
+        stats = dict(orjson.loads(stored)) if stored else {"messages": count}
+    empty = scan.head(0).collect()
+    return IngestResult(empty, updates, quarantine, stats), scan, count
 
 
 def run_compute(
@@ -168,11 +247,11 @@ def run_compute(
         if schema is None and not Path(events).exists():
             check_not_empty(0, writer.previous, **guard)  # type: ignore[arg-type]
         staging = writer.folder / NORMALIZED if keep_normalized else None
-        ingested = load_events(events, definitions, schema, staging=staging)
-        read = lines_read(ingested.events.height, ingested.quarantine)
+        ingested, scan, n_events = _load_for_engine(events, definitions, schema, staging, engine)
+        read = lines_read(n_events, ingested.quarantine)
         check_not_empty(read, writer.previous, **guard)  # type: ignore[arg-type]
         stages.start("compute")
-        _, result = compute_tables(ingested, definitions_dir, as_of, engine, dsn=dsn)
+        _, result = compute_tables(ingested, definitions_dir, as_of, engine, dsn=dsn, scan=scan)
         stages.start("write")
         # Changes and history derive from the committed run (never from a killed run's files).
         base = writer.base
@@ -202,7 +281,7 @@ def run_compute(
             as_of=as_of,
             layout="normalized" if staging is not None else "none",
             json_columns=result.json_columns,
-            messages=ingested.events.height,
+            messages=n_events,
         )
         stages.finish()
     sizes = result.memberships.group_by("audience_key").len()

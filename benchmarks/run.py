@@ -42,22 +42,25 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-# Polars' allocator (jemalloc) keeps freed pages for a while; at 10M events those kept pages
-# (the loader's, identity's) push compute past 14 GB. Hand them back at once; set before Polars
-# is imported, and left alone when the caller sets it.
-os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
 # DuckDB runs in this process beside the Polars frames it is handed; its default (80% of RAM)
 # took the process past 21 GB at 10M events. Capped, it spills instead.
 os.environ.setdefault("AUDIENCE_PIPELINE_DUCKDB_MEMORY_LIMIT", "6GB")
 
-import polars as pl  # noqa: E402
-
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
+
+# The package first: it sets Polars' allocator up before Polars loads (no variable needed).
+# isort: off
+import audience_pipeline  # noqa: E402, F401
+import polars as pl  # noqa: E402
+
+# isort: on
 
 from audience_pipeline.demo.generate import generate  # noqa: E402
 from audience_pipeline.engine.columns import needed_flat_columns  # noqa: E402
 from audience_pipeline.engine.compute import compute  # noqa: E402
+from audience_pipeline.engine.memory import DEFAULT_MEMORY_LIMIT, parse_size  # noqa: E402
+from audience_pipeline.engine.source import scan_events  # noqa: E402
 from audience_pipeline.incremental import full_compute, refresh  # noqa: E402
 from audience_pipeline.ingest import ingest_to_parquet  # noqa: E402
 from audience_pipeline.ingest.schema import EVENTS_COLUMNS, TRAIT_UPDATES_COLUMNS  # noqa: E402
@@ -190,6 +193,77 @@ def _ingest_child(data: str, normalized: str, definitions_root: str) -> int:
     return 0
 
 
+def compute_in_child(normalized: Path, definitions: str, memory_limit: int, *,
+                     users_only: bool = False) -> dict[str, float]:  # fmt: skip
+    """One `compute` from the normalized folder (a lazy scan) in a fresh process: its seconds
+    and the process's peak RSS (ru_maxrss: imports and the trait updates included), so that no
+    run's peak hides in another's. No allocator variable is passed: the package sets it."""
+    env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
+    command = [sys.executable, __file__, "--compute-child", str(normalized), definitions,
+               str(memory_limit), "users" if users_only else "all"]  # fmt: skip
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    stats: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return stats
+
+
+def _compute_child(normalized: str, definitions_root: str, limit: str, which: str) -> int:
+    definitions, space = load_space_ir(definitions_root, AS_OF)
+    if which == "users":
+        space = users_only(space)
+    updates = read_normalized_updates(Path(normalized))
+    start = time.perf_counter()
+    result = compute(scan_events(Path(normalized)), updates, definitions.space, space, AS_OF,
+                     memory_limit=int(limit))  # fmt: skip
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb,
+                      "events": result.stats["messages"]}))  # fmt: skip
+    return 0
+
+
+def users_only(space: ir.Space) -> ir.Space:
+    return ir.Space(
+        tuple(t for t in space.traits if t.level == "user"),
+        tuple(a for a in space.audiences if a.level == "user"),
+    )
+
+
+def synthesize(source: Path, target: Path, copies: int) -> None:
+    """Normalized events `copies` times the size of `source`'s: each copy's identifiers,
+    message ids and groupIds get a suffix (new profiles and accounts, not more events of the
+    same ones) and its seqs an offset; timestamps, events and properties stay as they are.
+    Written by Polars' streaming sink (a stand-in for ingesting 3x the raw JSON, which takes
+    about an hour here at 30M events)."""
+    from audience_pipeline.ingest.storage import EVENTS_FILE, QUARANTINE_FILE, TRAIT_UPDATES_FILE
+
+    target.mkdir(parents=True, exist_ok=True)
+    events = pl.scan_parquet(source / EVENTS_FILE)
+    updates = pl.scan_parquet(source / TRAIT_UPDATES_FILE)
+    offset = int(events.select(pl.col("seq").max()).collect().item()) + 1
+
+    def tagged(column: str, copy: int) -> pl.Expr:
+        return pl.when(pl.col(column).is_not_null()).then(pl.col(column) + f"~{copy}")
+
+    parts, update_parts = [], []
+    for copy in range(copies):
+        ids = pl.col("ids").list.eval(
+            pl.struct(pl.element().struct.field("id_type"),
+                      pl.element().struct.field("id_value") + f"~{copy}")
+        )  # fmt: skip
+        shifted = events.with_columns(pl.col("seq") + copy * offset)
+        if copy:
+            shifted = shifted.with_columns(
+                ids.alias("ids"),
+                *(tagged(c, copy).alias(c) for c in ("message_id", "previous_id", "group_id")),
+            )
+        parts.append(shifted)
+        update_parts.append(updates.with_columns(pl.col("seq") + copy * offset))
+    pl.concat(parts).sink_parquet(target / EVENTS_FILE, engine="streaming")
+    pl.concat(update_parts).sink_parquet(target / TRAIT_UPDATES_FILE, engine="streaming")
+    pl.read_parquet(source / QUARANTINE_FILE).write_parquet(target / QUARANTINE_FILE)
+    (target / ".complete").write_text(f"synthesized: {copies} copies of {source.name}")
+
+
 def read_normalized_updates(normalized: Path) -> pl.DataFrame:
     frame = pl.read_parquet(normalized / TRAIT_UPDATES_FILE)
     return frame.select(pl.col(c).cast(t) for c, t in TRAIT_UPDATES_COLUMNS.items())
@@ -246,6 +320,10 @@ def incremental_vs_full(
     return refresh_s, full_s, ",".join(sorted(set(modes)))
 
 
+def _short(events: int) -> str:
+    return f"{events // 1_000_000}m" if events % 1_000_000 == 0 else str(events)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -260,18 +338,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ingest-only", action="store_true", help="stop after ingestion")
     parser.add_argument("--ingest-repeat", type=int, default=1, help="ingest runs (median)")
     parser.add_argument("--fast-ingest", action="store_true", help="the vectorized reader")
+    parser.add_argument("--skip-users", action="store_true", help="no users_only_s")
+    parser.add_argument("--memory-limit", default=f"{DEFAULT_MEMORY_LIMIT >> 20}MB",
+                        help="the engine's --memory-limit (default: the CLI's)")  # fmt: skip
+    parser.add_argument("--scale-from", type=int, default=None,
+                        help="also time the normalized events of this size: scale_<N>_vs_<M>")  # fmt: skip
+    parser.add_argument("--synthesize-from", type=int, default=None,
+                        help="make normalized-<N> from copies of normalized-<M> (no raw JSON)")  # fmt: skip
     parser.add_argument("--ingest-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--compute-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.ingest_child:
         return _ingest_child(*args.ingest_child)
 
-    data = ensure_data(args.events, args.accounts)
-    definitions, space = load_space_ir(args.definitions, AS_OF)
-    raw_bytes = sum(p.stat().st_size for p in data.glob("events-*"))
+    if args.compute_child:
+        return _compute_child(*args.compute_child)
 
+    definitions, space = load_space_ir(args.definitions, AS_OF)
     normalized = ROOT / "data" / f"normalized-{args.events}"
+    if args.synthesize_from and not (normalized / ".complete").exists():
+        source = ROOT / "data" / f"normalized-{args.synthesize_from}"
+        synthesize(source, normalized, args.events // args.synthesize_from)
     ingest_stats: dict[str, float] = {}
     if not (args.reuse_normalized and (normalized / ".complete").exists()):
+        data = ensure_data(args.events, args.accounts)
+        raw_bytes = sum(p.stat().st_size for p in data.glob("events-*"))
         runs = [
             ingest_in_child(data, normalized, args.definitions, fast=args.fast_ingest)
             for _ in range(args.ingest_repeat)
@@ -294,33 +385,39 @@ def main(argv: list[str] | None = None) -> int:
     if args.ingest_only:
         return 0
 
-    events, updates = read_events(normalized, space)
-
-    def run_full() -> object:
-        return compute(events, updates, definitions.space, space, AS_OF)
-
-    users_only = ir.Space(
-        tuple(t for t in space.traits if t.level == "user"),
-        tuple(a for a in space.audiences if a.level == "user"),
-    )
-
-    def run_users() -> object:
-        return compute(events, updates, definitions.space, users_only, AS_OF)
-
+    limit = parse_size(args.memory_limit)
     plan = floor_plan(normalized, space)
-    compute_s = median_time(run_full, args.repeat)
-    floor_s = median_time(plan.collect, args.repeat)
-    users_s = median_time(run_users, args.repeat)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-    print(f"events: {events.height}")
+    runs, floors = [], []
+    for _ in range(args.repeat):  # interleaved: both see the same load
+        runs.append(compute_in_child(normalized, args.definitions, limit))
+        floors.append(median_time(plan.collect, 1))
+    compute_s = statistics.median(r["seconds"] for r in runs)
+    floor_s = statistics.median(floors)
+    n_events = int(runs[0]["events"])
+    print(f"events: {n_events}")
+    print(f"memory_limit_mb: {limit / 2**20:.0f}")
     print(f"compute_s: {compute_s:.2f}")
     print(f"floor_s: {floor_s:.2f}")
     print(f"compute_vs_floor: {compute_s / floor_s:.2f}")
-    print(f"events_per_s: {events.height / compute_s:.0f}")
-    print(f"peak_rss_mb: {peak_kb / 1024:.0f}")
-    print(f"users_only_s: {users_s:.2f}")
-    print(f"accounts_overhead: {(compute_s - users_s) / users_s:.2f}", flush=True)
+    print(f"events_per_s: {n_events / compute_s:.0f}")
+    print(f"peak_rss_mb: {max(r['peak_rss_mb'] for r in runs):.0f}", flush=True)
+    if args.scale_from:
+        smaller = ROOT / "data" / f"normalized-{args.scale_from}"
+        base = [compute_in_child(smaller, args.definitions, limit) for _ in range(args.repeat)]
+        base_s = statistics.median(r["seconds"] for r in base)
+        name = f"scale_{_short(args.events)}_vs_{_short(args.scale_from)}"
+        print(f"compute_s_{_short(args.scale_from)}: {base_s:.2f}")
+        print(f"peak_rss_mb_{_short(args.scale_from)}: {max(r['peak_rss_mb'] for r in base):.0f}")
+        print(f"{name}: {compute_s / base_s:.2f}", flush=True)
+    if not args.skip_users:
+        users = [compute_in_child(normalized, args.definitions, limit, users_only=True)
+                 for _ in range(args.repeat)]  # fmt: skip
+        users_s = statistics.median(r["seconds"] for r in users)
+        print(f"users_only_s: {users_s:.2f}")
+        print(f"accounts_overhead: {(compute_s - users_s) / users_s:.2f}", flush=True)
+    if args.skip_duckdb and args.skip_incremental:
+        return 0
+    events, updates = read_events(normalized, space)
 
     if not args.skip_duckdb:
         duckdb_s = median_time(

@@ -28,6 +28,7 @@ from audience_pipeline.engine.buckets import (
 )
 from audience_pipeline.engine.columns import ENTITY, needed_flat_columns
 from audience_pipeline.engine.level import LevelResult
+from audience_pipeline.engine.memory import memory_limit as process_memory_limit
 from audience_pipeline.engine.native import native_traits
 from audience_pipeline.engine.samples import account_anchors, profile_anchors, with_sample_columns
 from audience_pipeline.engine.traitvalues import computed_column, custom_column
@@ -134,9 +135,9 @@ def compute(
     `events`: the normalized events in memory, or a lazy scan of them (`scan_normalized`): then
     only the thin message columns are held at once, and each bucket's event columns are read
     from a spill written in one streaming pass.
-    `memory_limit` (bytes): the levels are evaluated in as many profile buckets (and account
-    buckets) as keep one bucket's evaluation within what the limit leaves (`choose_buckets`);
-    `buckets` sets that number instead. Neither: one bucket (everything at once).
+    `memory_limit` (bytes; the process's `engine.memory.memory_limit()` when None): the levels
+    are evaluated in as many profile buckets (and account buckets) as keep one bucket's
+    evaluation within what the limit leaves (`choose_buckets`); `buckets` sets that number.
     `spill_dir`: where the spill of a lazy input goes (a temporary folder inside it; the
     system's temporary folder by default).
 
@@ -153,12 +154,12 @@ def compute(
     with tempfile.TemporaryDirectory(prefix="audience-spill-", dir=spill_dir) as spill:
         return _compute(events, trait_updates, space_config, space, as_of, identity,
                         keep_json or {}, with_user_traits, sql_traits, sample_identities,
-                        _Buckets(memory_limit, buckets, Path(spill)))  # fmt: skip
+                        _Buckets(memory_limit or process_memory_limit(), buckets, Path(spill)))  # fmt: skip
 
 
 @dataclass(frozen=True)
 class _Buckets:
-    memory_limit: int | None
+    memory_limit: int
     count: int | None
     spill: Path
 

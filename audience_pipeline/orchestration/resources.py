@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from audience_pipeline.engine.memory import set_memory_limit
 from audience_pipeline.engines import ComputeFn, engine_compute
 
 AS_OF_TAG = "audience_pipeline/as_of"
@@ -40,9 +41,14 @@ class EngineResource(dg.ConfigurableResource):
 
     engine: str = "polars"
     dsn: str | None = None
+    # What the Polars engine plans its buckets of profiles for (`engine.memory`; 6GB, 512MB).
+    memory_limit: str = "6GB"
 
     def compute_fn(self) -> ComputeFn | None:
-        """None for Polars (the incremental path), else the engine's compute function."""
+        """None for Polars (the incremental path), else the engine's compute function.
+
+        Also sets the process's memory limit for the Polars engine's computations."""
+        set_memory_limit(self.memory_limit)
         return None if self.engine == "polars" else engine_compute(self.engine, dsn=self.dsn)
 
 
