@@ -205,6 +205,7 @@ def _compute(
             space_config,
         )
     clock = _lap(clock, "identity")
+    messages = messages.drop("ids", "previous_id")  # only identity reads them (the widest)
     profiles = identity.message_profiles
     # Inside the engine a profile is a dense integer code (joins and group-bys on integers, not
     # 22-character ids); `names[code]` turns codes back into profile ids in the output tables.
