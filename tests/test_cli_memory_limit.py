@@ -59,3 +59,16 @@ def test_a_bad_memory_limit_is_one_line_naming_the_option(
 )  # fmt: skip
 def test_parse_size(text: str, size: int) -> None:
     assert memory.parse_size(text) == size
+
+
+def test_the_package_sets_the_allocator_before_polars_loads() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != memory.ALLOCATOR_ENV}
+    code = "import audience_pipeline, os, polars; print(os.environ['_RJEM_MALLOC_CONF'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    # Polars puts its own defaults first; jemalloc takes the last value of each option.
+    assert out.stdout.strip().endswith(memory.ALLOCATOR_SETTING)
