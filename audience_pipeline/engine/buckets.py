@@ -8,8 +8,8 @@ bucket's raw score values, ranks them all together, and hands the ranked scores 
 evaluation as given values (conditions and funnels may read them).
 
 Where a bucket's events come from (`BucketedEvents`): filters of a plan over frames in memory,
-or one streaming write of the plan into Arrow IPC files per bucket (a spill) read back one at a time, when
-the plan reads the normalized events from disk.
+or, when the plan reads the normalized events from disk, one streaming write of the plan into
+Arrow IPC files per bucket (a spill), read back one bucket at a time.
 """
 
 from __future__ import annotations
