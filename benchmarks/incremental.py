@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT.parent))
 
 from audience_pipeline.delta.reads import engine_columns  # noqa: E402
 from audience_pipeline.demo.generate import generate  # noqa: E402
+from audience_pipeline.engine.source import scan_events  # noqa: E402
 from audience_pipeline.incremental import (  # noqa: E402
     TABLES,
     Refresh,
@@ -100,6 +101,17 @@ def load_data(parts: Path, space: ir.Space, lean: bool) -> tuple[pl.DataFrame, p
     del events, updates
     all_events, all_updates, _ = drop_duplicates(all_events, all_updates)
     return all_events.sort("seq"), all_updates
+
+
+def load_normalized(folder: Path, space: ir.Space, lean: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The events (engine columns) and trait updates of one normalized folder of
+    `benchmarks/run.py` (`normalized-<N>`), instead of the per-file parts."""
+    scan = scan_events(folder)
+    frame = scan.select(engine_columns(scan.collect_schema().names(), space))
+    if lean:
+        frame = frame.with_columns(context=pl.lit("{}"))
+    updates = pl.read_parquet(folder / "trait_updates.parquet")
+    return frame.collect(engine="streaming"), updates
 
 
 def timed(runs: dict[str, Callable[[], Refresh]], repeat: int) -> dict[str, list[float]]:
@@ -171,6 +183,8 @@ def main() -> None:
     parser.add_argument("--definitions", default="definitions")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--fresh", action="store_true", help="time fresh processes (see above)")
+    parser.add_argument("--from-normalized", action="store_true",
+                        help="read benchmarks/run.py's normalized-<N> folder, not per-file parts")  # fmt: skip
     parser.add_argument(
         "--lean", action=argparse.BooleanOptionalAction, default=None,
         help="blank the raw context JSON (default: from 5M events on)",
@@ -178,11 +192,14 @@ def main() -> None:
     args = parser.parse_args()
     definitions, issues = load_definitions(args.definitions)
     assert not issues, issues
-    parts = ensure_data(args.events, args.accounts, definitions.space)
     space, issues = compile_space(definitions, AS_OF)
     assert not issues, issues
     lean = args.events >= 5_000_000 if args.lean is None else args.lean
-    events, updates = load_data(parts, space, lean)
+    if args.from_normalized:
+        events, updates = load_normalized(ROOT / "data" / f"normalized-{args.events}", space, lean)
+    else:
+        parts = ensure_data(args.events, args.accounts, definitions.space)
+        events, updates = load_data(parts, space, lean)
     before = AS_OF - timedelta(days=1)
     earlier = full_compute(events, updates, definitions, before)
     previous = earlier.state
