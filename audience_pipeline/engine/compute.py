@@ -233,6 +233,8 @@ def _compute(
         messages = messages.with_columns(identity.order.alias(ORDER))
     else:
         messages = messages.with_columns(processing_rank(messages).alias(ORDER))
+    # The processing order is all that messageIds were read for (no level reads them).
+    messages = messages.drop("message_id")
 
     code_of = pl.DataFrame({"_id": names, "profile_id": pl.int_range(0, names.len(), eager=True)})
     universe = (
@@ -286,7 +288,7 @@ def _compute(
     leaves = collect_leaves(space)
     is_event = pl.col("type").is_in(EVENT_TYPES)
     thin_events = messages.filter(is_event).select(
-        "profile_id", "timestamp", "message_id", "seq", ORDER, "event"
+        "profile_id", "timestamp", "seq", ORDER, "event"
     )
     n_messages = messages.height
     # Event names as an Enum: the dozens of name masks compare small integers, not strings.
@@ -335,7 +337,7 @@ def _compute(
     )
     account_flat = needed_flat_columns(account_space, set(flat.columns))
     account_columns = [
-        ENTITY, "timestamp", "message_id", "seq", ORDER, "event",
+        ENTITY, "timestamp", "seq", ORDER, "event",
         *[c for c, need in (("properties", account_flat.needs_properties),
                             ("context", account_flat.needs_context)) if need and c in json_text],
         *sorted(account_flat.columns),

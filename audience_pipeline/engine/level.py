@@ -49,7 +49,8 @@ def evaluate_level(
 ) -> LevelResult:
     """Computed traits, event-condition and funnel columns for every entity of one level.
 
-    `events` has entity_id, timestamp, message_id, seq, event, properties, context (tagged JSON).
+    `events` has entity_id, timestamp, seq, the processing order, event, and the property and
+    context columns the level reads.
     `custom` has entity_id and one tagged-text column per custom trait (`_ct_<key>`).
     `overrides`: entity_id and computed trait columns to take as given instead of computing
     them (explain over a few entities takes the run's scores, which rank every entity).
