@@ -201,12 +201,19 @@ def compute_in_child(normalized: Path, definitions: str, memory_limit: int, *,
     env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
     command = [sys.executable, __file__, "--compute-child", str(normalized), definitions,
                str(memory_limit), "users" if users_only else "all"]  # fmt: skip
-    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    # stderr passes through: with --stages the child logs each stage's seconds there.
+    out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, env=env)
     stats: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return stats
 
 
 def _compute_child(normalized: str, definitions_root: str, limit: str, which: str) -> int:
+    if os.environ.get("BENCH_STAGES"):
+        import logging
+
+        logging.basicConfig(format="%(relativeCreated)8.0f ms %(message)s")
+        for name in ("audience_pipeline.engine.compute", "audience_pipeline.engine.buckets"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
     definitions, space = load_space_ir(definitions_root, AS_OF)
     if which == "users":
         space = users_only(space)
@@ -339,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ingest-repeat", type=int, default=1, help="ingest runs (median)")
     parser.add_argument("--fast-ingest", action="store_true", help="the vectorized reader")
     parser.add_argument("--skip-users", action="store_true", help="no users_only_s")
+    parser.add_argument("--stages", action="store_true", help="compute's stage times (stderr)")
     parser.add_argument("--memory-limit", default=f"{DEFAULT_MEMORY_LIMIT >> 20}MB",
                         help="the engine's --memory-limit (default: the CLI's)")  # fmt: skip
     parser.add_argument("--scale-from", type=int, default=None,
@@ -386,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     limit = parse_size(args.memory_limit)
+    if args.stages:
+        os.environ["BENCH_STAGES"] = "1"
     plan = floor_plan(normalized, space)
     runs, floors = [], []
     for _ in range(args.repeat):  # interleaved: both see the same load
