@@ -165,7 +165,8 @@ def compute_tables(
     """Every computed table, by the Polars engine, inside DuckDB or inside the PostgreSQL server
     at `dsn` (same tables, same dtypes; see `engines`).
 
-    `scan`: the events as a lazy scan of normalized Parquet (`ingested.events` then holds none):
+    `scan`: the events as a lazy scan of normalized Parquet (`ingested.events` then holds their
+    seq column alone):
     the Polars engine streams them into its buckets; other engines and SQL traits read them
     whole."""
     compute_fn = engine_compute(engine, dsn=dsn)
@@ -189,11 +190,12 @@ def _frame(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
 def load_normalized_lazily(folder: Path, stats: dict[str, int] | None = None
                            ) -> tuple[IngestResult, pl.LazyFrame, int]:  # fmt: skip
     """A normalized folder's trait updates and quarantine, and its events as a scan (the
-    returned IngestResult holds no events row), with the number of events.
+    returned IngestResult's events hold their seq column alone), with the number of events.
 
     `stats`: the ingestion's counts when known (else the ones events.parquet carries)."""
     scan = scan_events(folder)
-    count = int(scan.select(pl.len()).collect().item())
+    seqs = scan.select("seq").collect()  # 8 bytes an event: the rows counted, not their columns
+    count = seqs.height
     updates = pl.read_parquet(folder / TRAIT_UPDATES_FILE).select(
         pl.col(c).cast(t) for c, t in TRAIT_UPDATES_COLUMNS.items()
     )
@@ -204,8 +206,7 @@ def load_normalized_lazily(folder: Path, stats: dict[str, int] | None = None
         (key,) = stats_metadata({})
         stored = pl.read_parquet_metadata(folder / EVENTS_FILE).get(key)
         stats = dict(orjson.loads(stored)) if stored else {"messages": count}
-    empty = scan.head(0).collect()
-    return IngestResult(empty, updates, quarantine, stats), scan, count
+    return IngestResult(seqs, updates, quarantine, stats), scan, count
 
 
 def run_compute(
