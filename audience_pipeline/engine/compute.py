@@ -106,11 +106,7 @@ def _flat_scalar(tagged: pl.Expr, raw: pl.Expr) -> pl.Expr:
     decoded = pl.when(text & escaped).then(tagged).str.json_path_match("$")
     plain = tagged.str.slice(1, tagged.str.len_chars() - 2)
     return (
-        pl.when(text & ~escaped)
-        .then(plain)
-        .when(text)
-        .then(decoded)
-        .otherwise(pl.lit("o") + raw)
+        pl.when(text & ~escaped).then(plain).when(text).then(decoded).otherwise(pl.lit("o") + raw)
     )
 
 
@@ -287,9 +283,7 @@ def _compute(
     clock = _lap(clock, "custom wide")
     leaves = collect_leaves(space)
     is_event = pl.col("type").is_in(EVENT_TYPES)
-    thin_events = messages.filter(is_event).select(
-        "profile_id", "timestamp", "seq", ORDER, "event"
-    )
+    thin_events = messages.filter(is_event).select("profile_id", "timestamp", "seq", ORDER, "event")
     n_messages = messages.height
     # Event names as an Enum: the dozens of name masks compare small integers, not strings.
     event_names = set(thin_events["event"].drop_nulls().unique().to_list()) | _event_names(space)
