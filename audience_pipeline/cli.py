@@ -204,6 +204,9 @@ def _memory_limit(_ctx: click.Context, _param: click.Parameter, value: str) -> i
 @click.option("--spark-master", default=None, help="--engine spark: master URL.")
 @click.option("--spark-tables", default=None,
               help="--engine spark: also keep the tables in this database.")  # fmt: skip
+@click.option("--incremental", is_flag=True,
+              help="Refresh from the last run's state (Polars recomputes only what new events "
+                   "can change) and keep what the next refresh needs.")  # fmt: skip
 @click.option("--memory-limit", default="6GB", show_default=True, callback=_memory_limit,
               help="Memory the Polars engine plans for (e.g. 6GB, 512MB): it evaluates "
                    "profiles in as many buckets as keep within it.")  # fmt: skip
@@ -219,10 +222,13 @@ def compute(
     out_schema: str,
     spark_master: str | None,
     spark_tables: str | None,
+    incremental: bool,
     memory_limit: int,
 ) -> int:
     set_memory_limit(memory_limit)
     if engine == "spark":
+        if incremental:
+            raise ValueError("--incremental: the Spark engine computes in full; leave it out")
         from audience_pipeline.spark.command import spark_compute_command
 
         return spark_compute_command(
@@ -233,7 +239,7 @@ def compute(
     with show_stages(enabled=_verbose() >= 0):
         summary = service.run_compute(
             source, definitions, _now_if_none(as_of), out, engine=engine, schema=events_schema,
-            allow_empty=allow_empty, dsn=dsn, out_schema=out_schema,
+            allow_empty=allow_empty, dsn=dsn, out_schema=out_schema, incremental=incremental,
         )  # fmt: skip
     print_compute_summary(summary)
     return 0

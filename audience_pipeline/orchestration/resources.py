@@ -10,7 +10,6 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from audience_pipeline.engine.memory import set_memory_limit
-from audience_pipeline.engines import ComputeFn, engine_compute
 
 AS_OF_TAG = "audience_pipeline/as_of"
 
@@ -44,12 +43,9 @@ class EngineResource(dg.ConfigurableResource):
     # What the Polars engine plans its buckets of profiles for (`engine.memory`; 6GB, 512MB).
     memory_limit: str = "6GB"
 
-    def compute_fn(self) -> ComputeFn | None:
-        """None for Polars (the incremental path), else the engine's compute function.
-
-        Also sets the process's memory limit for the Polars engine's computations."""
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Dagster calls this before a run uses the resource: the run's process plans with it."""
         set_memory_limit(self.memory_limit)
-        return None if self.engine == "polars" else engine_compute(self.engine, dsn=self.dsn)
 
 
 def engine_from_env() -> EngineResource:
