@@ -72,3 +72,16 @@ def test_the_package_sets_the_allocator_before_polars_loads() -> None:
                          check=True)  # fmt: skip
     # Polars puts its own defaults first; jemalloc takes the last value of each option.
     assert out.stdout.strip().endswith(memory.ALLOCATOR_SETTING)
+
+
+def test_dagster_engine_resource_sets_the_limit_for_its_run() -> None:
+    import dagster as dg
+
+    from audience_pipeline.orchestration.resources import EngineResource
+
+    resource = EngineResource(memory_limit="1GB")
+    try:
+        resource.setup_for_execution(dg.build_init_resource_context())
+        assert memory.memory_limit() == 1 << 30
+    finally:
+        memory.set_memory_limit(memory.DEFAULT_MEMORY_LIMIT)
