@@ -6,20 +6,24 @@ Generates (or reuses) `benchmarks/data/events-<N>/` with the demo generator (N e
 profiles, 50k accounts), ingests it once (timed: ingest_mb_per_s), then times `compute` from the
 normalized events with the benchmark space (benchmarks/definitions: 20 computed user traits, 50
 user audiences, account traits and audiences), and a hand-written single Polars group-by computing
-10 of those traits from the same normalized events file (floor_s). Medians of --repeat runs, all
-in this one process, so the ratios compare like with like on a noisy machine. Prints one
-`name: value` a line.
+10 of those traits from the same normalized events file (floor_s). Each `compute` runs in a fresh
+child process reading the normalized events as a scan under `--memory-limit` (the CLI's path),
+so `peak_rss_mb` is that process's own peak (the largest over the runs); the floor runs in this
+process between them. Medians of --repeat runs, wall and CPU seconds (`compute_vs_floor_cpu`:
+on a shared machine wall time also counts the waiting). `--scale-from M` also times
+normalized-M (`scale_<N>_vs_<M>`); `--synthesize-from M` first makes normalized-N from N/M
+copies of normalized-M with new identifiers (no raw JSON needed); `--stages` prints the
+child's stage times. Prints one `name: value` a line.
 
 In the same run it also times the DuckDB backend on the same loaded events (`polars_vs_duckdb`:
 Polars time / DuckDB time) and an incremental refresh after one day against a full recompute
 (`incremental_vs_full`); `--skip-duckdb` / `--skip-incremental` leave those out.
 Ingestion runs in a child process (`ingest_to_parquet`, writing the normalized tables included;
 `ingest_peak_rss_mb` is its peak, main process only, `ingest_workers_peak_rss_mb` its reader
-processes' largest, two run at once): the engine runs then read
-only the columns compute needs from the normalized events (`read_events`), as a warehouse scan
-would, and `peak_rss_mb` is this process's peak after the Polars runs (before DuckDB and the
-incremental runs). `--reuse-normalized` skips ingestion when normalized events from an earlier
-run exist (for profiling; no `ingest_mb_per_s` then).
+processes' largest, two run at once); the DuckDB and incremental runs read only the columns
+compute needs from the normalized events (`read_events`) into this process.
+`--reuse-normalized` skips ingestion when normalized events from an earlier run exist (for
+profiling; no `ingest_mb_per_s` then).
 
 Ingestion is also compared with DuckDB reading the same files: `read_json` with typed columns
 (ids, event, timestamps as VARCHAR; properties, context, traits as JSON) written to one Parquet
