@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from audience_pipeline import service
+from audience_pipeline.engine.memory import parse_size, set_memory_limit
 from audience_pipeline.engines import ENGINES
 from audience_pipeline.sql.dialects import DIALECTS
 from audience_pipeline.terminal.errors import describe
@@ -168,6 +169,13 @@ def validate(definitions: str) -> int:
     return 0
 
 
+def _memory_limit(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    try:
+        return parse_size(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 @command("compute", help="Compute every table as of a timestamp.")
 @click.option(
     "--events",
@@ -199,6 +207,9 @@ def validate(definitions: str) -> int:
 @click.option("--incremental", is_flag=True,
               help="Refresh from the last run's state (Polars recomputes only what new events "
                    "can change) and keep what the next refresh needs.")  # fmt: skip
+@click.option("--memory-limit", default="6GB", show_default=True, callback=_memory_limit,
+              help="Memory the Polars engine plans for (e.g. 6GB, 512MB): it evaluates "
+                   "profiles in as many buckets as keep within it.")  # fmt: skip
 def compute(
     definitions: str,
     events: str | None,
@@ -212,7 +223,9 @@ def compute(
     spark_master: str | None,
     spark_tables: str | None,
     incremental: bool,
+    memory_limit: int,
 ) -> int:
+    set_memory_limit(memory_limit)
     if engine == "spark":
         if incremental:
             raise ValueError("--incremental: the Spark engine computes in full; leave it out")

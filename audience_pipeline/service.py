@@ -7,14 +7,17 @@ arguments and prints, and Dagster assets call the same functions.
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+import orjson
 import polars as pl
 
 from audience_pipeline.engine.compute import ComputeResult
+from audience_pipeline.engine.source import scan_events
 from audience_pipeline.engines import engine_compute
 from audience_pipeline.ingest import (
     IngestResult,
@@ -22,6 +25,13 @@ from audience_pipeline.ingest import (
     ingest_to_parquet,
     read_normalized,
     write_normalized,
+)
+from audience_pipeline.ingest.schema import QUARANTINE_COLUMNS, TRAIT_UPDATES_COLUMNS
+from audience_pipeline.ingest.storage import (
+    EVENTS_FILE,
+    QUARANTINE_FILE,
+    TRAIT_UPDATES_FILE,
+    stats_metadata,
 )
 from audience_pipeline.membership.diff import membership_changes, membership_history
 from audience_pipeline.membership.refresh import EngineRun, keep_state, refresh_engine, run_tables
@@ -35,7 +45,7 @@ from audience_pipeline.spec.compile import (
 from audience_pipeline.spec.issues import DefinitionsError, Issue
 from audience_pipeline.spec.loader import load_definitions, parse_timestamp
 from audience_pipeline.spec.models import Definitions
-from audience_pipeline.sqltraits.run import run_sql_traits
+from audience_pipeline.sqltraits.run import run_sql_traits, sql_traits
 from audience_pipeline.warehouse import (
     NORMALIZED,
     Run,
@@ -128,16 +138,69 @@ def compute_tables(
     *,
     dsn: str | None = None,
     normalized: Path | None = None,
+    scan: pl.LazyFrame | None = None,
 ) -> tuple[Definitions, ComputeResult]:
     """Every computed table, by the Polars engine, inside DuckDB or inside the PostgreSQL server
-    at `dsn` (same tables, same dtypes; see `engines`). `normalized`: the folder where `ingested`
-    is also stored as Parquet (DuckDB reads it there)."""
+    at `dsn` (same tables, same dtypes; see `engines`).
+
+    `normalized`: the folder where `ingested` is also stored as Parquet (DuckDB reads it there).
+    `scan`: the events as a lazy scan of normalized Parquet (`ingested.events` then holds their
+    seq column alone): the Polars engine streams them into its buckets; other engines and SQL
+    traits read them whole."""
     compute_fn = engine_compute(engine, dsn=dsn, normalized=normalized)
     definitions, space = load_space_ir(str(definitions_dir), as_of)
-    sql_rows = run_sql_traits(definitions, ingested.events, ingested.trait_updates, as_of)
-    result = compute_fn(ingested.events, ingested.trait_updates, definitions.space, space, as_of,
+    events: pl.DataFrame | pl.LazyFrame = ingested.events
+    if scan is not None:
+        events = scan
+        if engine != "polars" or sql_traits(definitions):
+            events = scan.collect(engine="streaming")
+    sql_rows = run_sql_traits(definitions, _frame(events), ingested.trait_updates, as_of)
+    result = compute_fn(events, ingested.trait_updates, definitions.space, space, as_of,  # type: ignore[arg-type]
                         sql_traits=sql_rows)  # fmt: skip
     return definitions, result
+
+
+def _frame(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """A frame where one is needed (only SQL traits read it; they are collected beforehand)."""
+    return events if isinstance(events, pl.DataFrame) else events.head(0).collect()
+
+
+def load_normalized_lazily(folder: Path, stats: dict[str, int] | None = None
+                           ) -> tuple[IngestResult, pl.LazyFrame]:  # fmt: skip
+    """A normalized folder's trait updates and quarantine, and its events as a scan (the
+    returned IngestResult's events hold their seq column alone: callers count its rows).
+
+    `stats`: the ingestion's counts when known (else the ones events.parquet carries)."""
+    scan = scan_events(folder)
+    seqs = scan.select("seq").collect()  # 8 bytes an event: the rows counted, not their columns
+    updates = pl.read_parquet(folder / TRAIT_UPDATES_FILE).select(
+        pl.col(c).cast(t) for c, t in TRAIT_UPDATES_COLUMNS.items()
+    )
+    quarantine = pl.read_parquet(folder / QUARANTINE_FILE).select(
+        pl.col(c).cast(t) for c, t in QUARANTINE_COLUMNS.items()
+    )
+    if stats is None:
+        (key,) = stats_metadata({})
+        stored = pl.read_parquet_metadata(folder / EVENTS_FILE).get(key)
+        stats = dict(orjson.loads(stored)) if stored else {"messages": seqs.height}
+    return IngestResult(seqs, updates, quarantine, stats), scan
+
+
+def _load_lazily(events: str | Path, definitions: Definitions, staging: Path | None
+                 ) -> tuple[IngestResult, pl.LazyFrame] | None:  # fmt: skip
+    """Normalized events on disk as a scan (event files ingested into `staging`, or a
+    normalized folder, copied into `staging` when given); None when the events are neither."""
+    path = Path(events)
+    if path.is_dir() and (path / EVENTS_FILE).exists() and (path / TRAIT_UPDATES_FILE).exists():
+        if staging is not None:  # the run keeps its inputs: a copy of the folder's tables
+            staging.mkdir(parents=True, exist_ok=True)
+            for name in (EVENTS_FILE, TRAIT_UPDATES_FILE, QUARANTINE_FILE):
+                shutil.copyfile(path / name, staging / name)
+        return load_normalized_lazily(path)
+    if staging is None:
+        return None
+    stats = ingest_to_parquet(path, definitions.space, staging)
+    return load_normalized_lazily(staging, stats)
 
 
 @dataclass
@@ -151,12 +214,15 @@ class Loaded:
             `_normalized` folder), ``partitions`` (Dagster's pinned partitions) or ``none``.
         tables: tables the source adds to the run (``quarantine`` for event files).
         staging: the run's `_normalized` folder, completed with message_profiles after compute.
+        scan: the normalized events as a lazy scan, for the Polars engine to read a bucket of
+            profiles at a time (`ingested.events` then holds their seq column alone).
     """
 
     ingested: IngestResult
     layout: str
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
     staging: Path | None = None
+    scan: pl.LazyFrame | None = None  # the events, when `ingested.events` holds their seq alone
 
 
 class EventsSource(Protocol):
@@ -178,17 +244,31 @@ class EventFiles:
     schema: str | None = None
     keep_normalized: bool = True
     option: str = "--allow-empty"
+    # Normalized events stay on disk as a scan (the Polars engine computing in full reads them a
+    # bucket of profiles at a time, within the process's memory limit, not all at once).
+    lazy: bool = False
 
     def load(self, writer: RunWriter, definitions: Definitions, *, allow_empty: bool) -> Loaded:
         guard = {"source": self.events, "allow_empty": allow_empty, "option": self.option}
         if self.schema is None and not Path(self.events).exists():
             check_not_empty(0, writer.previous, **guard)  # type: ignore[arg-type]
         staging = writer.folder / NORMALIZED if self.keep_normalized else None
-        ingested = load_events(self.events, definitions, self.schema, staging=staging)
+        lazily = (
+            _load_lazily(self.events, definitions, staging)
+            if self.lazy and not self.schema
+            else None
+        )
+        if lazily is not None:
+            ingested, scan = lazily
+        else:
+            ingested, scan = (
+                load_events(self.events, definitions, self.schema, staging=staging),
+                None,
+            )
         read = lines_read(ingested.events.height, ingested.quarantine)
         check_not_empty(read, writer.previous, **guard)  # type: ignore[arg-type]
         layout = "normalized" if staging is not None else "none"
-        return Loaded(ingested, layout, {"quarantine": ingested.quarantine}, staging)
+        return Loaded(ingested, layout, {"quarantine": ingested.quarantine}, staging, scan)
 
 
 @dataclass
@@ -309,9 +389,10 @@ def _computed(
 ) -> _Computed:
     """Every table in full, with changes and history derived from the committed base run
     (never from a killed run's files)."""
-    # DuckDB reads the run's normalized Parquet itself when the source left it there.
+    # DuckDB reads the run's normalized Parquet itself when the source left it there; the
+    # Polars engine streams a scan of it into its buckets.
     _, result = compute_tables(loaded.ingested, definitions_dir, as_of, engine, dsn=dsn,
-                               normalized=loaded.staging)  # fmt: skip
+                               normalized=loaded.staging, scan=loaded.scan)  # fmt: skip
     previous = base.table("memberships") if base else None
     changes = membership_changes(previous, result.memberships, as_of)
     history = membership_history(base.table("membership_history") if base else None, changes, as_of)
@@ -391,7 +472,8 @@ def run_compute(
         EmptyInput: no event read while the warehouse's last run had events (`allow_empty`
             overrides).
     """
-    source = EventFiles(events, schema, keep_normalized)
+    lazy = engine == "polars" and not incremental  # a refresh reads every event in memory
+    source = EventFiles(events, schema, keep_normalized, lazy=lazy)
     outcome = run(definitions_dir, source, out, as_of, engine=engine, dsn=dsn,
                   incremental=incremental, allow_empty=allow_empty, out_schema=out_schema)  # fmt: skip
     return summarize(outcome, Path(out), as_of)

@@ -10,6 +10,9 @@ compute as of one day before the end (it sees the events up to then); `refresh` 
 to the end, so the new messages are that last day's. Times `refresh` (incremental, from that
 state) and `full_compute` as of the end, `--repeat` times each, interleaved (medians; `_best`
 compares the fastest runs, the least disturbed on a shared machine); ingestion is not timed.
+`--fresh` times each run as one CLI or Dagster run pays it instead: a fresh process that reads
+the events and the previous state from disk, refreshes (or computes in full) and writes the
+tables and the new state (`fresh_incremental_vs_full`; process start and imports not counted).
 Checks that both give the same tables and prints `incremental_vs_full <ratio>` (the issue's
 target: at most 0.15 on 10M events) and the time of each incremental step. `--profile` prints
 the cProfile functions of one incremental run with the most cumulative time (Polars works in
@@ -20,8 +23,12 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import pstats
+import resource
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -36,7 +43,15 @@ sys.path.insert(0, str(ROOT.parent))
 
 from audience_pipeline.delta.reads import engine_columns  # noqa: E402
 from audience_pipeline.demo.generate import generate  # noqa: E402
-from audience_pipeline.incremental import TABLES, Refresh, full_compute, refresh  # noqa: E402
+from audience_pipeline.engine.source import scan_events  # noqa: E402
+from audience_pipeline.incremental import (  # noqa: E402
+    TABLES,
+    Refresh,
+    full_compute,
+    load_state,
+    refresh,
+    save_state,
+)
 from audience_pipeline.ingest import ingest, read_normalized, write_normalized  # noqa: E402
 from audience_pipeline.ingest.dedupe import drop_duplicates  # noqa: E402
 from audience_pipeline.ir import nodes as ir  # noqa: E402
@@ -88,6 +103,17 @@ def load_data(parts: Path, space: ir.Space, lean: bool) -> tuple[pl.DataFrame, p
     return all_events.sort("seq"), all_updates
 
 
+def load_normalized(folder: Path, space: ir.Space, lean: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The events (engine columns) and trait updates of one normalized folder of
+    `benchmarks/run.py` (`normalized-<N>`), instead of the per-file parts."""
+    scan = scan_events(folder)
+    frame = scan.select(engine_columns(scan.collect_schema().names(), space))
+    if lean:
+        frame = frame.with_columns(context=pl.lit("{}"))
+    updates = pl.read_parquet(folder / "trait_updates.parquet")
+    return frame.collect(engine="streaming"), updates
+
+
 def timed(runs: dict[str, Callable[[], Refresh]], repeat: int) -> dict[str, list[float]]:
     """Seconds of each run, `repeat` times, interleaved so that both see the same load."""
     times: dict[str, list[float]] = {name: [] for name in runs}
@@ -99,13 +125,66 @@ def timed(runs: dict[str, Callable[[], Refresh]], repeat: int) -> dict[str, list
     return times
 
 
+def fresh_runs(events: pl.DataFrame, updates: pl.DataFrame, definitions_dir: str,
+               previous: Refresh, repeat: int, folder: Path) -> dict[str, list[float]]:  # fmt: skip
+    """Seconds of `repeat` fresh-process refreshes and full runs, interleaved (see --fresh)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    events.write_parquet(folder / "events.parquet")
+    updates.write_parquet(folder / "trait_updates.parquet")
+    save_state(previous.state, folder / "state")
+    times: dict[str, list[float]] = {"incremental": [], "full": []}
+    peaks: dict[str, float] = {}
+    for _ in range(repeat):
+        for mode in times:
+            out = subprocess.run(
+                [sys.executable, __file__, "--fresh-child", mode, str(folder), definitions_dir],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+            stats = json.loads(out.stdout.strip().splitlines()[-1])
+            times[mode].append(stats["seconds"])
+            peaks[mode] = max(peaks.get(mode, 0.0), stats["peak_rss_mb"])
+    print(f"fresh_peak_rss_mb incremental={peaks['incremental']:.0f} full={peaks['full']:.0f}")
+    shutil.rmtree(folder, ignore_errors=True)
+    return times
+
+
+def _fresh_child(mode: str, folder: str, definitions_dir: str) -> None:
+    """One run as the CLI or Dagster does it: read, compute, write tables and state."""
+    root = Path(folder)
+    definitions, issues = load_definitions(definitions_dir)
+    assert not issues, issues
+    start = time.perf_counter()
+    events = pl.read_parquet(root / "events.parquet")
+    updates = pl.read_parquet(root / "trait_updates.parquet")
+    if mode == "incremental":
+        out = refresh(events, updates, definitions, AS_OF, load_state(root / "state"))
+        assert out.mode != "full", out.reason
+    else:
+        out = full_compute(events, updates, definitions, AS_OF)
+    written = root / f"out-{mode}"
+    written.mkdir(exist_ok=True)
+    for name, frame in out.tables.items():
+        frame.write_parquet(written / f"{name}.parquet")
+    save_state(out.state, written / "state", tables_dir="..")
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak}))
+
+
 def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--fresh-child":
+        _fresh_child(*sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--accounts", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--definitions", default="definitions")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--fresh", action="store_true", help="time fresh processes (see above)")
+    parser.add_argument("--from-normalized", action="store_true",
+                        help="read benchmarks/run.py's normalized-<N> folder, not per-file parts")  # fmt: skip
     parser.add_argument(
         "--lean", action=argparse.BooleanOptionalAction, default=None,
         help="blank the raw context JSON (default: from 5M events on)",
@@ -113,13 +192,27 @@ def main() -> None:
     args = parser.parse_args()
     definitions, issues = load_definitions(args.definitions)
     assert not issues, issues
-    parts = ensure_data(args.events, args.accounts, definitions.space)
     space, issues = compile_space(definitions, AS_OF)
     assert not issues, issues
     lean = args.events >= 5_000_000 if args.lean is None else args.lean
-    events, updates = load_data(parts, space, lean)
+    if args.from_normalized:
+        events, updates = load_normalized(ROOT / "data" / f"normalized-{args.events}", space, lean)
+    else:
+        parts = ensure_data(args.events, args.accounts, definitions.space)
+        events, updates = load_data(parts, space, lean)
     before = AS_OF - timedelta(days=1)
-    previous = full_compute(events, updates, definitions, before).state
+    earlier = full_compute(events, updates, definitions, before)
+    previous = earlier.state
+    if args.fresh:
+        times = fresh_runs(events, updates, args.definitions, earlier, args.repeat,
+                           ROOT / "data" / f"incremental-fresh-{args.events}")  # fmt: skip
+        t_incremental = statistics.median(times["incremental"])
+        t_full = statistics.median(times["full"])
+        print(f"events {events.height}{' (lean)' if lean else ''}")
+        print(f"fresh_incremental_seconds {t_incremental:.2f}")
+        print(f"fresh_full_seconds {t_full:.2f}")
+        print(f"fresh_incremental_vs_full {t_incremental / t_full:.3f}")
+        return
 
     def incremental() -> Refresh:
         return refresh(events, updates, definitions, AS_OF, previous)

@@ -6,9 +6,14 @@ Generates (or reuses) `benchmarks/data/events-<N>/` with the demo generator (N e
 profiles, 50k accounts), ingests it once (timed: ingest_mb_per_s), then times `compute` from the
 normalized events with the benchmark space (benchmarks/definitions: 20 computed user traits, 50
 user audiences, account traits and audiences), and a hand-written single Polars group-by computing
-10 of those traits from the same normalized events file (floor_s). Medians of --repeat runs, all
-in this one process, so the ratios compare like with like on a noisy machine. Prints one
-`name: value` a line.
+10 of those traits from the same normalized events file (floor_s). Each `compute` runs in a fresh
+child process reading the normalized events as a scan under `--memory-limit` (the CLI's path),
+so `peak_rss_mb` is that process's own peak (the largest over the runs); the floor runs in this
+process between them. Medians of --repeat runs, wall and CPU seconds (`compute_vs_floor_cpu`:
+on a shared machine wall time also counts the waiting). `--scale-from M` also times
+normalized-M (`scale_<N>_vs_<M>`); `--synthesize-from M` first makes normalized-N from N/M
+copies of normalized-M with new identifiers (no raw JSON needed); `--stages` prints the
+child's stage times. Prints one `name: value` a line.
 
 In the same run it also times the DuckDB engine on the same normalized events, each run in a
 child process that reads the Parquet itself (`benchmarks/duckdb_engine.py`: `duckdb_s`,
@@ -16,11 +21,10 @@ child process that reads the Parquet itself (`benchmarks/duckdb_engine.py`: `duc
 (`incremental_vs_full`); `--skip-duckdb` / `--skip-incremental` leave those out.
 Ingestion runs in a child process (`ingest_to_parquet`, writing the normalized tables included;
 `ingest_peak_rss_mb` is its peak, main process only, `ingest_workers_peak_rss_mb` its reader
-processes' largest, two run at once): the engine runs then read
-only the columns compute needs from the normalized events (`read_events`), as a warehouse scan
-would, and `peak_rss_mb` is this process's peak after the Polars runs (before DuckDB and the
-incremental runs). `--reuse-normalized` skips ingestion when normalized events from an earlier
-run exist (for profiling; no `ingest_mb_per_s` then).
+processes' largest, two run at once); the DuckDB and incremental runs read only the columns
+compute needs from the normalized events (`read_events`) into this process.
+`--reuse-normalized` skips ingestion when normalized events from an earlier run exist (for
+profiling; no `ingest_mb_per_s` then).
 
 Ingestion is also compared with DuckDB reading the same files: `read_json` with typed columns
 (ids, event, timestamps as VARCHAR; properties, context, traits as JSON) written to one Parquet
@@ -43,19 +47,21 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-# Polars' allocator (jemalloc) keeps freed pages for a while; at 10M events those kept pages
-# (the loader's, identity's) push compute past 14 GB. Hand them back at once; set before Polars
-# is imported, and left alone when the caller sets it.
-os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
-
-import polars as pl  # noqa: E402
-
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
+
+# The package first: it sets Polars' allocator up before Polars loads (no variable needed).
+# isort: off
+import audience_pipeline  # noqa: E402, F401
+import polars as pl  # noqa: E402
+
+# isort: on
 
 from audience_pipeline.demo.generate import generate  # noqa: E402
 from audience_pipeline.engine.columns import needed_flat_columns  # noqa: E402
 from audience_pipeline.engine.compute import compute  # noqa: E402
+from audience_pipeline.engine.memory import DEFAULT_MEMORY_LIMIT, parse_size  # noqa: E402
+from audience_pipeline.engine.source import scan_events  # noqa: E402
 from audience_pipeline.incremental import full_compute, refresh  # noqa: E402
 from audience_pipeline.ingest import ingest_to_parquet  # noqa: E402
 from audience_pipeline.ingest.schema import EVENTS_COLUMNS, TRAIT_UPDATES_COLUMNS  # noqa: E402
@@ -188,6 +194,84 @@ def _ingest_child(data: str, normalized: str, definitions_root: str) -> int:
     return 0
 
 
+def compute_in_child(normalized: Path, definitions: str, memory_limit: int, *,
+                     users_only: bool = False) -> dict[str, float]:  # fmt: skip
+    """One `compute` from the normalized folder (a lazy scan) in a fresh process: its seconds
+    and the process's peak RSS (ru_maxrss: imports and the trait updates included), so that no
+    run's peak hides in another's. No allocator variable is passed: the package sets it."""
+    env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
+    command = [sys.executable, __file__, "--compute-child", str(normalized), definitions,
+               str(memory_limit), "users" if users_only else "all"]  # fmt: skip
+    # stderr passes through: with --stages the child logs each stage's seconds there.
+    out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, env=env)
+    stats: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return stats
+
+
+def _compute_child(normalized: str, definitions_root: str, limit: str, which: str) -> int:
+    if os.environ.get("BENCH_STAGES"):
+        import logging
+
+        logging.basicConfig(format="%(relativeCreated)8.0f ms %(message)s")
+        for name in ("audience_pipeline.engine.compute", "audience_pipeline.engine.buckets"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+    definitions, space = load_space_ir(definitions_root, AS_OF)
+    if which == "users":
+        space = users_only(space)
+    updates = read_normalized_updates(Path(normalized))
+    start, cpu = time.perf_counter(), time.process_time()
+    result = compute(scan_events(Path(normalized)), updates, definitions.space, space, AS_OF,
+                     memory_limit=int(limit))  # fmt: skip
+    seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "cpu_s": cpu_s, "peak_rss_mb": peak_mb,
+                      "events": result.stats["messages"]}))  # fmt: skip
+    return 0
+
+
+def users_only(space: ir.Space) -> ir.Space:
+    return ir.Space(
+        tuple(t for t in space.traits if t.level == "user"),
+        tuple(a for a in space.audiences if a.level == "user"),
+    )
+
+
+def synthesize(source: Path, target: Path, copies: int) -> None:
+    """Normalized events `copies` times the size of `source`'s: each copy's identifiers,
+    message ids and groupIds get a suffix (new profiles and accounts, not more events of the
+    same ones) and its seqs an offset; timestamps, events and properties stay as they are.
+    Written by Polars' streaming sink (a stand-in for ingesting 3x the raw JSON, which takes
+    about an hour here at 30M events)."""
+    from audience_pipeline.ingest.storage import EVENTS_FILE, QUARANTINE_FILE, TRAIT_UPDATES_FILE
+
+    target.mkdir(parents=True, exist_ok=True)
+    events = pl.scan_parquet(source / EVENTS_FILE)
+    updates = pl.scan_parquet(source / TRAIT_UPDATES_FILE)
+    offset = int(events.select(pl.col("seq").max()).collect().item()) + 1
+
+    def tagged(column: str, copy: int) -> pl.Expr:
+        return pl.when(pl.col(column).is_not_null()).then(pl.col(column) + f"~{copy}")
+
+    parts, update_parts = [], []
+    for copy in range(copies):
+        ids = pl.col("ids").list.eval(
+            pl.struct(pl.element().struct.field("id_type"),
+                      pl.element().struct.field("id_value") + f"~{copy}")
+        )  # fmt: skip
+        shifted = events.with_columns(pl.col("seq") + copy * offset)
+        if copy:
+            shifted = shifted.with_columns(
+                ids.alias("ids"),
+                *(tagged(c, copy).alias(c) for c in ("message_id", "previous_id", "group_id")),
+            )
+        parts.append(shifted)
+        update_parts.append(updates.with_columns(pl.col("seq") + copy * offset))
+    pl.concat(parts).sink_parquet(target / EVENTS_FILE, engine="streaming")
+    pl.concat(update_parts).sink_parquet(target / TRAIT_UPDATES_FILE, engine="streaming")
+    pl.read_parquet(source / QUARANTINE_FILE).write_parquet(target / QUARANTINE_FILE)
+    (target / ".complete").write_text(f"synthesized: {copies} copies of {source.name}")
+
+
 def read_normalized_updates(normalized: Path) -> pl.DataFrame:
     frame = pl.read_parquet(normalized / TRAIT_UPDATES_FILE)
     return frame.select(pl.col(c).cast(t) for c, t in TRAIT_UPDATES_COLUMNS.items())
@@ -244,6 +328,10 @@ def incremental_vs_full(
     return refresh_s, full_s, ",".join(sorted(set(modes)))
 
 
+def _short(events: int) -> str:
+    return f"{events // 1_000_000}m" if events % 1_000_000 == 0 else str(events)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -258,18 +346,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ingest-only", action="store_true", help="stop after ingestion")
     parser.add_argument("--ingest-repeat", type=int, default=1, help="ingest runs (median)")
     parser.add_argument("--fast-ingest", action="store_true", help="the vectorized reader")
+    parser.add_argument("--skip-users", action="store_true", help="no users_only_s")
+    parser.add_argument("--stages", action="store_true", help="compute's stage times (stderr)")
+    parser.add_argument("--memory-limit", default=f"{DEFAULT_MEMORY_LIMIT >> 20}MB",
+                        help="the engine's --memory-limit (default: the CLI's)")  # fmt: skip
+    parser.add_argument("--scale-from", type=int, default=None,
+                        help="also time the normalized events of this size: scale_<N>_vs_<M>")  # fmt: skip
+    parser.add_argument("--synthesize-from", type=int, default=None,
+                        help="make normalized-<N> from copies of normalized-<M> (no raw JSON)")  # fmt: skip
     parser.add_argument("--ingest-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--compute-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.ingest_child:
         return _ingest_child(*args.ingest_child)
 
-    data = ensure_data(args.events, args.accounts)
-    definitions, space = load_space_ir(args.definitions, AS_OF)
-    raw_bytes = sum(p.stat().st_size for p in data.glob("events-*"))
+    if args.compute_child:
+        return _compute_child(*args.compute_child)
 
+    definitions, space = load_space_ir(args.definitions, AS_OF)
     normalized = ROOT / "data" / f"normalized-{args.events}"
+    if args.synthesize_from and not (normalized / ".complete").exists():
+        source = ROOT / "data" / f"normalized-{args.synthesize_from}"
+        synthesize(source, normalized, args.events // args.synthesize_from)
     ingest_stats: dict[str, float] = {}
     if not (args.reuse_normalized and (normalized / ".complete").exists()):
+        data = ensure_data(args.events, args.accounts)
+        raw_bytes = sum(p.stat().st_size for p in data.glob("events-*"))
         runs = [
             ingest_in_child(data, normalized, args.definitions, fast=args.fast_ingest)
             for _ in range(args.ingest_repeat)
@@ -292,33 +394,51 @@ def main(argv: list[str] | None = None) -> int:
     if args.ingest_only:
         return 0
 
-    events, updates = read_events(normalized, space)
-
-    def run_full() -> object:
-        return compute(events, updates, definitions.space, space, AS_OF)
-
-    users_only = ir.Space(
-        tuple(t for t in space.traits if t.level == "user"),
-        tuple(a for a in space.audiences if a.level == "user"),
-    )
-
-    def run_users() -> object:
-        return compute(events, updates, definitions.space, users_only, AS_OF)
-
+    limit = parse_size(args.memory_limit)
+    if args.stages:
+        os.environ["BENCH_STAGES"] = "1"
     plan = floor_plan(normalized, space)
-    compute_s = median_time(run_full, args.repeat)
-    floor_s = median_time(plan.collect, args.repeat)
-    users_s = median_time(run_users, args.repeat)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-    print(f"events: {events.height}")
+    runs, floors, floor_cpus = [], [], []
+    for _ in range(args.repeat):  # interleaved: both see the same load
+        runs.append(compute_in_child(normalized, args.definitions, limit))
+        cpu = time.process_time()
+        floors.append(median_time(plan.collect, 1))
+        floor_cpus.append(time.process_time() - cpu)
+    compute_s = statistics.median(r["seconds"] for r in runs)
+    floor_s = statistics.median(floors)
+    # CPU seconds (all threads) too: on a shared machine wall time also counts the waiting.
+    compute_cpu_s = statistics.median(r["cpu_s"] for r in runs)
+    floor_cpu_s = statistics.median(floor_cpus)
+    n_events = int(runs[0]["events"])
+    print(f"events: {n_events}")
+    print(f"memory_limit_mb: {limit / 2**20:.0f}")
     print(f"compute_s: {compute_s:.2f}")
     print(f"floor_s: {floor_s:.2f}")
     print(f"compute_vs_floor: {compute_s / floor_s:.2f}")
-    print(f"events_per_s: {events.height / compute_s:.0f}")
-    print(f"peak_rss_mb: {peak_kb / 1024:.0f}")
-    print(f"users_only_s: {users_s:.2f}")
-    print(f"accounts_overhead: {(compute_s - users_s) / users_s:.2f}", flush=True)
+    print(f"compute_cpu_s: {compute_cpu_s:.2f}")
+    print(f"floor_cpu_s: {floor_cpu_s:.2f}")
+    print(f"compute_vs_floor_cpu: {compute_cpu_s / floor_cpu_s:.2f}")
+    print(f"events_per_s: {n_events / compute_s:.0f}")
+    print(f"peak_rss_mb: {max(r['peak_rss_mb'] for r in runs):.0f}", flush=True)
+    if args.scale_from:
+        smaller = ROOT / "data" / f"normalized-{args.scale_from}"
+        base = [compute_in_child(smaller, args.definitions, limit) for _ in range(args.repeat)]
+        base_s = statistics.median(r["seconds"] for r in base)
+        base_cpu = statistics.median(r["cpu_s"] for r in base)
+        name = f"scale_{_short(args.events)}_vs_{_short(args.scale_from)}"
+        print(f"compute_s_{_short(args.scale_from)}: {base_s:.2f}")
+        print(f"compute_cpu_s_{_short(args.scale_from)}: {base_cpu:.2f}")
+        print(f"{name}_cpu: {compute_cpu_s / base_cpu:.2f}")
+        print(f"peak_rss_mb_{_short(args.scale_from)}: {max(r['peak_rss_mb'] for r in base):.0f}")
+        print(f"{name}: {compute_s / base_s:.2f}", flush=True)
+    if not args.skip_users:
+        users = [compute_in_child(normalized, args.definitions, limit, users_only=True)
+                 for _ in range(args.repeat)]  # fmt: skip
+        users_s = statistics.median(r["seconds"] for r in users)
+        print(f"users_only_s: {users_s:.2f}")
+        print(f"accounts_overhead: {(compute_s - users_s) / users_s:.2f}", flush=True)
+    if args.skip_duckdb and args.skip_incremental:
+        return 0
 
     if not args.skip_duckdb:
         # In its own processes, reading the normalized Parquet itself (as `compute` does).
@@ -328,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"polars_vs_duckdb: {compute_s / found['seconds']:.2f}", flush=True)
 
     if not args.skip_incremental:
+        events, updates = read_events(normalized, space)
         refresh_s, full_s, mode = incremental_vs_full(events, updates, definitions, args.repeat)
         print(f"incremental_mode: {mode}")
         print(f"incremental_s: {refresh_s:.2f}")

@@ -126,6 +126,9 @@ class LevelPlan:
     derived: dict[str, pl.Expr] = field(default_factory=dict)
     post: dict[str, pl.Expr] = field(default_factory=dict)
     drop: list[str] = field(default_factory=list)  # raw columns only `post` reads (scores)
+    # False leaves each score's raw value in its column: a bucket of entities cannot rank them,
+    # the caller ranks the raw values of every bucket together (`engine.buckets`).
+    rank_scores: bool = True
 
     def mask(self, events: tuple[str, ...], where: ir.Expr | None, window: ir.Window | None,
              since: datetime | None, *, custom_only: bool = False) -> str:  # fmt: skip
@@ -153,6 +156,9 @@ class LevelPlan:
         if kind == "count":
             self.aggs[out] = mask.sum().cast(pl.Int64).alias(out)
             self.fills[out] = 0
+            return
+        if kind == "score" and not self.rank_scores:
+            self.aggs[out] = raw_value(trait, mask, self.as_of).alias(out)
             return
         if kind == "score":
             raw = f"{out}__raw"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import polars as pl
 
@@ -16,8 +19,16 @@ from audience_pipeline.engine.audiences import (
     collect_leaves,
     condition_expr,
 )
+from audience_pipeline.engine.buckets import (
+    BucketedEvents,
+    account_bucket,
+    choose_buckets,
+    evaluate_bucketed,
+    profile_bucket,
+)
 from audience_pipeline.engine.columns import ENTITY, needed_flat_columns
-from audience_pipeline.engine.level import LevelResult, evaluate_level
+from audience_pipeline.engine.level import LevelResult
+from audience_pipeline.engine.memory import memory_limit as process_memory_limit
 from audience_pipeline.engine.native import native_traits
 from audience_pipeline.engine.samples import account_anchors, profile_anchors, with_sample_columns
 from audience_pipeline.engine.traitvalues import computed_column, custom_column
@@ -64,11 +75,18 @@ def latest_traits(updates: pl.DataFrame, owner: str) -> pl.DataFrame:
 
 
 def _flat_scalar(tagged: pl.Expr, raw: pl.Expr) -> pl.Expr:
-    """Nested-tagged JSON of a trait value -> a flat-tagged scalar (containers: ``o`` + raw JSON)."""
+    """Nested-tagged JSON of a trait value -> a flat-tagged scalar (containers: ``o`` + raw JSON).
+
+    A JSON string without a backslash is its text between the quotes; only the others go
+    through the JSON reader (which costs most of this step when every row takes it: a
+    when/then computes each branch over every row, so it gets the escaped rows alone).
+    """
+    text = tagged.str.starts_with('"')
+    escaped = tagged.str.contains("\\", literal=True)
+    decoded = pl.when(text & escaped).then(tagged).str.json_path_match("$")
+    plain = tagged.str.slice(1, tagged.str.len_chars() - 2)
     return (
-        pl.when(tagged.str.starts_with('"'))
-        .then(tagged.str.json_path_match("$"))
-        .otherwise(pl.lit("o") + raw)
+        pl.when(text & ~escaped).then(plain).when(text).then(decoded).otherwise(pl.lit("o") + raw)
     )
 
 
@@ -84,7 +102,7 @@ def _custom_wide(
 
 
 def compute(
-    events: pl.DataFrame,
+    events: pl.DataFrame | pl.LazyFrame,
     trait_updates: pl.DataFrame,
     space_config: SpaceConfig,
     space: ir.Space,
@@ -94,8 +112,21 @@ def compute(
     with_user_traits: bool = True,
     sql_traits: list[SqlTraitResult] | None = None,
     sample_identities: pl.DataFrame | None = None,
+    *,
+    memory_limit: int | None = None,
+    buckets: int | None = None,
+    spill_dir: Path | None = None,
 ) -> ComputeResult:
     """Compute identities, traits and memberships as of `as_of` from normalized events.
+
+    `events`: the normalized events in memory, or a lazy scan of them (`scan_normalized`): then
+    only the thin message columns are held at once, and each bucket's event columns are read
+    from a spill written in one streaming pass.
+    `memory_limit` (bytes; the process's `engine.memory.memory_limit()` when None): the levels
+    are evaluated in as many profile buckets (and account buckets) as keep one bucket's
+    evaluation within what the limit leaves (`choose_buckets`); `buckets` sets that number.
+    `spill_dir`: where the spill of a lazy input goes (a temporary folder inside it; the
+    system's temporary folder by default).
 
     `identity`: the profiles of the messages at or before as-of when the caller already knows
     them (an incremental pass, `delta.known`); resolved from the messages otherwise.
@@ -107,26 +138,61 @@ def compute(
     `sample_identities`: the profiles' identifier rows for `sample` anchors when `identity`
     holds stand-ins (an incremental pass); `identity.identities` otherwise.
     """
-    keep_json = keep_json or {}
+    with tempfile.TemporaryDirectory(prefix="audience-spill-", dir=spill_dir) as spill:
+        return _compute(events, trait_updates, space_config, space, as_of, identity,
+                        keep_json or {}, with_user_traits, sql_traits, sample_identities,
+                        _Buckets(memory_limit or process_memory_limit(), buckets, Path(spill)))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Buckets:
+    memory_limit: int
+    count: int | None
+    spill: Path
+
+    def choose(self, events: int, messages: int) -> int:
+        if self.count is not None:
+            return max(1, self.count)
+        return choose_buckets(events, messages, self.memory_limit)
+
+
+def _compute(
+    events: pl.DataFrame | pl.LazyFrame,
+    trait_updates: pl.DataFrame,
+    space_config: SpaceConfig,
+    space: ir.Space,
+    as_of: datetime,
+    identity: IdentityResult | None,
+    keep_json: Mapping[str, Collection[str]],
+    with_user_traits: bool,
+    sql_traits: list[SqlTraitResult] | None,
+    sample_identities: pl.DataFrame | None,
+    bucketing: _Buckets,
+) -> ComputeResult:
     clock = time.perf_counter()
     # Only the columns some stage reads, cut before filtering: the filter copies what it keeps.
-    flat = needed_flat_columns(space, set(events.columns))
+    flat = needed_flat_columns(space, set(events.collect_schema().names()))
     json_text = [c for c, need in (("properties", flat.needs_properties),
                                    ("context", flat.needs_context)) if need]  # fmt: skip
     wide = [*json_text, *sorted(flat.columns)]
     # Identity, profiles and trait updates read only the thin message columns; the wide property
     # columns are cut once, for the track/page/screen events alone (a filter copies what it keeps).
-    messages = events.select(*MESSAGE_COLUMNS)
     in_time: pl.Expr | None = None
-    if messages.height and messages["timestamp"].max() > as_of:  # type: ignore[operator]
+    if isinstance(events, pl.LazyFrame):
         in_time = pl.col("timestamp") <= as_of
-        messages = messages.filter(in_time)
+        messages = events.select(*MESSAGE_COLUMNS).filter(in_time).collect(engine="streaming")
+    else:
+        messages = events.select(*MESSAGE_COLUMNS)
+        if messages.height and messages["timestamp"].max() > as_of:  # type: ignore[operator]
+            in_time = pl.col("timestamp") <= as_of
+            messages = messages.filter(in_time)
     if identity is None:
         identity = resolve_identities(
             messages.select("seq", "message_id", "type", "timestamp", "ids", "previous_id"),
             space_config,
         )
     clock = _lap(clock, "identity")
+    messages = messages.drop("ids", "previous_id")  # only identity reads them (the widest)
     profiles = identity.message_profiles
     # Inside the engine a profile is a dense integer code (joins and group-bys on integers, not
     # 22-character ids); `names[code]` turns codes back into profile ids in the output tables.
@@ -143,6 +209,8 @@ def compute(
         messages = messages.with_columns(identity.order.alias(ORDER))
     else:
         messages = messages.with_columns(processing_rank(messages).alias(ORDER))
+    # The processing order is all that messageIds were read for (no level reads them).
+    messages = messages.drop("message_id")
 
     code_of = pl.DataFrame({"_id": names, "profile_id": pl.int_range(0, names.len(), eager=True)})
     universe = (
@@ -194,37 +262,31 @@ def compute(
 
     clock = _lap(clock, "custom wide")
     leaves = collect_leaves(space)
-    # The stored flat path columns travel with the events, so conditions read a column instead
-    # of parsing the JSON text (which only paths without a flat column need).
     is_event = pl.col("type").is_in(EVENT_TYPES)
-    event_frame = messages.filter(is_event).select(
-        "profile_id", "timestamp", "message_id", "seq", ORDER, "event"
-    )
-    keep = is_event if in_time is None else in_time & is_event
-    if aligned:
-        # messages are events[in_time] row for row: the same filter keeps the same rows.
-        event_frame = event_frame.hstack(events.lazy().filter(keep).select(wide).collect())
-    else:
-        wide_events = events.lazy().filter(keep).select("seq", *wide).collect()
-        event_frame = event_frame.join(wide_events, on="seq", how="left", maintain_order="left")
-        del wide_events
+    thin_events = messages.filter(is_event).select("profile_id", "timestamp", "seq", ORDER, "event")
     n_messages = messages.height
-    del messages, groups, updates  # the event frame is all the levels read
     # Event names as an Enum: the dozens of name masks compare small integers, not strings.
-    event_names = set(event_frame["event"].drop_nulls().unique().to_list()) | _event_names(space)
-    event_frame = event_frame.with_columns(pl.col("event").cast(pl.Enum(sorted(event_names))))
-    user_events = event_frame.rename({"profile_id": ENTITY}).lazy()
-    users = evaluate_level(
-        events=user_events,
-        entities=universe.select(pl.col("profile_id").alias(ENTITY)).lazy(),
-        custom=user_custom.lazy(),
+    event_names = set(thin_events["event"].drop_nulls().unique().to_list()) | _event_names(space)
+    thin_events = thin_events.with_columns(pl.col("event").cast(pl.Enum(sorted(event_names))))
+    count = bucketing.choose(thin_events.height, n_messages)
+    # A lazy input is read again only for the events' wide columns, streamed into the spill.
+    spill = bucketing.spill if isinstance(events, pl.LazyFrame) else None
+    keep = is_event if in_time is None else in_time & is_event
+    event_plan = _event_plan(events, thin_events, keep, wide, aligned=aligned and spill is None)
+    del messages, groups, updates, thin_events  # the event plan is all the levels read
+    user_events = BucketedEvents(event_plan.rename({"profile_id": ENTITY}), count,
+                                 profile_bucket(count), spill / "users" if spill else None)  # fmt: skip
+    users = evaluate_bucketed(
+        user_events,
+        entities=universe.select(pl.col("profile_id").alias(ENTITY)),
+        custom=user_custom,
         custom_keys=user_custom_keys,
         traits=[t for t in space.traits if t.level == "user"],
         conditions=leaves.of("user", ir.EventCond),  # type: ignore[arg-type]
         funnels=leaves.of("user", ir.Funnel),  # type: ignore[arg-type]
         as_of=as_of,
     )
-    clock = _lap(clock, "user level")
+    clock = _lap(clock, f"user level ({count} buckets)")
     user_frame = users.frame.join(universe.rename({"profile_id": ENTITY}), on=ENTITY, how="left")
     user_samples = leaves.of("user", ir.Sample)
     if user_samples:
@@ -249,30 +311,34 @@ def compute(
     )
     account_flat = needed_flat_columns(account_space, set(flat.columns))
     account_columns = [
-        "profile_id", "timestamp", "message_id", "seq", ORDER, "event",
+        ENTITY, "timestamp", "seq", ORDER, "event",
         *[c for c, need in (("properties", account_flat.needs_properties),
                             ("context", account_flat.needs_context)) if need and c in json_text],
         *sorted(account_flat.columns),
     ]  # fmt: skip
-    account_events = (
-        event_frame.select(account_columns)
-        .join(members, on="profile_id", how="inner", maintain_order="left")
-        .drop("profile_id")
+    account_plan = (
+        user_events.scan()
+        .select(account_columns)
+        .join(members.lazy().rename({"profile_id": ENTITY}), on=ENTITY, how="inner",
+              maintain_order="left")
+        .drop(ENTITY)
         .rename({"account_id": ENTITY})
-        .lazy()
-    )
-    account_level = evaluate_level(
-        events=account_events,
-        entities=accounts.select(pl.col("account_id").alias(ENTITY)).lazy(),
-        custom=account_custom.lazy(),
+    )  # fmt: skip
+    account_count = _account_buckets(count, accounts.height)
+    account_events = BucketedEvents(account_plan, account_count, account_bucket(account_count),
+                                    spill / "accounts" if spill else None)  # fmt: skip
+    account_level = evaluate_bucketed(
+        account_events,
+        entities=accounts.select(pl.col("account_id").alias(ENTITY)),
+        custom=account_custom,
         custom_keys=account_custom_keys,
         traits=[t for t in space.traits if t.level == "account"],
         conditions=leaves.of("account", ir.EventCond),  # type: ignore[arg-type]
         funnels=leaves.of("account", ir.Funnel),  # type: ignore[arg-type]
         as_of=as_of,
     )
-    del event_frame, user_events, account_events  # no later stage reads the events
-    clock = _lap(clock, "account level")
+    del event_plan, user_events, account_plan, account_events  # no later stage reads events
+    clock = _lap(clock, f"account level ({account_count} buckets)")
     account_frame = _users_conditions(account_level, user_frame, members, leaves, users)
     account_frame = with_sample_columns(
         account_frame, leaves.of("account", ir.Sample), account_anchors(account_frame)
@@ -331,6 +397,37 @@ def compute(
         stats=stats,
         json_columns={"user_traits": user_json, "account_traits": account_json},
     )
+
+
+def _event_plan(
+    events: pl.DataFrame | pl.LazyFrame,
+    thin: pl.DataFrame,
+    keep: pl.Expr,
+    wide: list[str],
+    *,
+    aligned: bool,
+) -> pl.LazyFrame:
+    """The levels' events: the thin columns (profile code, order, event name, ...) with the wide
+    property columns of the same events (those `keep` keeps of `events`).
+
+    `aligned`: `thin` holds the rows of `events.filter(keep)` in order (a frame in memory), so
+    the wide columns are set beside them instead of joined on seq.
+    """
+    if aligned:
+        assert isinstance(events, pl.DataFrame)
+        return thin.hstack(events.lazy().filter(keep).select(wide).collect()).lazy()
+    wide_events = events.lazy().filter(keep).select("seq", *wide)
+    if isinstance(events, pl.DataFrame):
+        wide_events = wide_events.collect().lazy()
+        return thin.lazy().join(wide_events, on="seq", how="left", maintain_order="left")
+    # Streamed: the thin frame is the join's small side, the scan's wide rows flow past it.
+    return wide_events.join(thin.lazy(), on="seq", how="inner").select(*thin.columns, *wide)
+
+
+def _account_buckets(profile_buckets: int, accounts: int) -> int:
+    """Account events are member events again, one copy per account: as many buckets as the
+    profiles had (each bucket of accounts holds about as many events as one of profiles)."""
+    return max(1, min(profile_buckets, accounts))
 
 
 def _profile_codes(identity: IdentityResult) -> tuple[pl.Series, pl.Series]:

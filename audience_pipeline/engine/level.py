@@ -45,13 +45,17 @@ def evaluate_level(
     funnels: dict[ir.Funnel, str],
     as_of: datetime,
     overrides: pl.DataFrame | None = None,
+    rank_scores: bool = True,
 ) -> LevelResult:
     """Computed traits, event-condition and funnel columns for every entity of one level.
 
-    `events` has entity_id, timestamp, message_id, seq, event, properties, context (tagged JSON).
+    `events` has entity_id, timestamp, seq, the processing order, event, and the property and
+    context columns the level reads.
     `custom` has entity_id and one tagged-text column per custom trait (`_ct_<key>`).
     `overrides`: entity_id and computed trait columns to take as given instead of computing
     them (explain over a few entities takes the run's scores, which rank every entity).
+    `rank_scores`: False leaves score traits as their raw values (a bucket of the entities,
+    ranked later with every other bucket's).
     """
     names = ColumnNames()
     trait_columns = TraitColumns(
@@ -90,7 +94,7 @@ def evaluate_level(
         cols = [custom_column(k) for k in sorted(needed_custom)]
         events = events.join(custom.select(ENTITY, *cols), on=ENTITY, how="left")
 
-    plan = LevelPlan(names, trait_columns, as_of)
+    plan = LevelPlan(names, trait_columns, as_of, rank_scores=rank_scores)
     for trait in traits:
         plan.add_trait(trait)
     for cond, col in first_pass.items():

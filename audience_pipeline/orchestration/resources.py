@@ -9,6 +9,8 @@ from pathlib import Path
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from audience_pipeline.engine.memory import set_memory_limit
+
 AS_OF_TAG = "audience_pipeline/as_of"
 
 
@@ -38,6 +40,12 @@ class EngineResource(dg.ConfigurableResource):
 
     engine: str = "polars"
     dsn: str | None = None
+    # What the Polars engine plans its buckets of profiles for (`engine.memory`; 6GB, 512MB).
+    memory_limit: str = "6GB"
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Dagster calls this before a run uses the resource: the run's process plans with it."""
+        set_memory_limit(self.memory_limit)
 
 
 def engine_from_env() -> EngineResource:

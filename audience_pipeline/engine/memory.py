@@ -1,0 +1,77 @@
+"""The engine's memory limit: a setting of the process (the CLI's `--memory-limit`, Dagster's
+engine resource), from which `compute` chooses how many buckets of profiles it evaluates at a
+time (`engine.buckets.choose_buckets`).
+
+The limit is what the engine plans for, not a hard cap the allocator enforces: the bucket count
+keeps one bucket's evaluation within what the limit leaves after the run's fixed tables.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from audience_pipeline import limits
+
+DEFAULT_MEMORY_LIMIT = 6 << 30  # leaves room under 8 GiB for Python, the libraries and writes
+MIN_MEMORY_LIMIT = 256 << 20
+
+# jemalloc (Polars' allocator) keeps freed pages for a while by default; a run that frees one
+# stage's tables before the next allocates would then hold both. Returning them at once costs
+# little. Only read when Polars is first imported: `audience_pipeline/__init__.py` sets it.
+ALLOCATOR_ENV = "_RJEM_MALLOC_CONF"
+ALLOCATOR_SETTING = "dirty_decay_ms:0,muzzy_decay_ms:0"
+
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``6GB``, ``6GiB``, ``512M``, ``8589934592`` -> bytes (binary units: 1 GB = 1024**3).
+
+    Raises:
+        ValueError: not a size, or below 256 MiB.
+    """
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        msg = f"not a size: {text!r} (examples: 6GB, 512MB)"
+        raise ValueError(msg)
+    size = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    if size < MIN_MEMORY_LIMIT:
+        msg = f"{text!r} is below the smallest limit, 256MB"
+        raise ValueError(msg)
+    return size
+
+
+def set_memory_limit(limit: int | str) -> int:
+    """Set the process's memory limit (bytes, or a size text) for every later `compute`.
+
+    The one process setting lives in the neutral `limits` module, so the DuckDB engine plans
+    for the same limit.
+    """
+    size = parse_size(limit) if isinstance(limit, str) else max(MIN_MEMORY_LIMIT, limit)
+    limits.set_memory_limit(size)
+    return size
+
+
+def memory_limit() -> int:
+    """The process's memory limit in bytes (`limits`: the process's, else
+    AUDIENCE_PIPELINE_MEMORY_LIMIT, else its default, the same 6 GiB as DEFAULT_MEMORY_LIMIT)."""
+    return limits.memory_limit_bytes()
+
+
+def configure_allocator() -> None:
+    """Have jemalloc hand freed pages back at once, unless the caller set it otherwise.
+
+    Effective only before Polars is first imported (the package's `__init__` calls it).
+    """
+    os.environ.setdefault(ALLOCATOR_ENV, ALLOCATOR_SETTING)
+
+
+__all__ = [
+    "DEFAULT_MEMORY_LIMIT",
+    "configure_allocator",
+    "memory_limit",
+    "parse_size",
+    "set_memory_limit",
+]
