@@ -25,6 +25,7 @@ def test_sizes_in_decimal_and_binary_units() -> None:
 
 
 def test_value_then_environment_then_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_memory_limit(None)  # an earlier CLI test in this process may have set one
     monkeypatch.delenv(MEMORY_LIMIT_ENV, raising=False)
     assert memory_limit_bytes() == parse_size(DEFAULT_MEMORY_LIMIT) < 8 * 1024**3
     monkeypatch.setenv(MEMORY_LIMIT_ENV, "2GiB")
