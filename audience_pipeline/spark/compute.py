@@ -56,6 +56,7 @@ class SparkRun:
     as_of: datetime
     tables: dict[str, int]
     seconds: dict[str, float] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # `kind: sql` traits (not on Spark)
 
 
 def spark_session(master: str | None = None, warehouse_dir: str | None = None) -> Any:
@@ -187,7 +188,7 @@ def _keep_tables(spark: Any, out: Path, database: str, tables: dict[str, pl.Data
 
 def compute_spark(source: str | Path, definitions_dir: str | Path, as_of: datetime,
                   out: str | Path, *, master: str | None = None, schema: str | None = None,
-                  tables_database: str | None = None) -> SparkRun:  # fmt: skip
+                  tables_database: str | None = None, session: Any = None) -> SparkRun:  # fmt: skip
     """Compute every table on Spark and commit them as a run of the warehouse folder `out`.
 
     Args:
@@ -200,6 +201,7 @@ def compute_spark(source: str | Path, definitions_dir: str | Path, as_of: dateti
         master: the Spark master URL (default ``local[*]``).
         schema: read Segment's tables from this database of the Spark catalog instead.
         tables_database: also keep the output tables as Spark tables of this database.
+        session: a SparkSession to use (and leave running) instead of starting one.
     """
     out = Path(out)
     timings: dict[str, float] = {}
@@ -207,7 +209,7 @@ def compute_spark(source: str | Path, definitions_dir: str | Path, as_of: dateti
     _limits(definitions_dir)  # invalid definitions fail before Spark starts
     with begin_run(out, as_of=as_of) as run:
         scratch = Path(tempfile.mkdtemp(prefix="ap-spark-"))
-        spark = spark_session(master, str(scratch / "warehouse"))
+        spark = session or spark_session(master, str(scratch / "warehouse"))
         try:
             if schema or is_warehouse_folder(Path(source)):
                 computed = _from_warehouse(spark, source, definitions_dir, as_of, schema,
@@ -219,14 +221,23 @@ def compute_spark(source: str | Path, definitions_dir: str | Path, as_of: dateti
             if tables_database:
                 _keep_tables(spark, out, tables_database, computed.tables)
         finally:
-            spark.stop()
+            if session is None:
+                spark.stop()
             shutil.rmtree(scratch, ignore_errors=True)
         # One commit point, as every engine's run: readers see the previous run or this one whole.
         run.write_all(computed.tables)
         run.commit(as_of=as_of, json_columns=computed.json_columns, messages=computed.messages)
     timings["write"] = time.perf_counter() - started
     log.info("spark compute: %d loop rounds, %s", computed.rounds, timings)
-    return SparkRun(out, as_of, {n: f.height for n, f in computed.tables.items()}, timings)
+    return SparkRun(out, as_of, {n: f.height for n, f in computed.tables.items()}, timings,
+                    sql_trait_keys(definitions_dir))  # fmt: skip
+
+
+def sql_trait_keys(definitions_dir: str | Path) -> list[str]:
+    """The space's `kind: sql` traits: their queries are DuckDB SQL over the run's inputs, which
+    Spark does not run (docs/sql.md); the Spark run leaves them out."""
+    definitions, _ = load_definitions(str(definitions_dir))
+    return sorted(t.key for t in definitions.traits if t.kind == "sql")
 
 
 def _limits(definitions_dir: str | Path) -> dict[int, int]:
