@@ -183,7 +183,7 @@ def validate(definitions: str) -> int:
     help="Output folder for the tables.",
 )
 @click.option(
-    "--engine", type=click.Choice([*ENGINES, "spark"]), default="polars", show_default=True
+    "--engine", type=click.Choice(ENGINES), default="polars", show_default=True
 )
 @events_schema_option
 @click.option(

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from audience_pipeline.engine.compute import ComputeResult
     from audience_pipeline.sqltraits.run import SqlTraitResult
 
-ENGINES = ("polars", "duckdb", "postgres")
+ENGINES = ("polars", "duckdb", "postgres", "spark")
 
 
 class ComputeFn(Protocol):
@@ -38,12 +38,15 @@ class ComputeFn(Protocol):
     ) -> ComputeResult: ...
 
 
-def engine_compute(engine: str = "polars", *, dsn: str | None = None) -> ComputeFn:
+def engine_compute(engine: str = "polars", *, dsn: str | None = None,
+                   spark_master: str | None = None) -> ComputeFn:  # fmt: skip
     """The compute function of one engine.
 
     Args:
-        engine: polars (in process), duckdb (in process), or postgres (inside the server at `dsn`).
+        engine: polars (in process), duckdb (in process), postgres (inside the server at `dsn`),
+            or spark (on `spark_master`, default ``local[*]``).
         dsn: PostgreSQL connection string, for ``postgres``.
+        spark_master: Spark master URL, for ``spark``.
 
     Returns:
         ``fn(events, trait_updates, space_config, space_ir, as_of, sql_traits) -> ComputeResult``
@@ -69,5 +72,15 @@ def engine_compute(engine: str = "polars", *, dsn: str | None = None) -> Compute
                                     sql_traits, dsn=dsn)  # fmt: skip
 
         return on_postgres
+    if engine == "spark":
+        from audience_pipeline.spark.engine import compute_on_spark
+
+        def on_spark(events: pl.DataFrame, trait_updates: pl.DataFrame, space_config: SpaceConfig,
+                     space_ir: ir.Space, as_of: datetime,
+                     sql_traits: list[SqlTraitResult] | None = None) -> ComputeResult:  # fmt: skip
+            return compute_on_spark(events, trait_updates, space_config, space_ir, as_of,
+                                    sql_traits, master=spark_master)  # fmt: skip
+
+        return on_spark
     msg = f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}"
     raise ValueError(msg)

@@ -35,23 +35,30 @@ class PipelineSettings(dg.ConfigurableResource):
 
 class EngineResource(dg.ConfigurableResource):
     """Which engine computes the tables (`engines`): ``polars`` (default; incremental runs),
-    ``duckdb``, or ``postgres`` inside the server at `dsn` (give it as
-    ``dg.EnvVar("AUDIENCE_PIPELINE_POSTGRES_DSN")``). Engines other than Polars compute in full."""
+    ``duckdb``, ``postgres`` inside the server at `dsn` (give it as
+    ``dg.EnvVar("AUDIENCE_PIPELINE_POSTGRES_DSN")``), or ``spark`` on `spark_master`. Engines
+    other than Polars compute in full."""
 
     engine: str = "polars"
     dsn: str | None = None
+    spark_master: str = "local[2]"
 
     def compute_fn(self) -> ComputeFn | None:
         """None for Polars (the incremental path), else the engine's compute function."""
-        return None if self.engine == "polars" else engine_compute(self.engine, dsn=self.dsn)
+        if self.engine == "polars":
+            return None
+        return engine_compute(self.engine, dsn=self.dsn, spark_master=self.spark_master)
 
 
 def engine_from_env() -> EngineResource:
-    """AUDIENCE_PIPELINE_ENGINE (default polars); for postgres the DSN is read at run time from
+    """AUDIENCE_PIPELINE_ENGINE (default polars; duckdb, postgres, spark); for postgres the DSN is read at run time from
     AUDIENCE_PIPELINE_POSTGRES_DSN (an EnvVar: never stored in the run's config)."""
     engine = os.environ.get("AUDIENCE_PIPELINE_ENGINE", "polars")
     if engine == "postgres":
         return EngineResource(engine=engine, dsn=dg.EnvVar("AUDIENCE_PIPELINE_POSTGRES_DSN"))
+    if engine == "spark":  # AUDIENCE_PIPELINE_SPARK_MASTER, default local[2]
+        return EngineResource(engine=engine, spark_master=os.environ.get(
+            "AUDIENCE_PIPELINE_SPARK_MASTER", "local[2]"))  # fmt: skip
     return EngineResource(engine=engine)
 
 

@@ -30,8 +30,8 @@ from typing import Any
 import polars as pl
 from sqlglot import exp
 
-from audience_pipeline.identity.result import type_limits, type_ranks
 from audience_pipeline.membership.diff import membership_changes, membership_history
+from audience_pipeline.spark.engine import limits_by_rank
 from audience_pipeline.spark.steps import run_steps
 from audience_pipeline.spec.compile import load_space_ir
 from audience_pipeline.spec.issues import DefinitionsError
@@ -69,11 +69,14 @@ def spark_session(master: str | None = None, warehouse_dir: str | None = None) -
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "8")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     )
     if warehouse_dir:
         builder = builder.config("spark.sql.warehouse.dir", warehouse_dir)
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")  # Spark's warnings are not the user's to act on
+    return session
 
 
 def _quote(name: str) -> str:
@@ -245,8 +248,7 @@ def _limits(definitions_dir: str | Path) -> dict[int, int]:
     definitions, issues = load_definitions(str(definitions_dir))
     if issues:
         raise DefinitionsError(issues)
-    ranks, limits = type_ranks(definitions.space), type_limits(definitions.space)
-    return {rank: limits[t] for t, rank in ranks.items()}
+    return limits_by_rank(definitions.space)
 
 
 def _shaped(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:

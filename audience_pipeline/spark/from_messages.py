@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,6 +24,7 @@ import polars as pl
 
 from audience_pipeline.engine.compute import ComputeResult
 from audience_pipeline.ingest.files import discover
+from audience_pipeline.ingest.schema import EVENTS_COLUMNS, TRAIT_UPDATES_COLUMNS
 from audience_pipeline.ir import nodes as ir
 from audience_pipeline.spark.messages import MESSAGES_STEPS, STATS_QUERY, read_files
 from audience_pipeline.spark.steps import run_steps
@@ -35,6 +37,8 @@ from audience_pipeline.sql.script.catalog import Catalog
 from audience_pipeline.sql.script.identity import identity_steps
 from audience_pipeline.sql.script.program import Script
 from audience_pipeline.sql.script.staging import Staging
+from audience_pipeline.sqltraits.match import MatchedSqlTraits, matched_sql_traits
+from audience_pipeline.sqltraits.run import SqlTraitResult
 from audience_pipeline.values import flat_tag, loads
 
 log = logging.getLogger(__name__)
@@ -102,17 +106,35 @@ def _frame(spark: Any, table: str) -> pl.DataFrame:
     return frame
 
 
-def _messages(spark: Any, files: list[tuple[str, str]], space: SpaceConfig,
-              as_of: datetime) -> dict[str, int]:  # fmt: skip
-    """ap_norm_events, ap_norm_traits, ap_quarantine, then ap_msgs (the as-of cut) with one
-    ``_id<i>`` column per identifier path (`sql.script.staging.IdPath`); returns the counts."""
-    from pyspark.sql import functions as F  # noqa: N812
-
+def load_files(spark: Any, files: list[tuple[str, str]], space: SpaceConfig) -> dict[str, int]:
+    """ap_norm_events, ap_norm_traits (copies dropped) and ap_quarantine from message files,
+    read and normalized by the executors; returns the counts (`IngestResult.stats` names)."""
     _table(spark, "ap_read", read_files(spark, files, space))
     for name, query in MESSAGES_STEPS:
         _table(spark, name, query)
     row = spark.sql(STATS_QUERY).collect()[0]
     stats = {k: int(v or 0) for k, v in row.asDict().items()}
+    stats["messages"] = spark.table("ap_norm_events").count()
+    stats["duplicates"] = spark.table("ap_read_dropped").count()
+    return stats
+
+
+def load_normalized(spark: Any, events: pl.DataFrame, trait_updates: pl.DataFrame,
+                    folder: Path) -> None:  # fmt: skip
+    """ap_norm_events and ap_norm_traits from normalized frames (the engine protocol's input,
+    e.g. Dagster's pinned partitions), handed to Spark as Parquet files in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    events.select(list(EVENTS_COLUMNS)).write_parquet(folder / "events.parquet")
+    trait_updates.select(list(TRAIT_UPDATES_COLUMNS)).write_parquet(folder / "trait_updates.parquet")
+    for name, file in (("ap_norm_events", "events"), ("ap_norm_traits", "trait_updates")):
+        _table(spark, name, spark.read.parquet(str((folder / f"{file}.parquet").resolve())))
+
+
+def _cut(spark: Any, space: SpaceConfig, as_of: datetime) -> None:
+    """ap_msgs: the messages at or before as-of, with one ``_id<i>`` column per identifier path
+    (`sql.script.staging.IdPath`), as the script's identity steps read them."""
+    from pyspark.sql import functions as F  # noqa: N812
+
     ids: list[Any] = []
     seen: dict[str, int] = {}
     for path in _id_paths(space):
@@ -121,15 +143,11 @@ def _messages(spark: Any, files: list[tuple[str, str]], space: SpaceConfig,
         k = seen[path.id_type] = seen.get(path.id_type, 0) + 1
         of_type = F.filter(F.col("ids"), _is_type(path.id_type))
         ids.append(F.try_element_at(of_type, F.lit(k))["id_value"].alias(path.column))
-    events = spark.table("ap_norm_events")
-    stats["messages"] = events.count()
-    stats["duplicates"] = spark.table("ap_read_dropped").count()
-    msgs = events.where(F.col("timestamp") <= F.lit(as_of)).select(
+    msgs = spark.table("ap_norm_events").where(F.col("timestamp") <= F.lit(as_of)).select(
         "seq", "message_id", "type", "event", "timestamp", "group_id", "previous_id",
         "properties", "context", *ids,
     )  # fmt: skip
     _table(spark, "ap_msgs", msgs)
-    return stats
 
 
 def _is_type(id_type: str) -> Any:
@@ -157,18 +175,27 @@ def _flat_paths(flat: str | None) -> list[tuple[str, str | None]]:
     return list(flat_tag(loads(flat[1:])).items())
 
 
-def _latest(spark: Any) -> dict[str, pl.DataFrame]:
-    """ap_user_traits / ap_account_traits (with object paths) and the latest values per kind."""
+def _latest(spark: Any, sql: MatchedSqlTraits | None) -> dict[str, pl.DataFrame]:
+    """ap_user_traits / ap_account_traits (with object paths) and the latest values per kind;
+    the SQL traits' rows (one object per entity, from the driver) replace custom traits of the
+    same key, as in the DuckDB engine."""
     from pyspark.sql import functions as F  # noqa: N812
 
-    scalar = F.udf(_flat_scalar, "string")
-    paths = F.udf(_flat_paths, "array<struct<path:string,tagged:string>>")
+    scalar = F.udf(lambda t, v: _flat_scalar(t, v), "string")
+    paths = F.udf(lambda f: _flat_paths(f), "array<struct<path:string,tagged:string>>")
     latest: dict[str, pl.DataFrame] = {}
     for kind, owner, target in (("user", "profile_id", "ap_user_traits"),
                                 ("account", "account_id", "ap_account_traits")):  # fmt: skip
         rows = spark.sql(_LATEST.format(kind=kind)).select(
             "owner", "key", "value", scalar("tagged", "value").alias("tagged")
         )
+        if sql is not None and sql.keys[kind]:
+            rows = rows.where(~F.col("key").isin(sorted(sql.keys[kind])))
+            pushed = sql.rows[kind].select(pl.col(owner).alias("owner"), "key", "value", "tagged")
+            if pushed.height:
+                rows = rows.unionByName(spark.createDataFrame(
+                    list(pushed.iter_rows()), "owner string, key string, value string, tagged string"
+                ))  # fmt: skip
         _table(spark, f"ap_latest_{kind}", rows)
         rows = spark.table(f"ap_latest_{kind}")
         nested = rows.select("owner", "key", F.explode(paths("tagged")).alias("p")).select(
@@ -194,29 +221,39 @@ def _level_frames(spark: Any, space_ir: ir.Space, as_of: datetime) -> dict[str, 
     return frames
 
 
-def compute_messages(spark: Any, source: str, space: SpaceConfig, space_ir: ir.Space,
-                     as_of: datetime, limits: dict[int, int]) -> MessagesRun:  # fmt: skip
-    """Every table but changes and history (the commit derives them from its base run)."""
-    files = message_files(source)
-    stats = _messages(spark, files, space, as_of)
+def compute_loaded(spark: Any, space: SpaceConfig, space_ir: ir.Space, as_of: datetime,
+                   limits: dict[int, int],
+                   sql_traits: list[SqlTraitResult] | None = None) -> tuple[ComputeResult, int]:  # fmt: skip
+    """Every table but changes and history from ap_norm_events / ap_norm_traits; returns the
+    result and the identity rounds."""
+    _cut(spark, space, as_of)
     script = Script("spark")
     script.add(*identity_steps(space, get_dialect("spark"), _id_paths(space)))
     rounds = run_steps(spark, script, limits)
     for name, query in _RELATIONS:
         _table(spark, name, query)
-    latest = _latest(spark)
-    frames = _level_frames(spark, space_ir, as_of)
     identities = _frame(spark, "ap_identities").sort("profile_id", "id_type", "id_value")
+    accounts = _frame(spark, "ap_accounts").sort("account_id")
+    sql = matched_sql_traits(sql_traits, identities, accounts["account_id"].to_list(), space)
+    latest = _latest(spark, sql)
+    frames = _level_frames(spark, space_ir, as_of)
     prepared = {
-        "identity": SimpleNamespace(identities=identities, stats={},
+        "identity": SimpleNamespace(identities=identities, stats={"sql_rounds": rounds},
                                     message_profiles=pl.DataFrame(schema={
                                         "seq": pl.Int64, "profile_id": pl.String})),
         "user_latest": latest["user"], "account_latest": latest["account"],
-        "messages": spark.table("ap_msgs").count(), "sql_traits": None,
+        "messages": spark.table("ap_msgs").count(), "sql_traits": sql,
     }  # fmt: skip
     profiles = _frame(spark, "ap_profiles").select("profile_id").sort("profile_id")
-    accounts = _frame(spark, "ap_accounts").sort("account_id")
     members = _frame(spark, "ap_account_members")
     result = assemble_result(prepared, frames, profiles, accounts, members, space_ir, as_of)
+    return result, rounds
+
+
+def compute_messages(spark: Any, source: str, space: SpaceConfig, space_ir: ir.Space,
+                     as_of: datetime, limits: dict[int, int]) -> MessagesRun:  # fmt: skip
+    """Every table but changes and history, from message files (`source`: a file or folder)."""
+    stats = load_files(spark, message_files(source), space)
+    result, rounds = compute_loaded(spark, space, space_ir, as_of, limits)
     quarantine = _frame(spark, "ap_quarantine").sort("source", "line")
     return MessagesRun(result, quarantine, stats, rounds)
