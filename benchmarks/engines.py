@@ -68,7 +68,9 @@ def _segment_tables(data: Path, folder: Path) -> Path:
     return tables
 
 
-def _data(size: int, keep: Path | None, scratch: Path, definitions: str) -> tuple[Path, float, IngestResult]:
+def _data(
+    size: int, keep: Path | None, scratch: Path, definitions: str
+) -> tuple[Path, float, IngestResult]:
     """The events folder, Polars' ingest seconds, and the normalized tables."""
     root = (keep / f"engines-{size}") if keep else scratch
     events, normalized = root / "events", root / "normalized"

@@ -125,7 +125,9 @@ def load_normalized(spark: Any, events: pl.DataFrame, trait_updates: pl.DataFram
     e.g. Dagster's pinned partitions), handed to Spark as Parquet files in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     events.select(list(EVENTS_COLUMNS)).write_parquet(folder / "events.parquet")
-    trait_updates.select(list(TRAIT_UPDATES_COLUMNS)).write_parquet(folder / "trait_updates.parquet")
+    trait_updates.select(list(TRAIT_UPDATES_COLUMNS)).write_parquet(
+        folder / "trait_updates.parquet"
+    )
     for name, file in (("ap_norm_events", "events"), ("ap_norm_traits", "trait_updates")):
         _table(spark, name, spark.read.parquet(str((folder / f"{file}.parquet").resolve())))
 
@@ -164,7 +166,8 @@ def _id_paths(space: SpaceConfig) -> list[Any]:
 def _flat_scalar(tagged: str | None, value: str | None) -> str | None:
     """Nested-tagged JSON of a trait value -> its flat-tagged scalar (`engine.compute`)."""
     if tagged is not None and tagged.startswith('"'):
-        return loads(tagged)  # type: ignore[no-any-return]
+        text: str = loads(tagged)
+        return text
     return None if value is None else "o" + value
 
 

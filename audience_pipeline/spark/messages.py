@@ -51,7 +51,9 @@ def _wide_rows(frame: Any, file: int, tbl: str) -> Iterator[tuple[Any, ...]]:
         yield (file, tbl, *row)
 
 
-def read_file_rows(file: int, path: str, source: str, space: SpaceConfig) -> Iterator[tuple[Any, ...]]:
+def read_file_rows(
+    file: int, path: str, source: str, space: SpaceConfig
+) -> Iterator[tuple[Any, ...]]:
     """One file's rows as tuples of `READ_SCHEMA` (runs in an executor; the file's chunks wait
     on the task's local disk, so its memory is one chunk)."""
     import polars as pl

@@ -78,7 +78,9 @@ def _assert_same(run: Any, ingested: IngestResult, expected: ComputeResult) -> N
 
 
 @st.composite
-def batched_scenario(draw: st.DrawFn) -> tuple[dict[str, str], dict[str, Any], list[Any], list[Any]]:
+def batched_scenario(
+    draw: st.DrawFn,
+) -> tuple[dict[str, str], dict[str, Any], list[Any], list[Any]]:
     """One space holding many random traits and audiences (the strategies the Polars, DuckDB
     and PostgreSQL agreement tests use), over one or two files of messages and a file of messy
     lines (`tests.unit.test_messy_lines`: lone surrogates, numbers beyond a double, timestamps
