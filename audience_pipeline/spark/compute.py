@@ -74,6 +74,10 @@ def spark_session(master: str | None = None, warehouse_dir: str | None = None) -
     )
     if warehouse_dir:
         builder = builder.config("spark.sql.warehouse.dir", warehouse_dir)
+    if (master or "local[*]").startswith("local"):  # no network needed for a local session
+        builder = builder.config("spark.driver.bindAddress", "127.0.0.1").config(
+            "spark.driver.host", "127.0.0.1"
+        )
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")  # Spark's warnings are not the user's to act on
     return session

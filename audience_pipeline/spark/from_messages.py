@@ -184,8 +184,10 @@ def _latest(spark: Any, sql: MatchedSqlTraits | None) -> dict[str, pl.DataFrame]
     same key, as in the DuckDB engine."""
     from pyspark.sql import functions as F  # noqa: N812
 
-    scalar = F.udf(lambda t, v: _flat_scalar(t, v), "string")
-    paths = F.udf(lambda f: _flat_paths(f), "array<struct<path:string,tagged:string>>")
+    # Plain Python UDFs (Arrow ones need pandas on the workers).
+    scalar = F.udf(lambda t, v: _flat_scalar(t, v), "string", useArrow=False)
+    paths = F.udf(lambda f: _flat_paths(f), "array<struct<path:string,tagged:string>>",
+                  useArrow=False)  # fmt: skip
     latest: dict[str, pl.DataFrame] = {}
     for kind, owner, target in (("user", "profile_id", "ap_user_traits"),
                                 ("account", "account_id", "ap_account_traits")):  # fmt: skip
