@@ -87,6 +87,11 @@ def _quote(name: str) -> str:
     return exp.to_identifier(name, quoted=True).sql("spark")
 
 
+def _location(path: Path) -> str:
+    # Paths are ours to quote; Spark takes no bind parameters in DDL.
+    return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def register_folder(spark: Any, folder: Path, database: str = SOURCE_DATABASE) -> Catalog:
     """Segment's tables from a folder of Parquet files/folders, as external tables of `database`."""
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {_quote(database)}")
@@ -96,11 +101,9 @@ def register_folder(spark: Any, folder: Path, database: str = SOURCE_DATABASE) -
         raise ValueError(msg)
     for path in found:
         name = path.name.removesuffix(".parquet").lower()
-        # Paths are ours to quote; Spark takes no bind parameters in DDL.
-        location = "'" + str(path.resolve()).replace("\\", "\\\\").replace("'", "\\'") + "'"
         spark.sql(f"DROP TABLE IF EXISTS {_quote(database)}.{_quote(name)}")
         spark.sql(f"CREATE TABLE {_quote(database)}.{_quote(name)} USING parquet "
-                  f"LOCATION {location}")  # fmt: skip
+                  f"LOCATION {_location(path.resolve())}")  # fmt: skip
     return catalog_of(spark, database)
 
 
@@ -183,14 +186,18 @@ def _from_messages(spark: Any, source: str | Path, definitions_dir: str | Path,
 
 
 def _keep_tables(spark: Any, out: Path, database: str, tables: dict[str, pl.DataFrame]) -> None:
-    """External tables under <out>/spark_tables: they outlive the scratch warehouse, and a
-    session with a persistent catalog (a Hive metastore) keeps their definitions."""
+    """External tables under <out>/spark_tables (the run's tables as Parquet there): they
+    outlive the scratch warehouse, and a session with a persistent catalog (a Hive metastore)
+    keeps their definitions."""
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {_quote(database)}")
     for name in OUTPUT_TABLES:
-        path = str((out / "spark_tables" / name).resolve())
-        frame = spark.createDataFrame(tables[name].to_arrow())
-        writer = frame.write.mode("overwrite").option("path", path)
-        writer.saveAsTable(f"{_quote(database)}.{_quote(name)}")
+        folder = (out / "spark_tables" / name).resolve()
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        tables[name].write_parquet(folder / "part-00000.parquet")
+        table = f"{_quote(database)}.{_quote(name)}"
+        spark.sql(f"DROP TABLE IF EXISTS {table}")
+        spark.sql(f"CREATE TABLE {table} USING parquet LOCATION {_location(folder)}")
 
 
 def compute_spark(source: str | Path, definitions_dir: str | Path, as_of: datetime,
