@@ -53,11 +53,12 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def _both(spark: Any, events: Path, defs: Path,
           as_of: Any) -> tuple[Any, IngestResult, ComputeResult]:  # fmt: skip
     """The Spark run's result and the Polars engine's on the same files (no SQL traits)."""
-    from audience_pipeline.spark.compute import _limits
+    from audience_pipeline.spark.engine import limits_by_rank
     from audience_pipeline.spark.from_messages import compute_messages
 
     definitions, space_ir = load_space_ir(str(defs), as_of)
-    run = compute_messages(spark, str(events), definitions.space, space_ir, as_of, _limits(defs))
+    limits = limits_by_rank(definitions.space)
+    run = compute_messages(spark, str(events), definitions.space, space_ir, as_of, limits)
     ingested = ingest(events, definitions.space, workers=1)
     expected = compute(ingested.events, ingested.trait_updates, definitions.space, space_ir,
                        as_of)  # fmt: skip
