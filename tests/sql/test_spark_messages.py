@@ -99,7 +99,7 @@ def batched_scenario(
 
 # No shrinking: each Spark run costs seconds, and shrinking a failure took more than 5 minutes
 # (the failing example is printed as drawn).
-@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck),
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck),
           phases=[Phase.explicit, Phase.reuse, Phase.generate])  # fmt: skip
 @given(case=batched_scenario())
 def test_random_definitions_and_messy_lines_agree_with_polars(spark: Any,
