@@ -182,9 +182,7 @@ def validate(definitions: str) -> int:
     show_default=True,
     help="Output folder for the tables.",
 )
-@click.option(
-    "--engine", type=click.Choice(ENGINES), default="polars", show_default=True
-)
+@click.option("--engine", type=click.Choice(ENGINES), default="polars", show_default=True)
 @events_schema_option
 @click.option(
     "--allow-empty",
