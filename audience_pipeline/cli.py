@@ -194,6 +194,9 @@ def validate(definitions: str) -> int:
 @click.option("--spark-master", default=None, help="--engine spark: master URL.")
 @click.option("--spark-tables", default=None,
               help="--engine spark: also keep the tables in this database.")  # fmt: skip
+@click.option("--incremental", is_flag=True,
+              help="Refresh from the last run's state (Polars recomputes only what new events "
+                   "can change) and keep what the next refresh needs.")  # fmt: skip
 def compute(
     definitions: str,
     events: str | None,
@@ -206,8 +209,11 @@ def compute(
     out_schema: str,
     spark_master: str | None,
     spark_tables: str | None,
+    incremental: bool,
 ) -> int:
     if engine == "spark":
+        if incremental:
+            raise ValueError("--incremental: the Spark engine computes in full; leave it out")
         from audience_pipeline.spark.command import spark_compute_command
 
         return spark_compute_command(
@@ -218,7 +224,7 @@ def compute(
     with show_stages(enabled=_verbose() >= 0):
         summary = service.run_compute(
             source, definitions, _now_if_none(as_of), out, engine=engine, schema=events_schema,
-            allow_empty=allow_empty, dsn=dsn, out_schema=out_schema,
+            allow_empty=allow_empty, dsn=dsn, out_schema=out_schema, incremental=incremental,
         )  # fmt: skip
     print_compute_summary(summary)
     return 0

@@ -38,15 +38,14 @@ class ComputeFn(Protocol):
     ) -> ComputeResult: ...
 
 
-def engine_compute(engine: str = "polars", *, dsn: str | None = None,
-                   spark_master: str | None = None) -> ComputeFn:  # fmt: skip
+def engine_compute(engine: str = "polars", *, dsn: str | None = None) -> ComputeFn:
     """The compute function of one engine.
 
     Args:
         engine: polars (in process), duckdb (in process), postgres (inside the server at `dsn`),
-            or spark (on `spark_master`, default ``local[*]``).
-        dsn: PostgreSQL connection string, for ``postgres``.
-        spark_master: Spark master URL, for ``spark``.
+            or spark (on the master URL `dsn`, default ``local[*]``).
+        dsn: what the engine connects to: a PostgreSQL connection string (``postgres``), a Spark
+            master URL (``spark``).
 
     Returns:
         ``fn(events, trait_updates, space_config, space_ir, as_of, sql_traits) -> ComputeResult``
@@ -79,7 +78,7 @@ def engine_compute(engine: str = "polars", *, dsn: str | None = None,
                      space_ir: ir.Space, as_of: datetime,
                      sql_traits: list[SqlTraitResult] | None = None) -> ComputeResult:  # fmt: skip
             return compute_on_spark(events, trait_updates, space_config, space_ir, as_of,
-                                    sql_traits, master=spark_master)  # fmt: skip
+                                    sql_traits, master=dsn)  # fmt: skip
 
         return on_spark
     msg = f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}"

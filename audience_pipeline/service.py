@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import polars as pl
 
@@ -23,6 +24,7 @@ from audience_pipeline.ingest import (
     write_normalized,
 )
 from audience_pipeline.membership.diff import membership_changes, membership_history
+from audience_pipeline.membership.refresh import EngineRun, keep_state, refresh_engine, run_tables
 from audience_pipeline.progress import Stages
 from audience_pipeline.spec.compile import (
     compile_space,
@@ -34,7 +36,14 @@ from audience_pipeline.spec.issues import DefinitionsError, Issue
 from audience_pipeline.spec.loader import load_definitions, parse_timestamp
 from audience_pipeline.spec.models import Definitions
 from audience_pipeline.sqltraits.run import run_sql_traits
-from audience_pipeline.warehouse import NORMALIZED, begin_run, check_not_empty, require_run
+from audience_pipeline.warehouse import (
+    NORMALIZED,
+    Run,
+    RunWriter,
+    begin_run,
+    check_not_empty,
+    require_run,
+)
 from audience_pipeline.warehouse.catalog import run_connection
 from audience_pipeline.warehouse.files import write_parquet
 from audience_pipeline.warehouse.guard import lines_read
@@ -129,6 +138,229 @@ def compute_tables(
     return definitions, result
 
 
+@dataclass
+class Loaded:
+    """A run's messages, pinned into the run being written (see `EventsSource`).
+
+    Attributes:
+        ingested: the normalized events, trait updates and stats (and quarantine, for sources
+            that commit it with the run).
+        layout: how the run keeps its inputs (run.json's `layout`): ``normalized`` (the
+            `_normalized` folder), ``partitions`` (Dagster's pinned partitions) or ``none``.
+        tables: tables the source adds to the run (``quarantine`` for event files).
+        staging: the run's `_normalized` folder, completed with message_profiles after compute.
+    """
+
+    ingested: IngestResult
+    layout: str
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+    staging: Path | None = None
+
+
+class EventsSource(Protocol):
+    """Where a run's messages come from: event files (`EventFiles`, the CLI) or Dagster's daily
+    partitions (`membership.pipeline.Partitions`)."""
+
+    def load(self, writer: RunWriter, definitions: Definitions, *, allow_empty: bool) -> Loaded:
+        """Read the messages into the run `writer` writes; raise `EmptyInput` when none was
+        read while the previous run had some (unless `allow_empty`)."""
+        ...
+
+
+@dataclass(frozen=True)
+class EventFiles:
+    """Event files or a folder (ingested), a normalized folder, or Segment's warehouse tables
+    in `schema` (see `load_events`); with `keep_normalized` the run keeps them normalized."""
+
+    events: str | Path
+    schema: str | None = None
+    keep_normalized: bool = True
+    option: str = "--allow-empty"
+
+    def load(self, writer: RunWriter, definitions: Definitions, *, allow_empty: bool) -> Loaded:
+        guard = {"source": self.events, "allow_empty": allow_empty, "option": self.option}
+        if self.schema is None and not Path(self.events).exists():
+            check_not_empty(0, writer.previous, **guard)  # type: ignore[arg-type]
+        staging = writer.folder / NORMALIZED if self.keep_normalized else None
+        ingested = load_events(self.events, definitions, self.schema, staging=staging)
+        read = lines_read(ingested.events.height, ingested.quarantine)
+        check_not_empty(read, writer.previous, **guard)  # type: ignore[arg-type]
+        layout = "normalized" if staging is not None else "none"
+        return Loaded(ingested, layout, {"quarantine": ingested.quarantine}, staging)
+
+
+@dataclass
+class RunOutcome:
+    """What `run` committed.
+
+    Attributes:
+        definitions: the definitions the run computed (created_at pinned when incremental).
+        loaded: the source's messages.
+        tables: every table written into the run.
+        stats: ingestion and engine counters.
+        seconds: seconds per stage (ingest, compute, write, commit).
+        committed: the committed run (now the warehouse's current run).
+        engine_run: incremental runs: the refresh (mode, what was recomputed) and registry.
+    """
+
+    definitions: Definitions
+    loaded: Loaded
+    tables: dict[str, pl.DataFrame]
+    stats: dict[str, int]
+    seconds: dict[str, float]
+    committed: Run
+    engine_run: EngineRun | None = None
+
+
+@dataclass
+class _Computed:
+    tables: dict[str, pl.DataFrame]
+    json_columns: dict[str, list[str]] | dict[str, set[str]]
+    stats: dict[str, int]
+    message_profiles: pl.DataFrame | None = None
+    engine_run: EngineRun | None = None
+
+
+def run(
+    definitions_dir: str | Path,
+    source: EventsSource,
+    warehouse: str | Path,
+    as_of: datetime,
+    *,
+    engine: str = "polars",
+    dsn: str | None = None,
+    incremental: bool = False,
+    allow_empty: bool = False,
+    out_schema: str | None = None,
+) -> RunOutcome:
+    """One run, as the CLI's `compute` and Dagster's engine asset make it: read the source's
+    messages, compute every table, derive membership changes and history from the base run,
+    write it all into a new run folder of `warehouse` and commit it (one atomic step,
+    `audience_pipeline.warehouse`); a failed or killed run changes nothing readers see.
+
+    Args:
+        source: where the messages come from (`EventFiles`, or Dagster's partitions).
+        engine: polars, duckdb or postgres (`engines.engine_compute`).
+        dsn: the PostgreSQL server, for ``engine="postgres"``.
+        incremental: refresh from the base run's state (Polars recomputes only the entities
+            new events can change; other engines compute in full) and keep what the next run
+            needs: the state, the audience registry (created_at pinned to the first computation;
+            a deleted key defined again is refused), custom_traits, membership_snapshots.
+            Without it every table is computed in full and none of those is kept.
+        allow_empty: write the run even if no message was read while the last run had some.
+        out_schema: with ``engine="postgres"``, the schema of the server the run's tables are
+            also written to (replaced in one transaction).
+
+    Raises:
+        DefinitionsError: invalid definitions (or, incremental, a deleted key defined again).
+        EmptyInput: no message read while the warehouse's last run had some.
+    """
+    definitions = _valid_definitions(definitions_dir)
+    timings: dict[str, float] = {}
+    stages = Stages(timings)
+    stages.start("ingest")
+    with begin_run(Path(warehouse), as_of=as_of) as writer:
+        loaded = source.load(writer, definitions, allow_empty=allow_empty)
+        stages.start("compute")
+        computed = (
+            _refreshed(loaded, definitions, as_of, writer, engine, dsn) if incremental
+            else _computed(loaded, definitions_dir, as_of, writer.base, engine, dsn)
+        )  # fmt: skip
+        stages.start("write")
+        tables = {**computed.tables, **loaded.tables}
+        writer.write_all(tables)
+        if engine == "postgres" and dsn and out_schema:
+            _also_in_postgres(dsn, out_schema, tables)
+        _keep_for_next(computed, loaded, writer)  # read by explain, the API, the next run
+        stages.start("commit")
+        committed = writer.commit(as_of=as_of, layout=loaded.layout,
+                                  json_columns=computed.json_columns,
+                                  messages=loaded.ingested.events.height)  # fmt: skip
+        stages.finish()
+    pinned = computed.engine_run.definitions if computed.engine_run else definitions
+    stats = {**loaded.ingested.stats, **computed.stats}
+    return RunOutcome(pinned, loaded, tables, stats, timings, committed, computed.engine_run)
+
+
+def _valid_definitions(definitions_dir: str | Path) -> Definitions:
+    """The loaded definitions; DefinitionsError with every issue if any."""
+    definitions, issues = load_definitions(str(definitions_dir))
+    if issues:
+        raise DefinitionsError(issues)
+    return definitions
+
+
+def _also_in_postgres(dsn: str, schema: str, tables: dict[str, pl.DataFrame]) -> None:
+    """The run's tables also into `schema` of the server (replaced in one transaction)."""
+    from audience_pipeline.sql.postgres_tables import write_tables
+
+    write_tables(dsn, schema, tables)
+
+
+def _computed(
+    loaded: Loaded,
+    definitions_dir: str | Path,
+    as_of: datetime,
+    base: Run | None,
+    engine: str,
+    dsn: str | None,
+) -> _Computed:
+    """Every table in full, with changes and history derived from the committed base run
+    (never from a killed run's files)."""
+    _, result = compute_tables(loaded.ingested, definitions_dir, as_of, engine, dsn=dsn)
+    previous = base.table("memberships") if base else None
+    changes = membership_changes(previous, result.memberships, as_of)
+    history = membership_history(base.table("membership_history") if base else None, changes, as_of)
+    tables = {**result.tables(), "membership_changes": changes, "membership_history": history}
+    return _Computed(tables, result.json_columns, result.stats, result.message_profiles)
+
+
+def _refreshed(
+    loaded: Loaded,
+    definitions: Definitions,
+    as_of: datetime,
+    writer: RunWriter,
+    engine: str,
+    dsn: str | None,
+) -> _Computed:
+    """The engine tables refreshed from the base run's state (`membership.refresh`)."""
+    compute_fn = None if engine == "polars" else engine_compute(engine, dsn=dsn)
+    ingested = loaded.ingested
+    engine_run = refresh_engine(ingested.events, ingested.trait_updates, definitions, as_of,
+                                writer.base, writer.warehouse, compute_fn)  # fmt: skip
+    state = engine_run.refresh.state
+    tables = run_tables(engine_run, writer.base)
+    profiles = _message_profiles(ingested.events, state.messages) if loaded.staging else None
+    return _Computed(tables, state.json_columns, engine_run.refresh.stats, profiles, engine_run)
+
+
+def _message_profiles(events: pl.DataFrame, state_messages: pl.DataFrame) -> pl.DataFrame:
+    """seq, profile_id of every message at or before as-of, as identity resolution gives them
+    (`message_profiles`), from the state's map of (source, line) to profile."""
+    owners = state_messages.select("source", "line", "profile_id")
+    return (
+        events.select("seq", "source", "line")
+        .join(owners, on=["source", "line"], how="inner")
+        .select("seq", "profile_id")
+        .sort("seq")
+    )
+
+
+def _keep_for_next(computed: _Computed, loaded: Loaded, writer: RunWriter) -> None:
+    """What readers of the run (explain, the API, `diff`) and the next run need besides the
+    tables: each message's profile next to the normalized inputs; the engine state and the
+    audience registry of an incremental run."""
+    if loaded.staging is not None:
+        assert computed.message_profiles is not None  # both paths give them for a staging source
+        write_parquet(
+            computed.message_profiles, writer.folder / NORMALIZED_INPUTS["message_profiles"]
+        )
+        checkpoint("normalized")
+    if computed.engine_run is not None:
+        keep_state(computed.engine_run, writer)
+        checkpoint("state")
+
+
 def run_compute(
     events: str | Path,
     definitions_dir: str | Path,
@@ -141,12 +373,11 @@ def run_compute(
     allow_empty: bool = False,
     dsn: str | None = None,
     out_schema: str | None = None,
+    incremental: bool = False,
 ) -> RunSummary:
-    """`compute`: ingest, compute every table, diff against the previous run in `out`, commit.
-
-    Everything is written into a new run folder of `out`, which becomes the warehouse's
-    current run in one atomic step (`audience_pipeline.warehouse`); a failed or killed run
-    changes nothing readers see.
+    """`compute`: ingest, compute every table (in full, or with `incremental` refreshed from
+    the last run's state, see `run`), diff against the previous run in `out`, commit (`run`
+    over `EventFiles`), and sum it up for the terminal.
 
     `dsn` and `out_schema`: with ``engine="postgres"``, the server that computes, and the schema
     of it where the run's tables are also written (replaced in one transaction).
@@ -156,59 +387,19 @@ def run_compute(
         EmptyInput: no event read while the warehouse's last run had events (`allow_empty`
             overrides).
     """
-    out = Path(out)
-    definitions, issues = load_definitions(str(definitions_dir))
-    if issues:
-        raise DefinitionsError(issues)
-    timings: dict[str, float] = {}
-    stages = Stages(timings)
-    stages.start("ingest")
-    with begin_run(out, as_of=as_of) as writer:
-        guard = {"source": events, "allow_empty": allow_empty, "option": "--allow-empty"}
-        if schema is None and not Path(events).exists():
-            check_not_empty(0, writer.previous, **guard)  # type: ignore[arg-type]
-        staging = writer.folder / NORMALIZED if keep_normalized else None
-        ingested = load_events(events, definitions, schema, staging=staging)
-        read = lines_read(ingested.events.height, ingested.quarantine)
-        check_not_empty(read, writer.previous, **guard)  # type: ignore[arg-type]
-        stages.start("compute")
-        _, result = compute_tables(ingested, definitions_dir, as_of, engine, dsn=dsn)
-        stages.start("write")
-        # Changes and history derive from the committed run (never from a killed run's files).
-        base = writer.base
-        previous = base.table("memberships") if base else None
-        changes = membership_changes(previous, result.memberships, as_of)
-        history = membership_history(
-            base.table("membership_history") if base else None, changes, as_of
-        )
-        tables = {
-            **result.tables(),
-            "membership_changes": changes,
-            "membership_history": history,
-            "quarantine": ingested.quarantine,
-        }
-        writer.write_all(tables)
-        if engine == "postgres" and dsn and out_schema:
-            from audience_pipeline.sql.postgres_tables import write_tables
+    source = EventFiles(events, schema, keep_normalized)
+    outcome = run(definitions_dir, source, out, as_of, engine=engine, dsn=dsn,
+                  incremental=incremental, allow_empty=allow_empty, out_schema=out_schema)  # fmt: skip
+    return summarize(outcome, Path(out), as_of)
 
-            write_tables(dsn, out_schema, tables)
-        if staging is not None:
-            write_parquet(
-                result.message_profiles, writer.folder / NORMALIZED_INPUTS["message_profiles"]
-            )
-            checkpoint("normalized")
-        stages.start("commit")
-        writer.commit(
-            as_of=as_of,
-            layout="normalized" if staging is not None else "none",
-            json_columns=result.json_columns,
-            messages=ingested.events.height,
-        )
-        stages.finish()
-    sizes = result.memberships.group_by("audience_key").len()
+
+def summarize(outcome: RunOutcome, out: Path, as_of: datetime) -> RunSummary:
+    """Table sizes, audience sizes with entered/exited counts, quarantine, stats and seconds."""
+    tables = outcome.tables
+    sizes = tables["memberships"].group_by("audience_key").len()
     size_map = dict(zip(sizes["audience_key"].to_list(), sizes["len"].to_list(), strict=True))
-    audience_keys = [a.key for a in definitions.audiences]
-    counts = changes.group_by("audience_key", "change").len()
+    audience_keys = [a.key for a in outcome.definitions.audiences]
+    counts = tables["membership_changes"].group_by("audience_key", "change").len()
 
     def count(change: str) -> dict[str, int]:
         rows = counts.filter(pl.col("change") == change)
@@ -222,9 +413,9 @@ def run_compute(
         audience_sizes={k: int(size_map.get(k, 0)) for k in audience_keys},
         entered=count("entered"),
         exited=count("exited"),
-        quarantined=ingested.quarantine.height,
-        seconds=timings,
-        stats={**ingested.stats, **result.stats},
+        quarantined=outcome.loaded.ingested.quarantine.height,
+        seconds=outcome.seconds,
+        stats=outcome.stats,
     )
 
 
@@ -247,9 +438,7 @@ def preview(
     schema: str | None = None,
 ) -> Preview:
     """Size and a sample of an audience's members, computed now and written nowhere."""
-    definitions, issues = load_definitions(str(definitions_dir))
-    if issues:
-        raise DefinitionsError(issues)
+    definitions = _valid_definitions(definitions_dir)
     audience = definitions.audience(key)
     if audience is None:
         raise DefinitionsError([Issue(str(definitions_dir), key, None, "unknown audience", key)])
@@ -286,13 +475,19 @@ def query(sql: str, warehouse: str | Path) -> pl.DataFrame:
 
 __all__ = [
     "DefinitionsError",
+    "EventFiles",
+    "EventsSource",
+    "Loaded",
     "Preview",
+    "RunOutcome",
     "RunSummary",
     "compile_space",
     "parse_as_of",
     "preview",
     "query",
+    "run",
     "run_compute",
+    "summarize",
     "validate",
     "validate_warnings",
 ]

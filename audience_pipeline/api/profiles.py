@@ -81,8 +81,18 @@ def _pair_cursor(text: str | None, kind: type) -> tuple[Any, Any] | None:
 
 
 def build_router(store: Store, definitions_dir: str) -> APIRouter:
+    """The profile routes, each answering from `store.current`."""
     router = APIRouter(tags=["profiles"])
+    _add_traits(router, store)
+    _add_external_ids(router, store)
+    _add_metadata(router, store)
+    _add_links(router, store)
+    _add_events(router, store)
+    _add_explain(router, store, definitions_dir)
+    return router
 
+
+def _add_traits(router: APIRouter, store: Store) -> None:
     @router.get(PROFILE + "/traits", response_model=TraitsResponse, responses=ERRORS)
     async def traits(
         request: Request,
@@ -106,6 +116,8 @@ def build_router(store: Store, definitions_dir: str) -> APIRouter:
                            cursor=next or cursor)  # fmt: skip
         return ok(body, generation)
 
+
+def _add_external_ids(router: APIRouter, store: Store) -> None:
     @router.get(PROFILE + "/external_ids", response_model=ExternalIdsResponse, responses=ERRORS)
     async def external_ids(
         request: Request,
@@ -125,6 +137,8 @@ def build_router(store: Store, definitions_dir: str) -> APIRouter:
                                  verbose=verbose, cursor=next or cursor)  # fmt: skip
         return ok(body, generation)
 
+
+def _add_metadata(router: APIRouter, store: Store) -> None:
     @router.get(PROFILE + "/metadata", response_model=MetadataResponse, responses=ERRORS)
     async def metadata(
         space: str, collection: CollectionName, external_id: ExternalIdPath, verbose: bool = False
@@ -133,6 +147,8 @@ def build_router(store: Store, definitions_dir: str) -> APIRouter:
         generation = store.current
         return ok(metadata_body(generation, space, collection.value, external_id), generation)
 
+
+def _add_links(router: APIRouter, store: Store) -> None:
     @router.get(PROFILE + "/links", response_model=LinksResponse, responses=ERRORS)
     async def links(
         request: Request,
@@ -149,6 +165,8 @@ def build_router(store: Store, definitions_dir: str) -> APIRouter:
                           limit=limit, cursor=next or cursor)  # fmt: skip
         return ok(body, generation)
 
+
+def _add_events(router: APIRouter, store: Store) -> None:
     @router.get(PROFILE + "/events", response_model=EventsResponse,
                 responses={**ERRORS, **UNAVAILABLE})  # fmt: skip
     def events(
@@ -172,39 +190,55 @@ def build_router(store: Store, definitions_dir: str) -> APIRouter:
         """Recent track/page/screen calls (the last --events-days before the run's as-of;
         for an account, its members' events pooled)."""
         generation = store.current
-        col, row = locate(generation, space, collection.value, external_id)
-        users = generation.users
-        if users.events is None:
-            raise ApiError(503, "events are not available for this warehouse run "
-                           f"({generation.snapshot.inputs_problem or 'disabled'})")  # fmt: skip
-        after = _pair_cursor(next or cursor, int)
-        since, until = _time(start, "start"), _time(end, "end")
-        if col.name == USERS:
-            rows = [row]
-        else:
-            begin, stop = col.link_offsets[row], col.link_offsets[row + 1]
-            rows = col.links.slice(begin, stop - begin)["other_row"].to_list()
-        parts = [
-            users.events.slice(
-                users.event_offsets[r], users.event_offsets[r + 1] - users.event_offsets[r]
-            )
-            for r in rows
-        ]
-        frame = pl.concat(parts) if parts else users.events.clear()
-        frame = _filter_events(
-            frame, since, until, split_list(include), split_list(exclude), after, sort
-        )
-        page = frame.head(limit + 1).to_dicts()
-        more = len(page) > limit
-        page = page[:limit]
-        data = [_event(e, users) for e in page]
-        last = page[-1] if more else None
-        key = [int(last["timestamp"].timestamp() * 1_000_000), last["seq"]] if last else None
         params = {"start": start, "end": end, "include": include,
                   "exclude": exclude, "sort": sort, "limit": limit}  # fmt: skip
-        return ok({"data": data, "cursor": cursor_body(request.url.path, params, key, limit)},
-                  generation)  # fmt: skip
+        body = events_body(generation, space, collection.value, external_id, request.url.path,
+                           params, cursor=next or cursor)  # fmt: skip
+        return ok(body, generation)
 
+
+def events_body(
+    generation: Generation, space: str, collection: str, external_id: str, path: str,
+    params: dict[str, Any], *, cursor: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    """The events page: the entity's events (an account's members' pooled), filtered by
+    `params` (start, end, include, exclude, sort, limit), after the keyset `cursor`."""
+    col, row = locate(generation, space, collection, external_id)
+    users = generation.users
+    if users.events is None:
+        raise ApiError(503, "events are not available for this warehouse run "
+                       f"({generation.snapshot.inputs_problem or 'disabled'})")  # fmt: skip
+    after = _pair_cursor(cursor, int)
+    since, until = _time(params["start"], "start"), _time(params["end"], "end")
+    frame = _filter_events(
+        _entity_events(generation, col, row), since, until, split_list(params["include"]),
+        split_list(params["exclude"]), after, params["sort"],
+    )  # fmt: skip
+    limit = params["limit"]
+    page = frame.head(limit + 1).to_dicts()
+    more = len(page) > limit
+    page = page[:limit]
+    data = [_event(e, users) for e in page]
+    last = page[-1] if more else None
+    key = [int(last["timestamp"].timestamp() * 1_000_000), last["seq"]] if last else None
+    return {"data": data, "cursor": cursor_body(path, params, key, limit)}
+
+
+def _entity_events(generation: Generation, col: Collection, row: int) -> pl.DataFrame:
+    """The events of a user row, or the pooled events of an account row's members."""
+    users = generation.users
+    assert users.events is not None  # checked by the caller
+    if col.name == USERS:
+        rows = [row]
+    else:
+        begin, stop = col.link_offsets[row], col.link_offsets[row + 1]
+        rows = col.links.slice(begin, stop - begin)["other_row"].to_list()
+    offsets = users.event_offsets
+    parts = [users.events.slice(offsets[r], offsets[r + 1] - offsets[r]) for r in rows]
+    return pl.concat(parts) if parts else users.events.clear()
+
+
+def _add_explain(router: APIRouter, store: Store, definitions_dir: str) -> None:
     @router.get(PROFILE + "/explain", response_model=ExplainResponse,
                 responses={**ERRORS, **UNAVAILABLE})  # fmt: skip
     def explain(
@@ -215,28 +249,35 @@ def build_router(store: Store, definitions_dir: str) -> APIRouter:
     ) -> Response:
         """Why the profile (account) is or is not in an audience: the condition tree with each
         node's value for it (see docs/api.md)."""
-        from audience_pipeline.explain import LevelMismatch, UnknownAudience, UnknownEntity
-        from audience_pipeline.spec.issues import DefinitionsError
-        from audience_pipeline.warehouse.snapshot import SnapshotMissing
-
         generation = store.current
-        col, row = locate(generation, space, collection.value, external_id)
-        level = "user" if col.name == USERS else "account"
-        entity = col.ids[row]
-        try:
-            explainer = generation.explainer(definitions_dir)
-            result = explainer.explain(level, entity, [audience])[audience]
-        except UnknownAudience:
-            raise not_found(f"Audience {audience[:100]!r} was not found.") from None
-        except LevelMismatch as error:
-            raise bad_request(str(error)) from None
-        except UnknownEntity as error:
-            raise not_found(str(error)) from None
-        except (SnapshotMissing, DefinitionsError) as error:
-            raise ApiError(503, f"explain is not available: {str(error)[:300]}") from None
-        return ok(result, generation)
+        body = explain_body(generation, definitions_dir, space, collection.value, external_id,
+                            audience)  # fmt: skip
+        return ok(body, generation)
 
-    return router
+
+def explain_body(
+    generation: Generation, definitions_dir: str, space: str, collection: str,
+    external_id: str, audience: str,
+) -> dict[str, Any]:  # fmt: skip
+    """The explanation of one audience for one entity, its failures as API errors."""
+    from audience_pipeline.explain import LevelMismatch, UnknownAudience, UnknownEntity
+    from audience_pipeline.spec.issues import DefinitionsError
+    from audience_pipeline.warehouse.snapshot import SnapshotMissing
+
+    col, row = locate(generation, space, collection, external_id)
+    level = "user" if col.name == USERS else "account"
+    entity = col.ids[row]
+    try:
+        explainer = generation.explainer(definitions_dir)
+        return explainer.explain(level, entity, [audience])[audience]
+    except UnknownAudience:
+        raise not_found(f"Audience {audience[:100]!r} was not found.") from None
+    except LevelMismatch as error:
+        raise bad_request(str(error)) from None
+    except UnknownEntity as error:
+        raise not_found(str(error)) from None
+    except (SnapshotMissing, DefinitionsError) as error:
+        raise ApiError(503, f"explain is not available: {str(error)[:300]}") from None
 
 
 def traits_body(

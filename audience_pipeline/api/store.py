@@ -14,11 +14,11 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-import time
 from pathlib import Path
 
 from audience_pipeline.api.builder import build_frames_in_child
 from audience_pipeline.api.tables import Generation, assemble_generation, build_generation
+from audience_pipeline.progress import Laps
 from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.spec.loader import load_definitions
 from audience_pipeline.spec.models import Definitions
@@ -105,7 +105,7 @@ class Store:
         snapshot = open_snapshot(self.warehouse)
         number = self.current.number + 1
         if self.build_in_child:
-            started = time.perf_counter()
+            started = Laps().started
             try:
                 frames = build_frames_in_child(self.warehouse, definitions, snapshot.stamp,
                                                events_days=self.events_days)  # fmt: skip

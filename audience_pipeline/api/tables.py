@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,12 +18,15 @@ from typing import Any
 import polars as pl
 
 from audience_pipeline.message_types import EVENT_TYPES
+from audience_pipeline.progress import Laps
 from audience_pipeline.spec.models import Definitions
 from audience_pipeline.warehouse.snapshot import Snapshot, SnapshotMissing
 
 log = logging.getLogger(__name__)
 
 USERS, ACCOUNTS = "users", "accounts"
+# Per level: the traits table and its entity column.
+TRAIT_TABLES = {"user": ("user_traits", "profile_id"), "account": ("account_traits", "account_id")}
 CUSTOM, COMPUTED, AUDIENCE = "custom_trait", "computed_trait", "audience"
 
 
@@ -163,7 +165,7 @@ def build_generation(
     number: int, snapshot: Snapshot, definitions: Definitions, *, events_days: int
 ) -> Generation:
     """Read a pinned run into memory indexes (in this process)."""
-    started = time.perf_counter()
+    started = Laps().started
     frames = compute_frames(snapshot, definitions, events_days=events_days)
     return assemble_generation(
         number, snapshot, definitions, frames, events_days=events_days, started=started
@@ -172,39 +174,23 @@ def build_generation(
 
 def compute_frames(snapshot: Snapshot, definitions: Definitions, *, events_days: int) -> Frames:
     """All the Polars work of a generation: its tables, indexes and offsets as frames."""
-    started = time.perf_counter()
-    identities = snapshot.table("identities")
+    laps = Laps()
     user_traits = snapshot.table("user_traits")
     account_traits = snapshot.table("account_traits")
-    memberships = snapshot.table("memberships", ["audience_key", "level", "entity_id"])
+    user_rows, account_rows = _rows(user_traits, "profile_id"), _rows(account_traits, "account_id")
     n_users, n_accounts = user_traits.height, account_traits.height
-    user_rows = user_traits.select(
-        "profile_id", pl.int_range(0, pl.len(), dtype=pl.UInt32).alias("row")
-    )
-    account_rows = account_traits.select(
-        "account_id", pl.int_range(0, pl.len(), dtype=pl.UInt32).alias("row")
-    )
-    steps = {"tables": time.perf_counter() - started}
+    laps.lap("tables")
     messages = _messages(snapshot)
     user_meta, account_meta, links, first_seen = _message_facts(
         messages, user_rows, account_rows, n_users, n_accounts
     )
-    steps["messages"] = time.perf_counter() - started - sum(steps.values())
-    external = identities.join(user_rows, on="profile_id", how="inner")
-    if first_seen is not None:
-        external = external.join(first_seen, on=["id_type", "id_value"], how="left")
-    else:
-        external = external.with_columns(
-            pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("created_at")
-        )
-    external = external.select(
-        "row", pl.col("id_type").alias("type"), pl.col("id_value").alias("id"), "created_at"
-    ).sort("row", "type", "id")
+    laps.lap("messages")
+    external = _external_ids(snapshot.table("identities"), user_rows, first_seen)
     frames: Frames = {
         "user_traits": user_traits,
         "account_traits": account_traits,
-        "index.users": user_rows.select(pl.col("profile_id").alias("key"), "row").sort("key"),
-        "index.accounts": account_rows.select(pl.col("account_id").alias("key"), "row").sort("key"),
+        "index.users": _index(user_rows, "profile_id"),
+        "index.accounts": _index(account_rows, "account_id"),
         "external.users": external,
         "offsets.users.external": _offsets(external["row"], n_users).to_frame(),
     }
@@ -217,6 +203,51 @@ def compute_frames(snapshot: Snapshot, definitions: Definitions, *, events_days:
         .join(account_meta.select("row", pl.col("created_at")), on="row", how="left")
         .sort("row")
     )
+    frames.update(_link_frames(links, n_users, n_accounts))
+    frames["metadata.users"] = user_meta.drop("row")
+    frames["metadata.accounts"] = account_meta.drop("row")
+    laps.lap("indexes")
+    if messages is not None and events_days > 0:
+        events, offsets = _recent_events(messages, user_rows, snapshot.as_of, events_days, n_users)
+        frames["events.users"] = events
+        frames["offsets.users.events"] = offsets.to_frame()
+    memberships = snapshot.table("memberships", ["audience_key", "level", "entity_id"])
+    frames["members"] = memberships.select("audience_key", "level", "entity_id").sort(
+        "audience_key", "entity_id"
+    )
+    laps.lap("events")
+    log.info("generation frames built in %s", laps.describe())
+    return frames
+
+
+def _rows(traits: pl.DataFrame, entity: str) -> pl.DataFrame:
+    """entity id, row: each entity's row in its traits table."""
+    return traits.select(entity, pl.int_range(0, pl.len(), dtype=pl.UInt32).alias("row"))
+
+
+def _index(rows: pl.DataFrame, entity: str) -> pl.DataFrame:
+    return rows.select(pl.col(entity).alias("key"), "row").sort("key")
+
+
+def _external_ids(
+    identities: pl.DataFrame, user_rows: pl.DataFrame, first_seen: pl.DataFrame | None
+) -> pl.DataFrame:
+    """row, type, id, created_at (the identifier's first message) of every user identifier."""
+    external = identities.join(user_rows, on="profile_id", how="inner")
+    if first_seen is not None:
+        external = external.join(first_seen, on=["id_type", "id_value"], how="left")
+    else:
+        external = external.with_columns(
+            pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("created_at")
+        )
+    return external.select(
+        "row", pl.col("id_type").alias("type"), pl.col("id_value").alias("id"), "created_at"
+    ).sort("row", "type", "id")
+
+
+def _link_frames(links: pl.DataFrame, n_users: int, n_accounts: int) -> Frames:
+    """User -> account and account -> user links (row, other_row, created_at), with offsets."""
+    frames: Frames = {}
     for name, row, other in (("users", "user_row", "account_row"),
                              ("accounts", "account_row", "user_row")):  # fmt: skip
         linked = links.select(pl.col(row).alias("row"), pl.col(other).alias("other_row"),
@@ -224,18 +255,6 @@ def compute_frames(snapshot: Snapshot, definitions: Definitions, *, events_days:
         frames[f"links.{name}"] = linked
         n = n_users if name == "users" else n_accounts
         frames[f"offsets.{name}.links"] = _offsets(linked["row"], n).to_frame()
-    frames["metadata.users"] = user_meta.drop("row")
-    frames["metadata.accounts"] = account_meta.drop("row")
-    steps["indexes"] = time.perf_counter() - started - sum(steps.values())
-    if messages is not None and events_days > 0:
-        events, offsets = _recent_events(messages, user_rows, snapshot.as_of, events_days, n_users)
-        frames["events.users"] = events
-        frames["offsets.users.events"] = offsets.to_frame()
-    frames["members"] = memberships.select("audience_key", "level", "entity_id").sort(
-        "audience_key", "entity_id"
-    )
-    steps["events"] = time.perf_counter() - started - sum(steps.values())
-    log.info("generation frames built in %s", ", ".join(f"{k} {v:.1f}s" for k, v in steps.items()))
     return frames
 
 
@@ -249,64 +268,16 @@ def assemble_generation(
     started: float,
 ) -> Generation:
     """A generation over frames from :func:`compute_frames` (cheap: no per-entity work)."""
-    levels: dict[str, str] = {a.key: a.level for a in definitions.audiences}
     members_frame = frames["members"]
-    for key, level in members_frame.select("audience_key", "level").unique().iter_rows():
-        levels.setdefault(key, level)
-    computed: dict[str, str] = {t.key: t.level for t in definitions.traits}
-    user_traits, account_traits = frames["user_traits"], frames["account_traits"]
-    # A SQL trait is stored as one `<key>.<field>` column per field: each is a computed trait.
-    for trait in (t for t in definitions.traits if t.kind == "sql"):
-        stored = user_traits if trait.level == "user" else account_traits
-        computed.update({c: trait.level for c in stored.columns if c.startswith(trait.key + ".")})
-
-    def index(name: str) -> KeyIndex:
-        frame = frames[name]
-        return KeyIndex(frame["key"], frame["row"])
-
-    users = Collection(
-        name=USERS,
-        ids=user_traits["profile_id"],
-        index=index("index.users"),
-        traits=user_traits.drop("profile_id"),
-        columns=_columns(
-            user_traits,
-            "profile_id",
-            "user",
-            computed,
-            levels,
-            snapshot.json_columns("user_traits"),
-        ),  # fmt: skip
-        external=frames["external.users"],
-        external_offsets=frames["offsets.users.external"]["offset"],
-        links=frames["links.users"],
-        link_offsets=frames["offsets.users.links"]["offset"],
-        metadata=frames["metadata.users"],
-    )
-    accounts = Collection(
-        name=ACCOUNTS,
-        ids=account_traits["account_id"],
-        index=index("index.accounts"),
-        traits=account_traits.drop("account_id"),
-        columns=_columns(
-            account_traits,
-            "account_id",
-            "account",
-            computed,
-            levels,
-            snapshot.json_columns("account_traits"),
-        ),  # fmt: skip
-        external=frames["external.accounts"],
-        external_offsets=pl.int_range(0, account_traits.height + 1, eager=True).alias("offset"),
-        links=frames["links.accounts"],
-        link_offsets=frames["offsets.accounts.links"]["offset"],
-        metadata=frames["metadata.accounts"],
-    )
+    levels = _audience_levels(definitions, members_frame)
+    computed = _computed_levels(definitions, frames["user_traits"], frames["account_traits"])
+    users = _collection(USERS, "user", frames, snapshot, computed, levels)
+    accounts = _collection(ACCOUNTS, "account", frames, snapshot, computed, levels)
     if "events.users" in frames:
         users.events = frames["events.users"]
         users.event_offsets = frames["offsets.users.events"]["offset"]
     id_index = {
-        name.removeprefix("index.id."): index(name)
+        name.removeprefix("index.id."): _key_index(frames, name)
         for name in frames
         if name.startswith("index.id.")
     }
@@ -314,20 +285,74 @@ def assemble_generation(
         str(key): part["entity_id"]
         for (key,), part in members_frame.partition_by("audience_key", as_dict=True).items()
     }
-    seconds = time.perf_counter() - started
     return Generation(
         number=number,
         snapshot=snapshot,
         definitions=definitions,
         as_of=snapshot.as_of,
         loaded_at=datetime.now().astimezone(),
-        load_seconds=seconds,
+        load_seconds=Laps(started).total,
         users=users,
         accounts=accounts,
         id_index=id_index,
         members=members,
         audience_levels=levels,
         events_days=events_days,
+    )
+
+
+def _audience_levels(definitions: Definitions, members: pl.DataFrame) -> dict[str, str]:
+    """Audience key -> level: the definitions', then the run's for audiences no longer defined."""
+    levels: dict[str, str] = {a.key: a.level for a in definitions.audiences}
+    for key, level in members.select("audience_key", "level").unique().iter_rows():
+        levels.setdefault(key, level)
+    return levels
+
+
+def _computed_levels(
+    definitions: Definitions, user_traits: pl.DataFrame, account_traits: pl.DataFrame
+) -> dict[str, str]:
+    """Computed trait column -> level."""
+    computed: dict[str, str] = {t.key: t.level for t in definitions.traits}
+    # A SQL trait is stored as one `<key>.<field>` column per field: each is a computed trait.
+    for trait in (t for t in definitions.traits if t.kind == "sql"):
+        stored = user_traits if trait.level == "user" else account_traits
+        computed.update({c: trait.level for c in stored.columns if c.startswith(trait.key + ".")})
+    return computed
+
+
+def _key_index(frames: Frames, name: str) -> KeyIndex:
+    frame = frames[name]
+    return KeyIndex(frame["key"], frame["row"])
+
+
+def _collection(
+    name: str,
+    level: str,
+    frames: Frames,
+    snapshot: Snapshot,
+    computed: dict[str, str],
+    levels: dict[str, str],
+) -> Collection:
+    """The users or accounts collection over the generation's frames."""
+    table, entity = TRAIT_TABLES[level]
+    traits = frames[table]
+    if level == "user":
+        external_offsets = frames["offsets.users.external"]["offset"]
+    else:  # one external id (the group_id) per account
+        external_offsets = pl.int_range(0, traits.height + 1, eager=True).alias("offset")
+    columns = _columns(traits, entity, level, computed, levels, snapshot.json_columns(table))
+    return Collection(
+        name=name,
+        ids=traits[entity],
+        index=_key_index(frames, f"index.{name}"),
+        traits=traits.drop(entity),
+        columns=columns,
+        external=frames[f"external.{name}"],
+        external_offsets=external_offsets,
+        links=frames[f"links.{name}"],
+        link_offsets=frames[f"offsets.{name}.links"]["offset"],
+        metadata=frames[f"metadata.{name}"],
     )
 
 
@@ -363,6 +388,16 @@ def _messages(snapshot: Snapshot) -> pl.LazyFrame | None:
         return None
 
 
+_UTC = pl.Datetime("us", "UTC")
+_META_SCHEMA: dict[str, pl.DataType] = {
+    "row": pl.UInt32(),
+    "created_at": _UTC,
+    "updated_at": _UTC,
+    "first_message_id": pl.String(),
+    "last_message_id": pl.String(),
+}
+
+
 def _message_facts(
     messages: pl.LazyFrame | None,
     user_rows: pl.DataFrame,
@@ -371,51 +406,54 @@ def _message_facts(
     n_accounts: int,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame | None]:
     """Per profile and account: first/last message; user-account links; identifier first seen."""
-    utc = pl.Datetime("us", "UTC")
-    meta_schema: dict[str, pl.DataType] = {
-        "row": pl.UInt32(),
-        "created_at": utc,
-        "updated_at": utc,
-        "first_message_id": pl.String(),
-        "last_message_id": pl.String(),
-    }
     if messages is None:
         empty_links = pl.DataFrame(
-            schema={"user_row": pl.UInt32, "account_row": pl.UInt32, "created_at": utc}
+            schema={"user_row": pl.UInt32, "account_row": pl.UInt32, "created_at": _UTC}
         )
         return (
-            _aligned(pl.DataFrame(schema=meta_schema), n_users),
-            _aligned(pl.DataFrame(schema=meta_schema), n_accounts),
+            _aligned(pl.DataFrame(schema=_META_SCHEMA), n_users),
+            _aligned(pl.DataFrame(schema=_META_SCHEMA), n_accounts),
             empty_links,
             None,
         )
     base = messages.select(
         "seq", "profile_id", "timestamp", "message_id", "type", "group_id", "ids"
     )
-
-    def first_last(frame: pl.LazyFrame, key: str) -> pl.LazyFrame:
-        # arg_min/arg_max per group instead of a global sort (3x faster on 13M messages); on a
-        # timestamp tie, either message may be named.
-        ts = pl.col("timestamp")
-        return frame.group_by(key).agg(
-            ts.min().alias("created_at"),
-            ts.max().alias("updated_at"),
-            pl.col("message_id").get(ts.arg_min()).alias("first_message_id"),
-            pl.col("message_id").get(ts.arg_max()).alias("last_message_id"),
-        )
-
     by_user = (
-        first_last(base, "profile_id")
+        _first_last(base, "profile_id")
         .join(user_rows.lazy(), on="profile_id", how="inner")
         .drop("profile_id")
     )
     groups = base.filter((pl.col("type") == "group") & pl.col("group_id").is_not_null())
     by_account = (
-        first_last(groups, "group_id")
+        _first_last(groups, "group_id")
         .join(account_rows.lazy(), left_on="group_id", right_on="account_id", how="inner")
         .drop("group_id")
     )
-    links = (
+    user_meta, account_meta, links_frame, seen = pl.collect_all(
+        [by_user, by_account, _links(groups, user_rows, account_rows), _first_seen(base)]
+    )
+    return _aligned(user_meta, n_users), _aligned(account_meta, n_accounts), links_frame, seen
+
+
+def _first_last(frame: pl.LazyFrame, key: str) -> pl.LazyFrame:
+    """created_at, updated_at, first_message_id, last_message_id per `key`."""
+    # arg_min/arg_max per group instead of a global sort (3x faster on 13M messages); on a
+    # timestamp tie, either message may be named.
+    ts = pl.col("timestamp")
+    return frame.group_by(key).agg(
+        ts.min().alias("created_at"),
+        ts.max().alias("updated_at"),
+        pl.col("message_id").get(ts.arg_min()).alias("first_message_id"),
+        pl.col("message_id").get(ts.arg_max()).alias("last_message_id"),
+    )
+
+
+def _links(
+    groups: pl.LazyFrame, user_rows: pl.DataFrame, account_rows: pl.DataFrame
+) -> pl.LazyFrame:
+    """user_row, account_row, created_at (the first group call) of every membership."""
+    return (
         groups.group_by("profile_id", "group_id")
         .agg(pl.col("timestamp").min().alias("created_at"))
         .join(user_rows.lazy().rename({"row": "user_row"}), on="profile_id", how="inner")
@@ -427,7 +465,11 @@ def _message_facts(
         )  # fmt: skip
         .select("user_row", "account_row", "created_at")
     )
-    first_seen = (
+
+
+def _first_seen(base: pl.LazyFrame) -> pl.LazyFrame:
+    """id_type, id_value, created_at: each identifier's first message."""
+    return (
         base.select("timestamp", "ids")
         .explode("ids")
         .drop_nulls("ids")
@@ -435,10 +477,6 @@ def _message_facts(
         .group_by("id_type", "id_value")
         .agg(pl.col("timestamp").min().alias("created_at"))
     )
-    user_meta, account_meta, links_frame, seen = pl.collect_all(
-        [by_user, by_account, links, first_seen]
-    )
-    return _aligned(user_meta, n_users), _aligned(account_meta, n_accounts), links_frame, seen
 
 
 def _aligned(meta: pl.DataFrame, n: int) -> pl.DataFrame:

@@ -6,7 +6,6 @@ import logging
 import multiprocessing
 import os
 import random
-import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import IO
 from audience_pipeline.demo.blocks import Tally
 from audience_pipeline.demo.catalog import BAD_REASONS, DAY, DEFAULT_AS_OF
 from audience_pipeline.demo.jobs import Job, run_job
+from audience_pipeline.progress import Laps
 
 # The name the generator has always logged under (users may filter on it).
 logger = logging.getLogger("audience_pipeline.demo.generate")
@@ -62,6 +62,13 @@ def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _population(events: int, profiles: int | None, accounts: int | None) -> tuple[int, int]:
+    """People and accounts: by default events // 10 people and one account per 20 of them."""
+    n_profiles = max(1, events // 10) if profiles is None else max(1, profiles)
+    n_accounts = max(1, n_profiles // 20) if accounts is None else max(0, accounts)
+    return n_profiles, n_accounts
+
+
 def generate(
     out_dir: Path,
     *,
@@ -100,36 +107,27 @@ def generate(
     Returns:
         What was written.
     """
-    began = time.perf_counter()
+    clock = Laps()
     if events < 0 or days < 1 or files < 1:
         msg = "events must be >= 0, days >= 1 and files >= 1"
         raise ValueError(msg)
-    n_profiles = max(1, events // 10) if profiles is None else max(1, profiles)
-    n_accounts = max(1, n_profiles // 20) if accounts is None else max(0, accounts)
+    n_profiles, n_accounts = _population(events, profiles, accounts)
     end_dt = _as_utc(as_of)
     end = int(end_dt.timestamp() * 1000)
-    start = end - days * DAY
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     stats = GenerateStats(
         profiles=n_profiles, accounts=n_accounts, start=end_dt - timedelta(days=days), as_of=end_dt
     )
-    jobs = _plan(seed, n_profiles, n_accounts, start, end, events, files, bad_lines, gzip)
+    jobs = _plan(seed, n_profiles, n_accounts, end - days * DAY, end, events, files, bad_lines,
+                 gzip)  # fmt: skip
     if workers is None:
         workers = min(4, os.cpu_count() or 1) if events >= 200_000 else 1
-    suffix = ".jsonl.gz" if gzip else ".jsonl"
-    paths = [out_dir / f"events-{k:04d}{suffix}" for k in range(files)]
+    paths = [Path(out_dir, f"events-{k:04d}.jsonl{'.gz' if gzip else ''}") for k in range(files)]
     _write(jobs, paths, workers, stats)
     stats.files = paths
-    stats.seconds = time.perf_counter() - began
-    logger.info(
-        "generated %d lines (%d bad, %d duplicates) in %d files in %.1f s",
-        stats.lines,
-        sum(stats.bad_lines.values()),
-        stats.duplicates,
-        files,
-        stats.seconds,
-    )
+    stats.seconds = clock.total
+    logger.info("generated %d lines (%d bad, %d duplicates) in %d files in %.1f s", stats.lines,
+                sum(stats.bad_lines.values()), stats.duplicates, files, stats.seconds)  # fmt: skip
     return stats
 
 

@@ -11,12 +11,21 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from audience_pipeline.spec.fields import parse_duration
-from audience_pipeline.spec.issues import DefinitionsError, Issue
+from audience_pipeline.spec.issues import DefinitionsError, Issue, issues_of, problem
 
 DestinationType = Literal["webhook", "segment", "postgres", "files"]
 Strategy = Literal["first", "last", "all"]
@@ -26,11 +35,6 @@ STRATEGIES: tuple[str, ...] = ("first", "last", "all")
 USER_CALLS: tuple[str, ...] = ("identify", "track")
 ACCOUNT_CALLS: tuple[str, ...] = ("group", "identify", "track")
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_\-]*")
-FIELDS = {
-    "name", "type", "description", "settings", "audiences", "send", "account_send",
-    "identifiers", "batch_size", "rate_limit", "min_interval", "max_attempts", "timeout",
-    "max_change",
-}  # fmt: skip
 DEFAULT_BATCH = {"webhook": 500, "segment": 100, "postgres": 10_000, "files": 100_000}
 
 
@@ -86,25 +90,30 @@ class Destination:
         return value
 
 
-def _calls(value: Any, allowed: tuple[str, ...], issues: list[Issue], file: str, key: str | None,
-           where: str) -> tuple[str, ...] | None:  # fmt: skip
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not items or any(v not in allowed for v in items):
-        issues.append(Issue(file, key, where, f"a list of {', '.join(allowed)}", str(value)))
-        return None
-    return tuple(dict.fromkeys(items))
+def _calls(allowed: tuple[str, ...]) -> AfterValidator:
+    """A call name or a list of them, each one of `allowed` (kept once, in order)."""
+
+    def check(value: Any) -> tuple[str, ...]:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not items or any(v not in allowed for v in items):
+            raise problem(f"a list of {', '.join(allowed)}", value)
+        return tuple(dict.fromkeys(items))
+
+    return AfterValidator(check)
 
 
-def _positive(raw: dict[str, Any], name: str, default: float, issues: list[Issue], file: str,
-              key: str | None, *, integer: bool) -> float:  # fmt: skip
-    value = raw.get(name, default)
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-    if ok and integer and not isinstance(value, int):
-        ok = False
-    if not ok:
-        issues.append(Issue(file, key, name, "a positive number", str(value)))
-        return default
-    return value
+def _positive(*, integer: bool, optional: bool = False) -> AfterValidator:
+    """A number above 0 (a whole one with `integer`; None allowed with `optional`)."""
+
+    def check(value: Any) -> Any:
+        if value is None and optional:
+            return None
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+        if not ok or (integer and not isinstance(value, int)):
+            raise problem("a positive number", value)
+        return value
+
+    return AfterValidator(check)
 
 
 MAX_CHANGE_HELP = (
@@ -113,17 +122,143 @@ MAX_CHANGE_HELP = (
 )
 
 
-def _max_change(raw: dict[str, Any], issues: list[Issue], file: str,
-                key: str | None) -> float | int | None:  # fmt: skip
+def _max_change(value: Any) -> float | int | None:
     """``max_change``: YAML ``0.25`` / ``1.0`` is a share, ``500`` / ``0`` a count."""
-    value = raw.get("max_change")
     if value is None:
         return None
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     if isinstance(value, float) and math.isfinite(value) and value > 0:
         return value
-    issues.append(Issue(file, key, "max_change", MAX_CHANGE_HELP, str(value)))
+    raise problem(MAX_CHANGE_HELP, value)
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
+        raise problem("[a-z][a-z0-9_-]*", value)
+    return value
+
+
+def _type(value: Any) -> str:
+    if value not in TYPES:
+        raise problem(f"one of {', '.join(TYPES)}", value)
+    return str(value)
+
+
+def _settings(value: Any) -> dict[str, Any]:
+    settings = value or {}
+    if not isinstance(settings, dict):
+        raise problem("a mapping", settings)
+    return dict(settings)
+
+
+def _min_interval(value: Any) -> int:
+    if value is None:
+        return 0
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise problem(str(error), value) from None
+
+
+def _all_or_list(value: Any) -> Any:
+    if value == "all":
+        return None
+    if not isinstance(value, list):
+        raise problem("`all` or a list of audience keys", value)
+    return value
+
+
+def _id_types(value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value:
+        raise problem("a mapping id_type: first|last|all")
+    return {str(id_type): strategy for id_type, strategy in value.items()}
+
+
+def _strategy(value: Any) -> Strategy:
+    if value not in STRATEGIES:
+        raise problem("first, last or all", value)
+    return cast(Strategy, value)
+
+
+UserCalls = Annotated[Any, _calls(USER_CALLS)]
+AccountCalls = Annotated[Any, _calls(ACCOUNT_CALLS)]
+
+
+class _Link(BaseModel):
+    """One entry of `audiences:`: a key, or {key, send, account_send} (None: the destination's
+    own calls)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    key: str
+    send: UserCalls = None
+    account_send: AccountCalls = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_or_mapping(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"key": value}
+        if isinstance(value, dict) and isinstance(value.get("key"), str):
+            return value
+        raise problem("an audience key or {key, send}", value)
+
+
+class DestinationFields(BaseModel):
+    """One destination file's fields, each checked on its own (`_rules` checks what needs two
+    of them). Defaults that hang on the type (batch_size) are filled in by `parse_destination`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[Any, AfterValidator(_name), Field(validate_default=True)] = None
+    type: Annotated[Any, AfterValidator(_type), Field(validate_default=True)] = None
+    description: Any = None
+    settings: Annotated[Any, AfterValidator(_settings)] = None
+    send: UserCalls = ("identify", "track")
+    account_send: AccountCalls = ("group",)
+    audiences: Annotated[list[_Link] | None, BeforeValidator(_all_or_list)] = None
+    identifiers: Annotated[
+        dict[str, Annotated[Any, AfterValidator(_strategy)]] | None, BeforeValidator(_id_types)
+    ] = None
+    batch_size: Annotated[Any, _positive(integer=True)] = None  # None: DEFAULT_BATCH[type]
+    rate_limit: Annotated[Any, _positive(integer=False, optional=True)] = None
+    max_attempts: Annotated[Any, _positive(integer=True)] = 8
+    timeout: Annotated[Any, _positive(integer=False)] = 30.0
+    min_interval: Annotated[Any, AfterValidator(_min_interval)] = 0
+    max_change: Annotated[Any, AfterValidator(_max_change)] = None
+
+
+def _rules(raw: dict[str, Any], file: str, key: str | None) -> list[Issue]:
+    """Checks of more than one field, on the raw mapping (so that they are reported together
+    with every field's own problems): the settings each type needs, secrets given in clear,
+    an audience connected twice."""
+    issues: list[Issue] = []
+    kind = raw.get("type") if raw.get("type") in TYPES else "webhook"
+    settings = raw.get("settings") or {}
+    settings = settings if isinstance(settings, dict) else {}
+    for needed in _required_settings(str(kind)):
+        if not settings.get(needed):
+            issues.append(Issue(file, key, f"settings.{needed}", f"required for type {kind}"))
+    for secret_like in ("secret", "write_key", "dsn", "password"):
+        if secret_like in settings:
+            issues.append(Issue(file, key, f"settings.{secret_like}",
+                                f"secrets are named by environment variable: use {secret_like}_env"))  # fmt: skip
+    links = raw.get("audiences")
+    keys = [_link_key(item) for item in links] if isinstance(links, list) else []
+    for dup in sorted({k for k in keys if k is not None and keys.count(k) > 1}):
+        issues.append(Issue(file, key, "audiences", "connected twice", dup))
+    return issues
+
+
+def _link_key(item: Any) -> str | None:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, dict) and isinstance(item.get("key"), str):
+        return item["key"]
     return None
 
 
@@ -143,99 +278,37 @@ def parse_destination(raw: Any, file: str, issues: list[Issue]) -> Destination |
         return None
     name = raw.get("name")
     key = name if isinstance(name, str) else None
-    before = len(issues)
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        issues.append(Issue(file, key, "name", "[a-z][a-z0-9_-]*", str(name)))
-    for unknown in sorted(set(raw) - FIELDS):
-        issues.append(Issue(file, key, unknown, "unknown field"))
-    kind = raw.get("type")
-    if kind not in TYPES:
-        issues.append(Issue(file, key, "type", f"one of {', '.join(TYPES)}", str(kind)))
-        kind = "webhook"
-    settings = raw.get("settings") or {}
-    if not isinstance(settings, dict):
-        issues.append(Issue(file, key, "settings", "a mapping", str(settings)))
-        settings = {}
-    for needed in _required_settings(kind):
-        if not settings.get(needed):
-            issues.append(Issue(file, key, f"settings.{needed}", f"required for type {kind}"))
-    for secret_like in ("secret", "write_key", "dsn", "password"):
-        if secret_like in settings:
-            issues.append(Issue(file, key, f"settings.{secret_like}",
-                                f"secrets are named by environment variable: use {secret_like}_env"))  # fmt: skip
-    send = _calls(raw.get("send", ["identify", "track"]), USER_CALLS, issues, file, key, "send")
-    account_send = _calls(raw.get("account_send", ["group"]), ACCOUNT_CALLS, issues, file, key,
-                          "account_send")  # fmt: skip
-    audiences = _links(
-        raw.get("audiences", "all"), send or (), account_send or (), issues, file, key
-    )
-    identifiers = _identifiers(raw.get("identifiers"), issues, file, key)
-    batch = _positive(raw, "batch_size", DEFAULT_BATCH[kind], issues, file, key, integer=True)
-    rate = raw.get("rate_limit")
-    if rate is not None:
-        rate = _positive(raw, "rate_limit", 1.0, issues, file, key, integer=False)
-    attempts = _positive(raw, "max_attempts", 8, issues, file, key, integer=True)
-    timeout = _positive(raw, "timeout", 30.0, issues, file, key, integer=False)
-    interval = 0
-    if raw.get("min_interval") is not None:
-        try:
-            interval = parse_duration(raw["min_interval"])
-        except ValueError as error:
-            issues.append(Issue(file, key, "min_interval", str(error), str(raw["min_interval"])))
-    max_change = _max_change(raw, issues, file, key)
-    if len(issues) > before or send is None or account_send is None or name is None:
+    try:
+        fields: DestinationFields | None = DestinationFields.model_validate(raw)
+    except ValidationError as error:
+        fields = None
+        issues += issues_of(error, file, key)
+    rules = _rules(raw, file, key)
+    issues += rules
+    if fields is None or rules:
         return None
+    return _destination(fields, file, raw)
+
+
+def _destination(fields: DestinationFields, file: str, raw: dict[str, Any]) -> Destination:
+    """The validated fields with the defaults that hang on other fields filled in."""
+    send, account_send = fields.send, fields.account_send
+    links = None
+    if fields.audiences is not None:
+        links = tuple(
+            AudienceLink(link.key, link.send or send, link.account_send or account_send)
+            for link in fields.audiences
+        )
+    batch = fields.batch_size if fields.batch_size is not None else DEFAULT_BATCH[fields.type]
+    rate = fields.rate_limit
     return Destination(
-        name=str(name), type=cast(DestinationType, kind), settings=dict(settings), audiences=audiences,
-        send=send, account_send=account_send, identifiers=identifiers, batch_size=int(batch),
-        rate_limit=None if rate is None else float(rate), min_interval_seconds=interval,
-        max_attempts=int(attempts), timeout_seconds=float(timeout), file=file, raw=raw,
-        max_change=max_change,
+        name=fields.name, type=cast(DestinationType, fields.type), settings=fields.settings or {},
+        audiences=links, send=tuple(send), account_send=tuple(account_send),
+        identifiers=fields.identifiers, batch_size=int(batch),
+        rate_limit=None if rate is None else float(rate), min_interval_seconds=fields.min_interval,
+        max_attempts=int(fields.max_attempts), timeout_seconds=float(fields.timeout), file=file,
+        raw=raw, max_change=fields.max_change,
     )  # fmt: skip
-
-
-def _links(value: Any, send: tuple[str, ...], account_send: tuple[str, ...], issues: list[Issue],
-           file: str, key: str | None) -> tuple[AudienceLink, ...] | None:  # fmt: skip
-    if value == "all":
-        return None
-    if not isinstance(value, list):
-        issues.append(Issue(file, key, "audiences", "`all` or a list of audience keys", str(value)))
-        return ()
-    links: list[AudienceLink] = []
-    for index, item in enumerate(value):
-        where = f"audiences[{index}]"
-        if isinstance(item, str):
-            links.append(AudienceLink(item, send, account_send))
-        elif isinstance(item, dict) and isinstance(item.get("key"), str):
-            own = _calls(
-                item.get("send", list(send)), USER_CALLS, issues, file, key, f"{where}.send"
-            )
-            own_acc = _calls(item.get("account_send", list(account_send)), ACCOUNT_CALLS, issues,
-                             file, key, f"{where}.account_send")  # fmt: skip
-            links.append(AudienceLink(item["key"], own or send, own_acc or account_send))
-        else:
-            issues.append(Issue(file, key, where, "an audience key or {key, send}", str(item)))
-    keys = [link.key for link in links]
-    for dup in sorted({k for k in keys if keys.count(k) > 1}):
-        issues.append(Issue(file, key, "audiences", "connected twice", dup))
-    return tuple(links)
-
-
-def _identifiers(value: Any, issues: list[Issue], file: str,
-                 key: str | None) -> dict[str, Strategy] | None:  # fmt: skip
-    if value is None:
-        return None
-    if not isinstance(value, dict) or not value:
-        issues.append(Issue(file, key, "identifiers", "a mapping id_type: first|last|all"))
-        return None
-    out: dict[str, Strategy] = {}
-    for id_type, strategy in value.items():
-        if strategy not in STRATEGIES:
-            issues.append(Issue(file, key, f"identifiers.{id_type}", "first, last or all",
-                                str(strategy)))  # fmt: skip
-            continue
-        out[str(id_type)] = strategy
-    return out
 
 
 def load_destinations(definitions_dir: str | Path) -> tuple[list[Destination], list[Issue]]:

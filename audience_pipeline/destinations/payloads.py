@@ -120,42 +120,54 @@ def render_change(
             })  # fmt: skip
             continue
         for index, picked in enumerate(_fan_out(ids)):
-            message: dict[str, Any] = {
-                "type": call,
-                "messageId": message_id(destination, identity_row, call, index),
-                "timestamp": as_of,
-            }
-            extra: dict[str, str] = {}
-            for id_type, id_value in picked:
-                if id_type in MESSAGE_ID_FIELDS:
-                    message[MESSAGE_ID_FIELDS[id_type]] = id_value
-                else:
-                    extra[id_type] = id_value
-            if "userId" not in message and "anonymousId" not in message:
-                # The tracking API needs one of the two; the profile id is stable.
-                message["anonymousId"] = entity_id
-            context: dict[str, Any] = {
-                "personas": context_personas,
-                "externalIds": [
-                    {"id": v, "type": t, "collection": "users", "encoding": "none"}
-                    for t, v in picked
-                ],
-            }
-            if extra:
-                context["traits"] = dict(extra)
-            if call == "identify":
-                message["traits"] = {audience_key: value, **extra}
-            else:
-                message["event"] = ENTERED_EVENT if value else EXITED_EVENT
-                message["properties"] = {
-                    "audience_key": audience_key,
-                    "audience_name": info.name,
-                    audience_key: value,
-                    **extra,
-                }
-            message["context"] = context
-            messages.append(message)
+            message_key = message_id(destination, identity_row, call, index)
+            messages.append(_member_message(call, message_key, as_of, entity_id, picked,
+                                            info, audience_key, value, context_personas))  # fmt: skip
     return messages
+
+
+def _member_message(
+    call: str,
+    message_key: str,
+    as_of: str,
+    entity_id: str,
+    picked: list[tuple[str, str]],
+    info: AudienceInfo,
+    audience_key: str,
+    value: bool,
+    context_personas: dict[str, Any],
+) -> dict[str, Any]:
+    """One identify or track message for one combination of the profile's identifiers."""
+    message: dict[str, Any] = {"type": call, "messageId": message_key, "timestamp": as_of}
+    extra: dict[str, str] = {}
+    for id_type, id_value in picked:
+        if id_type in MESSAGE_ID_FIELDS:
+            message[MESSAGE_ID_FIELDS[id_type]] = id_value
+        else:
+            extra[id_type] = id_value
+    if "userId" not in message and "anonymousId" not in message:
+        # The tracking API needs one of the two; the profile id is stable.
+        message["anonymousId"] = entity_id
+    context: dict[str, Any] = {
+        "personas": context_personas,
+        "externalIds": [
+            {"id": v, "type": t, "collection": "users", "encoding": "none"} for t, v in picked
+        ],
+    }
+    if extra:
+        context["traits"] = dict(extra)
+    if call == "identify":
+        message["traits"] = {audience_key: value, **extra}
+    else:
+        message["event"] = ENTERED_EVENT if value else EXITED_EVENT
+        message["properties"] = {
+            "audience_key": audience_key,
+            "audience_name": info.name,
+            audience_key: value,
+            **extra,
+        }
+    message["context"] = context
+    return message
 
 
 def render_batch(

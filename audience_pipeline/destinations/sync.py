@@ -18,7 +18,6 @@ move more than the destination's ``max_change``; they wait in the ledger until
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ from audience_pipeline.destinations.ledger import Ledger, LedgerBusy, ledger_pat
 from audience_pipeline.destinations.payloads import PersonasContext
 from audience_pipeline.destinations.retry import DeliveryError, RetryPolicy
 from audience_pipeline.destinations.units import connected_audiences, current_units, plan_changes
+from audience_pipeline.progress import Laps
 from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.spec.loader import load_definitions
 from audience_pipeline.spec.models import Definitions
@@ -142,7 +142,7 @@ def sync(
         policy=policy or RetryPolicy(max_attempts=destination.max_attempts),
     )  # fmt: skip
     report = SyncReport(destination.name, "ok")
-    started = time.perf_counter()
+    clock = Laps()
     try:
         with Ledger.locked(ledger_path(warehouse, destination.name)) as ledger:
             holds = HoldStore(ledger)
@@ -150,7 +150,7 @@ def sync(
             _run(ledger, holds, released, ctx, definitions, report, sender_factory or make_sender)
     except LedgerBusy as error:
         report.status, report.error = "busy", str(error)
-    report.seconds = time.perf_counter() - started
+    report.seconds = clock.total
     log.info("sync %s: %s, %d sent, %d pending (%.2fs)", destination.name, report.status,
              report.sent, report.pending, report.seconds)  # fmt: skip
     return report

@@ -87,12 +87,32 @@ def current_units(
     memberships = run.table("memberships")
     assert memberships is not None
     as_of = snapshot_as_of(memberships, run)
-    profile_keys = [k for k, a in audiences.items() if a.level == "user"]
     account_keys = [k for k, a in audiences.items() if a.level == "account"
                     and "group" in a.link.account_send]  # fmt: skip
+    parts: list[pl.DataFrame] = []
+    profiles = _profiles_to_send(run, memberships, audiences)
+    if profiles.height:
+        parts.append(_user_units(run, profiles, destination, definitions))
+    accounts = memberships.filter(
+        (pl.col("level") == "account") & pl.col("audience_key").is_in(account_keys)
+    )
+    if accounts.height:
+        parts.append(accounts.select(
+            "audience_key", pl.lit("account").alias("level"), "entity_id",
+            (pl.lit('{"group_id":[') + _json_text("entity_id") + pl.lit("]}")).alias("ids"),
+        ))  # fmt: skip
+    units = pl.concat(parts) if parts else pl.DataFrame(schema=SYNCED_SCHEMA)
+    return units.cast(SYNCED_SCHEMA).unique(KEYS, keep="first"), as_of  # type: ignore[arg-type]
+
+
+def _profiles_to_send(
+    run: Run, memberships: pl.DataFrame, audiences: dict[str, AudienceInfo]
+) -> pl.DataFrame:
+    """audience_key, profile_id: members of user audiences, and the member profiles of account
+    audiences sent per member (identify/track)."""
+    profile_keys = [k for k, a in audiences.items() if a.level == "user"]
     member_keys = [k for k, a in audiences.items() if a.level == "account"
                    and any(c != "group" for c in a.link.account_send)]  # fmt: skip
-    parts: list[pl.DataFrame] = []
     profiles = memberships.filter(
         (pl.col("level") == "user") & pl.col("audience_key").is_in(profile_keys)
     ).select("audience_key", pl.col("entity_id").alias("profile_id"))
@@ -104,38 +124,30 @@ def current_units(
                 members.filter(pl.col("audience_key").is_in(member_keys))
                 .select("audience_key", "profile_id").unique(maintain_order=True),
             ])  # fmt: skip
-    if profiles.height:
-        identities = run.table("identities")
-        if identities is None:
-            identities = pl.DataFrame(schema={"profile_id": pl.String, "id_type": pl.String,
-                                              "id_value": pl.String})  # fmt: skip
-        strategies = ordered_strategies(
-            destination.identifiers or default_strategies(definitions.space), definitions.space
-        )
-        needs_order = any(s != "all" for s in strategies.values())
-        order = first_seen(run.folder, identities) if needs_order else None
-        wanted = identities.join(
-            profiles.select("profile_id").unique(), on="profile_id", how="semi"
-        )
-        ids = select_identifiers(wanted, strategies, order)
-        parts.append(
-            profiles.join(ids, on="profile_id", how="inner").select(
-                "audience_key",
-                pl.lit("user").alias("level"),
-                pl.col("profile_id").alias("entity_id"),
-                "ids",
-            )  # fmt: skip
-        )
-    accounts = memberships.filter(
-        (pl.col("level") == "account") & pl.col("audience_key").is_in(account_keys)
+    return profiles
+
+
+def _user_units(
+    run: Run, profiles: pl.DataFrame, destination: Destination, definitions: Definitions
+) -> pl.DataFrame:
+    """One unit per (audience, profile) with the identifiers the destination's strategies pick."""
+    identities = run.table("identities")
+    if identities is None:
+        identities = pl.DataFrame(schema={"profile_id": pl.String, "id_type": pl.String,
+                                          "id_value": pl.String})  # fmt: skip
+    strategies = ordered_strategies(
+        destination.identifiers or default_strategies(definitions.space), definitions.space
     )
-    if accounts.height:
-        parts.append(accounts.select(
-            "audience_key", pl.lit("account").alias("level"), "entity_id",
-            (pl.lit('{"group_id":[') + _json_text("entity_id") + pl.lit("]}")).alias("ids"),
-        ))  # fmt: skip
-    units = pl.concat(parts) if parts else pl.DataFrame(schema=SYNCED_SCHEMA)
-    return units.cast(SYNCED_SCHEMA).unique(KEYS, keep="first"), as_of  # type: ignore[arg-type]
+    needs_order = any(s != "all" for s in strategies.values())
+    order = first_seen(run.folder, identities) if needs_order else None
+    wanted = identities.join(profiles.select("profile_id").unique(), on="profile_id", how="semi")
+    ids = select_identifiers(wanted, strategies, order)
+    return profiles.join(ids, on="profile_id", how="inner").select(
+        "audience_key",
+        pl.lit("user").alias("level"),
+        pl.col("profile_id").alias("entity_id"),
+        "ids",
+    )  # fmt: skip
 
 
 def plan_changes(

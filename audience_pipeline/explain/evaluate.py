@@ -5,7 +5,12 @@ does not redo: each message already carries the profile the run gave it), and ca
 functions: `latest_traits`, `evaluate_level` (the fused per-level plan), `condition_expr` and
 the `users:` fold. Only the entities differ: the profiles asked about (plus, for an account, all
 its members), so a node's value here is the value the run computed. The agreement test
-(tests/api/test_explain_agreement.py) holds explain to the memberships of a full run.
+(tests/api/test_explain.py::test_explain_agrees_with_memberships_for_every_entity) holds explain
+to the memberships of a full run.
+
+The steps below are named as the engine's are (scope, universe, latest traits, user level, account
+level); they still copy the engine's glue between its public functions (and take two private
+ones) until the engine offers that per-entity path itself (see the layout section of README).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from audience_pipeline.engine.compute import (
     _users_conditions,
     latest_traits,
 )
-from audience_pipeline.engine.level import evaluate_level
+from audience_pipeline.engine.level import LevelResult, evaluate_level
 from audience_pipeline.engine.samples import account_anchors, profile_anchors, with_sample_columns
 from audience_pipeline.engine.traitvalues import TraitColumns
 from audience_pipeline.identity.prepare import processing_rank
@@ -93,16 +98,38 @@ def evaluate(
         sql_rows: per level, the run's SQL trait objects (latest-style rows) and every SQL
             trait key of the level: read as the run read them, not re-queried.
     """
-    sql_rows = sql_rows or {}
     scores = scores or {}
+    messages = _in_scope(messages, profiles, as_of)
+    known = identities.filter(pl.col("profile_id").is_in(profiles))
+    universe = _universe(profiles, known)
+    latest = _latest(messages, trait_updates, accounts, sql_rows or {})
+    leaves = collect_leaves(space)
+    event_frame = messages.filter(pl.col("type").is_in(EVENT_TYPES)).select(
+        "profile_id", *EVENT_COLUMNS
+    )
+    users, user_view = _user_level(
+        event_frame, universe, known, latest, space, leaves, as_of, scores.get("user")
+    )
+    account_view = None
+    if accounts:
+        account_view = _account_level(event_frame, accounts, latest, space, leaves, as_of,
+                                      scores.get("account"), users, user_view)  # fmt: skip
+    return Evaluation(as_of, leaves, user_view, account_view, latest.members)
+
+
+def _in_scope(messages: pl.DataFrame, profiles: list[str], as_of: datetime) -> pl.DataFrame:
+    """The profiles' messages at or before as-of, in processing order (`ORDER`)."""
     messages = messages.filter(
         pl.col("profile_id").is_in(profiles) & (pl.col("timestamp") <= as_of)
     ).sort("seq")
     # Processing order as one integer, as compute numbers it (only the relative order of an
     # entity's own messages matters to "first"/"latest").
-    messages = messages.with_columns(processing_rank(messages).alias(ORDER))
-    known = identities.filter(pl.col("profile_id").is_in(profiles))
-    universe = (
+    return messages.with_columns(processing_rank(messages).alias(ORDER))
+
+
+def _universe(profiles: list[str], known: pl.DataFrame) -> pl.DataFrame:
+    """profile_id, _known (the profile has a user_id or an email identifier)."""
+    return (
         pl.DataFrame({"profile_id": sorted(set(profiles))}, schema={"profile_id": pl.String})
         .join(
             known.group_by("profile_id").agg(
@@ -113,6 +140,24 @@ def evaluate(
         )
         .with_columns(pl.col("_known").fill_null(False))
     )
+
+
+@dataclass
+class _Latest:
+    """The latest custom traits of the profiles and accounts in scope, and the accounts'
+    members."""
+
+    users: pl.DataFrame
+    accounts: pl.DataFrame
+    members: pl.DataFrame  # account_id, profile_id
+
+
+def _latest(
+    messages: pl.DataFrame,
+    trait_updates: pl.DataFrame,
+    accounts: list[str],
+    sql_rows: dict[str, tuple[pl.DataFrame, set[str]]],
+) -> _Latest:
     # As compute: one join gives every update its message's order, owner and account.
     is_group = (pl.col("type") == "group") & pl.col("group_id").is_not_null()
     updates = trait_updates.select("seq", "kind", "key", "value", "tagged").join(
@@ -123,9 +168,9 @@ def evaluate(
         how="inner",
     )
     user_latest = latest_traits(updates.filter(pl.col("kind") == "user"), "profile_id")
-    groups = messages.filter(is_group)
     members = (
-        groups.select(pl.col("group_id").alias("account_id"), "profile_id")
+        messages.filter(is_group)
+        .select(pl.col("group_id").alias("account_id"), "profile_id")
         .unique()
         .filter(pl.col("account_id").is_in(accounts))
     )
@@ -139,75 +184,100 @@ def evaluate(
         user_latest = with_sql_rows(user_latest, *sql_rows["user"])
     if "account" in sql_rows:
         account_latest = with_sql_rows(account_latest, *sql_rows["account"])
-    user_custom, user_custom_keys = _custom_wide(user_latest, "profile_id", universe)
+    return _Latest(user_latest, account_latest, members)
 
-    leaves = collect_leaves(space)
-    event_frame = messages.filter(pl.col("type").is_in(EVENT_TYPES)).select(
-        "profile_id", *EVENT_COLUMNS
-    )
+
+def _user_level(
+    event_frame: pl.DataFrame,
+    universe: pl.DataFrame,
+    known: pl.DataFrame,
+    latest: _Latest,
+    space: ir.Space,
+    leaves: NodeColumns,
+    as_of: datetime,
+    scores: pl.DataFrame | None,
+) -> tuple[LevelResult, LevelView]:
+    """The user level: traits and leaves (`evaluate_level`), samples, then user audiences."""
+    user_custom, user_custom_keys = _custom_wide(latest.users, "profile_id", universe)
     user_events = event_frame.rename({"profile_id": ENTITY})
-    users = evaluate_level(
-        events=user_events.lazy(),
-        entities=universe.select(pl.col("profile_id").alias(ENTITY)).lazy(),
-        custom=user_custom.lazy(),
-        custom_keys=user_custom_keys,
-        traits=[t for t in space.traits if t.level == "user"],
-        conditions=leaves.of("user", ir.EventCond),  # type: ignore[arg-type]
-        funnels=leaves.of("user", ir.Funnel),  # type: ignore[arg-type]
-        as_of=as_of,
-        overrides=scores.get("user"),
-    )
+    entities = universe.select(pl.col("profile_id").alias(ENTITY))
+    users = _evaluate("user", user_events, entities, user_custom, user_custom_keys, space,
+                      leaves, as_of, scores)  # fmt: skip
     user_frame = users.frame.join(universe.rename({"profile_id": ENTITY}), on=ENTITY, how="left")
     user_samples = leaves.of("user", ir.Sample)
     if user_samples:
         first = next(iter(user_samples))
         assert isinstance(first, ir.Sample)
-        id_types = first.id_types
-        anchors = profile_anchors(known, id_types).rename({"profile_id": ENTITY})
+        anchors = profile_anchors(known, first.id_types).rename({"profile_id": ENTITY})
         user_frame = with_sample_columns(user_frame, user_samples, anchors, detail=True)
     for audience in (a for a in space.audiences if a.level == "user"):
         in_universe = pl.lit(True) if audience.include_anonymous else pl.col("_known")
         expr = in_universe & condition_expr(audience.condition, "user", leaves, users.traits)
         user_frame = user_frame.with_columns(expr.alias(audience_column(audience.key)))
-    user_view = LevelView("user", user_frame, users.traits, user_events, user_custom)
+    return users, LevelView("user", user_frame, users.traits, user_events, user_custom)
 
-    account_view = None
-    if accounts:
-        entities = pl.DataFrame(
-            {"account_id": sorted(set(accounts))}, schema={"account_id": pl.String}
-        )
-        account_custom, account_custom_keys = _custom_wide(account_latest, "account_id", entities)
-        account_events = (
-            event_frame.join(members, on="profile_id", how="inner")
-            .drop("profile_id")
-            .rename({"account_id": ENTITY})
-            .select(ENTITY, *EVENT_COLUMNS)
-        )
-        account_level = evaluate_level(
-            events=account_events.lazy(),
-            entities=entities.select(pl.col("account_id").alias(ENTITY)).lazy(),
-            custom=account_custom.lazy(),
-            custom_keys=account_custom_keys,
-            traits=[t for t in space.traits if t.level == "account"],
-            conditions=leaves.of("account", ir.EventCond),  # type: ignore[arg-type]
-            funnels=leaves.of("account", ir.Funnel),  # type: ignore[arg-type]
-            as_of=as_of,
-            overrides=scores.get("account"),
-        )
-        account_frame = _users_conditions(account_level, user_frame, members, leaves, users)
-        account_frame = with_sample_columns(
-            account_frame,
-            leaves.of("account", ir.Sample),
-            account_anchors(account_frame),
-            detail=True,
-        )
-        for audience in (a for a in space.audiences if a.level == "account"):
-            expr = condition_expr(audience.condition, "account", leaves, account_level.traits)
-            account_frame = account_frame.with_columns(expr.alias(audience_column(audience.key)))
-        account_view = LevelView(
-            "account", account_frame, account_level.traits, account_events, account_custom
-        )
-    return Evaluation(as_of, leaves, user_view, account_view, members)
+
+def _evaluate(
+    level: str,
+    events: pl.DataFrame,
+    entities: pl.DataFrame,
+    custom: pl.DataFrame,
+    custom_keys: set[str],
+    space: ir.Space,
+    leaves: NodeColumns,
+    as_of: datetime,
+    scores: pl.DataFrame | None,
+) -> LevelResult:
+    """`evaluate_level` over the level's traits, event conditions and funnels (the run's score
+    values given, not ranked again)."""
+    return evaluate_level(
+        events=events.lazy(),
+        entities=entities.lazy(),
+        custom=custom.lazy(),
+        custom_keys=custom_keys,
+        traits=[t for t in space.traits if t.level == level],
+        conditions=leaves.of(level, ir.EventCond),  # type: ignore[arg-type]
+        funnels=leaves.of(level, ir.Funnel),  # type: ignore[arg-type]
+        as_of=as_of,
+        overrides=scores,
+    )
+
+
+def _account_level(
+    event_frame: pl.DataFrame,
+    accounts: list[str],
+    latest: _Latest,
+    space: ir.Space,
+    leaves: NodeColumns,
+    as_of: datetime,
+    scores: pl.DataFrame | None,
+    users: LevelResult,
+    user_view: LevelView,
+) -> LevelView:
+    """The account level over the members' pooled events, the `users:` fold, samples, then
+    account audiences."""
+    entities = pl.DataFrame({"account_id": sorted(set(accounts))}, schema={"account_id": pl.String})
+    account_custom, account_custom_keys = _custom_wide(latest.accounts, "account_id", entities)
+    account_events = (
+        event_frame.join(latest.members, on="profile_id", how="inner")
+        .drop("profile_id")
+        .rename({"account_id": ENTITY})
+        .select(ENTITY, *EVENT_COLUMNS)
+    )
+    account_level = _evaluate("account", account_events,
+                              entities.select(pl.col("account_id").alias(ENTITY)),
+                              account_custom, account_custom_keys, space, leaves, as_of, scores)  # fmt: skip
+    account_frame = _users_conditions(account_level, user_view.frame, latest.members, leaves, users)
+    account_frame = with_sample_columns(
+        account_frame,
+        leaves.of("account", ir.Sample),
+        account_anchors(account_frame),
+        detail=True,
+    )
+    for audience in (a for a in space.audiences if a.level == "account"):
+        expr = condition_expr(audience.condition, "account", leaves, account_level.traits)
+        account_frame = account_frame.with_columns(expr.alias(audience_column(audience.key)))
+    return LevelView("account", account_frame, account_level.traits, account_events, account_custom)
 
 
 __all__ = ["Evaluation", "LevelView", "evaluate"]

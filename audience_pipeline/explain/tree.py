@@ -9,7 +9,7 @@ own, taken from the YAML beside the compiled node.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, assert_never
 
 import polars as pl
 
@@ -149,8 +149,8 @@ class TreeBuilder:
             case ir.AtLeast():
                 msg = "AtLeast only appears inside a regularly node"
                 raise TypeError(msg)
-        msg = f"unknown condition {node!r}"
-        raise TypeError(msg)
+            case _:
+                assert_never(node)
 
     def _event(
         self, node: ir.EventCond, raw: Any, view: LevelView, entity: str, held: bool

@@ -10,7 +10,7 @@ components where a limit bites go through the sequential rule, in Python, on jus
 from __future__ import annotations
 
 import logging
-import time
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -25,6 +25,7 @@ from audience_pipeline.identity.result import (
     type_limits,
 )
 from audience_pipeline.identity.sequential import Identifier, link_in_order
+from audience_pipeline.progress import Laps
 from audience_pipeline.spec.models import SpaceConfig
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,36 @@ def _sequential_components(
     return message_profiles, identities, outcome.profiles
 
 
+@dataclass(frozen=True)
+class _Parts:
+    """Resolved so far: message profiles (seq, profile_id, code), identities, each code's
+    profile id, and the number of profiles."""
+
+    profiles: pl.DataFrame
+    identities: pl.DataFrame
+    names: pl.Series
+    n: int
+
+
+def _with_sequential(
+    parts: _Parts, seq_mp: pl.DataFrame, seq_id: pl.DataFrame, seq_profiles: int
+) -> _Parts:
+    """Add the profiles of the components resolved one message at a time, coded after the
+    whole components' profiles."""
+    seq_codes = (
+        seq_mp.select("profile_id")
+        .unique(maintain_order=True)
+        .with_row_index("code", offset=parts.n)
+        .with_columns(pl.col("code").cast(pl.Int64))
+    )
+    return _Parts(
+        pl.concat([parts.profiles, seq_mp.join(seq_codes, on="profile_id", how="left")]),
+        pl.concat([parts.identities, seq_id]),
+        pl.concat([parts.names, seq_codes.get_column("profile_id")]),
+        parts.n + seq_profiles,
+    )
+
+
 def resolve_identities(messages: pl.DataFrame, space: SpaceConfig) -> IdentityResult:
     """Resolve messages to profiles (SPEC sections 2 and 5a), vectorized.
 
@@ -125,7 +156,7 @@ def resolve_identities(messages: pl.DataFrame, space: SpaceConfig) -> IdentityRe
     """
     if messages.height == 0:
         return empty_result()
-    started = time.perf_counter()
+    clock = Laps()
     prepared = prepare(messages, space)
     # messages is indexed by rank, so a gather finds each link's first identifier.
     edges = prepared.links.select(
@@ -138,37 +169,20 @@ def resolve_identities(messages: pl.DataFrame, space: SpaceConfig) -> IdentityRe
 
     whole_msgs = msgs.join(bitten, on="comp", how="anti")
     whole_nodes = nodes.join(bitten, on="comp", how="anti")
-    parts_mp, parts_id, names = _whole_components(prepared, whole_msgs, whole_nodes)
-    n_profiles = whole_msgs["comp"].n_unique()
+    parts = _Parts(*_whole_components(prepared, whole_msgs, whole_nodes),
+                   whole_msgs["comp"].n_unique())  # fmt: skip
     seq_msgs = msgs.join(bitten, on="comp", how="semi")
     if seq_msgs.height:
-        seq_mp, seq_id, seq_profiles = _sequential_components(prepared, seq_msgs, space)
-        seq_codes = (
-            seq_mp.select("profile_id")
-            .unique(maintain_order=True)
-            .with_row_index("code", offset=n_profiles)
-            .with_columns(pl.col("code").cast(pl.Int64))
-        )
-        parts_mp = pl.concat([parts_mp, seq_mp.join(seq_codes, on="profile_id", how="left")])
-        names = pl.concat([names, seq_codes.get_column("profile_id")])
-        parts_id = pl.concat([parts_id, seq_id])
-        n_profiles += seq_profiles
-
+        parts = _with_sequential(parts, *_sequential_components(prepared, seq_msgs, space))
+    parts_mp, parts_id, names = parts.profiles, parts.identities, parts.names
     stats = {
-        "profiles": n_profiles,
+        "profiles": parts.n,
         "components": label.n_unique(),
         "sequential_components": bitten.height,
         "sequential_messages": seq_msgs.height,
     }
-    log.info(
-        "identity: %d messages, %d profiles, %d components (%d sequential, %d messages) in %.2fs",
-        messages.height,
-        n_profiles,
-        stats["components"],
-        stats["sequential_components"],
-        stats["sequential_messages"],
-        time.perf_counter() - started,
-    )
+    log.info("identity: %d messages, %d profiles, %d components (%d sequential, %d messages) "
+             "in %.2fs", messages.height, *stats.values(), clock.total)  # fmt: skip
     parts_mp = parts_mp.sort("seq")
     return IdentityResult(
         message_profiles=parts_mp.select(MESSAGE_PROFILES_SCHEMA.names()),

@@ -103,6 +103,28 @@ def _alias_links(
     )
 
 
+def _numbered(held: pl.DataFrame, ranks: dict[str, int]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Each distinct identifier numbered (`node`) with the ranks of the messages holding it, and
+    the nodes: node, trank, id_type, id_value."""
+    # Group the occurrences by identifier, sort only the distinct identifiers, and number them:
+    # far cheaper than a dense rank (a sort) over every occurrence's (type rank, value) strings.
+    grouped = (
+        held.group_by("trank", "id_value")
+        .agg("rank")
+        .sort("trank", "id_value")
+        .with_row_index("node")
+        .with_columns(pl.col("node").cast(pl.Int64))
+    )
+    types = pl.DataFrame(
+        {"trank": list(ranks.values()), "id_type": list(ranks)},
+        schema={"trank": pl.Int64, "id_type": pl.String},
+    )
+    nodes = grouped.join(types, on="trank", how="left", maintain_order="left").select(
+        "node", "trank", "id_type", "id_value"
+    )
+    return grouped, nodes
+
+
 def prepare(messages: pl.DataFrame, space: SpaceConfig) -> Prepared:
     """Order messages, type alias previousIds and number the identifiers.
 
@@ -125,23 +147,7 @@ def prepare(messages: pl.DataFrame, space: SpaceConfig) -> Prepared:
     )
     fallback = ranks[alias_fallback_type(space)]
     aliased = _alias_links(ordered, occurrences, fallback, len(ranks))
-    # Group the occurrences by identifier, sort only the distinct identifiers, and number them:
-    # far cheaper than a dense rank (a sort) over every occurrence's (type rank, value) strings.
-    held = pl.concat([occurrences, aliased])
-    grouped = (
-        held.group_by("trank", "id_value")
-        .agg("rank")
-        .sort("trank", "id_value")
-        .with_row_index("node")
-        .with_columns(pl.col("node").cast(pl.Int64))
-    )
-    types = pl.DataFrame(
-        {"trank": list(ranks.values()), "id_type": list(ranks)},
-        schema={"trank": pl.Int64, "id_type": pl.String},
-    )
-    nodes = grouped.join(types, on="trank", how="left", maintain_order="left").select(
-        "node", "trank", "id_type", "id_value"
-    )
+    grouped, nodes = _numbered(pl.concat([occurrences, aliased]), ranks)
     # Not deduplicated: a repeated (message, identifier) only repeats a graph edge; the
     # sequential path dedupes the few messages it takes.
     links = grouped.select("rank", "node").explode("rank")

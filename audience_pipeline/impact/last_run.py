@@ -43,7 +43,7 @@ def read_last_run(warehouse: str | Path) -> LastRun:
         events = snapshot.table("events")
         updates = snapshot.table("trait_updates")
     else:  # Dagster: daily partitions, stacked as its engine stacks them
-        from audience_pipeline.membership.pipeline import combine_partitions
+        from audience_pipeline.warehouse.partitions import combine_partitions
 
         days = sorted(n.split("/", 1)[1] for n in snapshot.handles if n.startswith("raw_events/"))
         events, updates = combine_partitions(

@@ -1,9 +1,13 @@
-"""Parquet parts of every file -> the three normalized tables on disk, a slice at a time.
+"""Parquet parts of every file -> the three normalized tables on disk, streamed.
 
-Memory stays at a slice of events (plus the three thin dedupe columns of all events), whatever
-the number of events: duplicates are found on seq/message_id/received_at, events are then read
-back part by part, cut into the slices the flat columns are decoded in, validated, and the
-final files are written by Polars' streaming sink.
+Memory stays at a few parts of events (plus the three thin dedupe columns of all events),
+whatever the number of events: duplicates are found on seq/message_id/received_at, then the
+parts, already validated and flattened by the readers (:mod:`audience_pipeline.ingest.parts`),
+are filtered, given the flat columns of the whole table and written by Polars' streaming sink.
+
+When a reader found more than ``MAX_FLAT_COLUMNS`` keys of a source in one part (its parts
+then carry no flat columns), the events are read back in slices and decoded here instead, as
+:func:`audience_pipeline.ingest.flatten.add_flat_columns` does over the deduped table.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from audience_pipeline.ingest.flatten import DECODE_ROWS, MAX_FLAT_COLUMNS, PREF
 from audience_pipeline.ingest.parts import FileParts
 from audience_pipeline.ingest.schema import (
     EVENTS_COLUMNS,
-    EVENTS_SCHEMA,
     QUARANTINE_COLUMNS,
     TRAIT_UPDATES_COLUMNS,
     empty_frame,
@@ -67,8 +70,12 @@ def _parts(files: list[FileParts], table: str) -> list[_Part]:
 def _scan(parts: list[_Part], columns: dict[str, pl.DataType]) -> pl.LazyFrame:
     if not parts:
         return empty_frame(columns).lazy()
+    # Event parts differ in their flat columns: only the table's own columns are stacked.
     return pl.concat(
-        [pl.scan_parquet(p.path).with_columns(pl.col("seq") + p.offset) for p in parts]
+        [
+            pl.scan_parquet(p.path).select(list(columns)).with_columns(pl.col("seq") + p.offset)
+            for p in parts
+        ]
     )
 
 
@@ -85,7 +92,8 @@ def _deduped_slices(parts: list[_Part], dropped: pl.Series) -> Iterator[pl.DataF
     held: list[pl.DataFrame] = []
     count = 0
     for part in parts:
-        frame = pl.read_parquet(part.path).cast(pl.Schema(EVENTS_COLUMNS))
+        frame = pl.read_parquet(part.path, columns=list(EVENTS_COLUMNS))
+        frame = frame.cast(pl.Schema(EVENTS_COLUMNS))
         frame = frame.with_columns(pl.col("seq") + part.offset)
         if dropped.len():
             frame = frame.filter(_not_dropped(dropped))
@@ -103,9 +111,10 @@ def _deduped_slices(parts: list[_Part], dropped: pl.Series) -> Iterator[pl.DataF
 def _decode_slice(
     index: int, frame: pl.DataFrame, work: Path, skip: frozenset[str]
 ) -> tuple[_Slice, dict[str, list[str]]]:
-    """Validate one slice, add its flat columns, write it; the flat names of each prefix."""
-    # seq is unique across slices by construction (file offsets); the rest is per row.
-    EVENTS_SCHEMA.validate(frame, lazy=True)
+    """Add one slice's flat columns, write it; the flat names of each prefix.
+
+    (The readers validated the rows: :mod:`audience_pipeline.ingest.parts`.)
+    """
     flat: list[pl.Series] = []
     names: dict[str, list[str]] = {}
     for source, prefix in PREFIXES.items():
@@ -123,12 +132,11 @@ def _decode_slice(
 def _write_slices(
     parts: list[_Part], dropped: pl.Series, work: Path
 ) -> tuple[list[_Slice], list[str]]:
-    """Validated event slices with their flat columns on disk; the flat columns to keep.
+    """Event slices with their flat columns on disk; the flat columns to keep (sorted).
 
-    A source (properties, context) with more keys than MAX_FLAT_COLUMNS gets no flat columns
+    Only when a reader found a part with too many keys (``FileParts.flat_over``). A source (properties, context) with more keys than MAX_FLAT_COLUMNS gets no flat columns
     (flatten.add_flat_columns), so its decoding stops once it is over. Slices may be decoded
-    DECODE_THREADS at a time (Polars' JSON decode of one column runs on one core); their names
-    are merged in slice order, so the columns come out as a sequential decode gives them.
+    DECODE_THREADS at a time (Polars' JSON decode of one column runs on one core).
     """
     names: dict[str, dict[str, None]] = {prefix: {} for prefix in PREFIXES.values()}
     slices: list[_Slice] = []
@@ -152,7 +160,7 @@ def _write_slices(
         prefix + name
         for prefix, seen in names.items()
         if len(seen) <= MAX_FLAT_COLUMNS
-        for name in seen
+        for name in sorted(seen)
     ]
     return slices, kept
 
@@ -177,6 +185,101 @@ def _sink_events(slices: list[_Slice], kept: list[str], path: Path, stats: dict[
     pl.concat(scans).sink_parquet(path, compression="zstd", metadata=metadata)
 
 
+def _kept_columns(files: list[FileParts], parts: list[_Part], dropped: pl.Series) -> list[str]:
+    """The flat columns of the deduped table, sorted per source (flatten's order).
+
+    A column is kept when some surviving row has a value. Only a column with no more values
+    than there are dropped copies can lose them all to the dedupe; those few are counted again
+    over the surviving rows.
+    """
+    counts: dict[str, int] = {}
+    for file in files:
+        for name, count in file.flat_counts.items():
+            counts[name] = counts.get(name, 0) + count
+    doubtful = [name for name, count in counts.items() if count <= dropped.len()]
+    if doubtful:
+        survivors = _surviving_counts(parts, dropped, set(doubtful))
+        for name in doubtful:
+            counts[name] = survivors.get(name, 0)
+    kept: list[str] = []
+    for prefix in PREFIXES.values():
+        names = sorted(name for name, count in counts.items() if count and name.startswith(prefix))
+        if len(names) <= MAX_FLAT_COLUMNS:
+            kept += names
+    return kept
+
+
+def _surviving_counts(parts: list[_Part], dropped: pl.Series, names: set[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for part in parts:
+        held = [name for name in pl.read_parquet_schema(part.path) if name in names]
+        if not held:
+            continue
+        frame = pl.read_parquet(part.path, columns=["seq", *held])
+        frame = frame.with_columns(pl.col("seq") + part.offset).filter(_not_dropped(dropped))
+        for name in held:
+            column = frame.get_column(name)
+            counts[name] = counts.get(name, 0) + column.len() - column.null_count()
+    return counts
+
+
+def _sink_parts(
+    parts: list[_Part], dropped: pl.Series, kept: list[str], path: Path, stats: dict[str, int]
+) -> None:
+    """The deduped event parts with the columns ``kept`` (null where a part has none)."""
+    metadata = stats_metadata(stats)
+    if not parts:
+        empty_frame(EVENTS_COLUMNS).write_parquet(path, compression="zstd", metadata=metadata)
+        return
+    missing = pl.lit(None, pl.String)
+    scans = []
+    for part in parts:
+        held = set(pl.read_parquet_schema(part.path))
+        scan = pl.scan_parquet(part.path).with_columns(pl.col("seq") + part.offset)
+        if dropped.len():
+            scan = scan.filter(_not_dropped(dropped))
+        scans.append(
+            scan.select(
+                *[pl.col(name).cast(dtype) for name, dtype in EVENTS_COLUMNS.items()],
+                *[pl.col(name) if name in held else missing.alias(name) for name in kept],
+            )
+        )
+    pl.concat(scans).sink_parquet(path, compression="zstd", metadata=metadata)
+
+
+def _write_events(
+    files: list[FileParts], dropped: pl.Series, path: Path, work: Path, stats: dict[str, int]
+) -> dict[str, int]:
+    """Write events.parquet without the dropped copies; the stats with messages added."""
+    events = _parts(files, "events")
+    stats = {**stats, "duplicates": dropped.len()}
+    if any(file.flat_over for file in files):
+        slices, kept = _write_slices(events, dropped, work)
+        stats["messages"] = sum(piece.rows for piece in slices)
+        _sink_events(slices, kept, path, _ordered(stats))
+        return stats
+    stats["messages"] = sum(file.events for file in files) - dropped.len()
+    kept = _kept_columns(files, events, dropped)
+    _sink_parts(events, dropped, kept, path, _ordered(stats))
+    return stats
+
+
+_STATS_ORDER = (
+    "lines_read",
+    "messages",
+    "quarantined",
+    "duplicates",
+    "files",
+    "bytes",
+    "blank_lines",
+    "unreadable_files",
+)
+
+
+def _ordered(stats: dict[str, int]) -> dict[str, int]:
+    return {key: stats[key] for key in _STATS_ORDER}
+
+
 def assemble(files: list[FileParts], directory: Path, work: Path) -> dict[str, int]:
     """Write events, trait_updates and quarantine Parquet into ``directory`` from the parts.
 
@@ -191,22 +294,18 @@ def assemble(files: list[FileParts], directory: Path, work: Path) -> dict[str, i
     Raises:
         pandera.errors.SchemaErrors: the events table broke its contract (a bug, not bad input).
     """
-    events = _parts(files, "events")
-    thin = _scan(events, EVENTS_COLUMNS).select(DEDUPE_KEYS)
+    thin = _scan(_parts(files, "events"), EVENTS_COLUMNS).select(DEDUPE_KEYS)
     dropped = duplicate_seqs(thin)
-    slices, kept = _write_slices(events, dropped, work)
     quarantine = [path for file in files for path in file.of("quarantine")]
     stats = {
         "lines_read": sum(file.lines for file in files),
-        "messages": sum(piece.rows for piece in slices),
         "quarantined": _rows(quarantine),
-        "duplicates": dropped.len(),
         "files": len(files),
         "bytes": sum(file.size for file in files),
         "blank_lines": sum(file.blank for file in files),
         "unreadable_files": sum(1 for file in files if file.unreadable),
     }
-    _sink_events(slices, kept, directory / EVENTS_FILE, stats)
+    stats = _ordered(_write_events(files, dropped, directory / EVENTS_FILE, work, stats))
     traits = _scan(_parts(files, "trait_updates"), TRAIT_UPDATES_COLUMNS)
     if dropped.len():
         traits = traits.filter(_not_dropped(dropped))

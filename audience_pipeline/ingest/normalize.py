@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from audience_pipeline.ingest.limits import TIMESTAMP_OUT_OF_RANGE, message_problem
 from audience_pipeline.ingest.tagging import flat_tag_dict, tagged_text
 from audience_pipeline.message_types import CALL_EVENT_NAMES, MESSAGE_TYPES
@@ -140,6 +142,10 @@ class Normalizer:
         self._blocked = frozenset(blocked)
         # True while messages come from orjson (big integers as doubles), see InexactInteger.
         self.fast_json = True
+        # Flat-tagged texts by the compact JSON of their object, for JSON-lines input only
+        # (Parquet values such as dates print like strings in orjson but tag differently).
+        self.cache_texts = False
+        self._texts: dict[bytes, str] = {}
         # (priority, type, first key, further keys, is a traits.* path, lower-case the value)
         self._paths: list[tuple[int, str, str, tuple[str, ...], bool, bool]] = []
         for spec in sorted(space.identifiers, key=lambda s: s.priority):
@@ -268,8 +274,8 @@ class Normalizer:
             return problem
         # Everything that can fail (odd values) runs before the first append, so an exception
         # never leaves the columns misaligned.
-        properties_text = dumps(flat_tag_dict(properties))
-        context_text = dumps(flat_tag_dict(context))
+        properties_text = self._flat_text(properties)
+        context_text = self._flat_text(context)
         trait_rows = _trait_rows(traits) if traits else []
 
         cols.rows.append(
@@ -295,6 +301,31 @@ class Normalizer:
             kind = "account" if is_group else "user"
             cols.traits.extend([(seq, kind, key, raw, tagged) for key, raw, tagged in trait_rows])
         return None
+
+    def _flat_text(self, value: dict[str, Any]) -> str:
+        """``dumps(flat_tag_dict(value))``; the same object again is a dict lookup.
+
+        Events repeat their context (a device, an app, a library) and often their properties:
+        on the benchmark's events two of three context objects were seen among the last 64.
+        The key is orjson's text of the object, one to one with its value for what orjson
+        parses (no NaN or infinity reach here: message_problem quarantines them).
+        """
+        if not (self.cache_texts and self.fast_json):
+            return dumps(flat_tag_dict(value))
+        try:
+            key = orjson.dumps(value)
+        except TypeError:  # an integer beyond 64 bits: no key
+            return dumps(flat_tag_dict(value))
+        text = self._texts.get(key)
+        if text is None:
+            text = dumps(flat_tag_dict(value))
+            if len(self._texts) >= _MAX_CACHED_TEXTS:
+                self._texts.clear()
+            self._texts[key] = text
+        return text
+
+
+_MAX_CACHED_TEXTS = 4096
 
 
 def _fill_page_properties(

@@ -258,6 +258,7 @@ def read_chunks(
         whatever chunks ``sink`` already received from it must be dropped.
     """
     normalizer = Normalizer(space)
+    normalizer.cache_texts = not is_parquet(path)
     chunks = _Chunks(source, chunk_lines, sink)
     if fast is None:
         fast = fast_reader_enabled()

@@ -1,8 +1,9 @@
 """Asset factories: one asset per table, per computed trait and per audience in definitions/.
 
-Bodies are thin calls into audience_pipeline (ingest, membership.pipeline, membership.diff,
-membership.snapshots): the CLI and Dagster run the same code. The engine computes every table
-in one fused pass (`engine` below); trait and audience assets are views over its tables.
+Bodies are thin calls into audience_pipeline: the engine asset makes its run through the same
+facade as the CLI's `compute` (`service.run`, here incremental, over Dagster's daily partitions;
+see `membership.pipeline.engine_step`). The engine computes every table in one fused pass;
+trait and audience assets are views over its tables.
 """
 
 from __future__ import annotations
@@ -16,10 +17,17 @@ import polars as pl
 from sqlglot import exp
 
 from audience_pipeline.incremental import definition_hash
-from audience_pipeline.ingest import ingest
+from audience_pipeline.ingest import IngestResult, ingest
+from audience_pipeline.ingest.schema import (
+    EVENTS_COLUMNS,
+    QUARANTINE_COLUMNS,
+    TRAIT_UPDATES_COLUMNS,
+    empty_frame,
+)
 from audience_pipeline.membership.pipeline import engine_step
 from audience_pipeline.orchestration import warehouse as wh
 from audience_pipeline.orchestration.io import CommittedTable
+from audience_pipeline.orchestration.lineage import References, audience_references
 from audience_pipeline.orchestration.resources import EngineResource, PipelineSettings, run_as_of
 from audience_pipeline.orchestration.size_change import SIZE_CHANGE_DESCRIPTION, size_change_result
 from audience_pipeline.spec.models import AudienceDef, Definitions, TraitDef
@@ -48,7 +56,11 @@ PREVIEW_ROWS = 10
 
 
 def trait_key(trait: TraitDef) -> dg.AssetKey:
-    return dg.AssetKey(["traits", trait.key])
+    return trait_key_of(trait.key)
+
+
+def trait_key_of(key: str) -> dg.AssetKey:
+    return dg.AssetKey(["traits", key])
 
 
 def audience_key(key: str) -> dg.AssetKey:
@@ -89,38 +101,38 @@ def raw_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
             context.log.info(progress.describe())
 
         result = ingest(files, space, progress=report) if files else None
-        if result is None:
-            from audience_pipeline.ingest.schema import (
-                EVENTS_COLUMNS,
-                QUARANTINE_COLUMNS,
-                TRAIT_UPDATES_COLUMNS,
-                empty_frame,
-            )
-
-            frames = [empty_frame(c) for c in (EVENTS_COLUMNS, TRAIT_UPDATES_COLUMNS,
-                                                 QUARANTINE_COLUMNS)]  # fmt: skip
-        else:
-            frames = [result.events, result.trait_updates, result.quarantine]
-        stats = result.stats if result else {}
-        meta = {
-            "files": dg.MetadataValue.int(len(files)),
-            "messages": dg.MetadataValue.int(frames[0].height),
-            "duplicates": dg.MetadataValue.int(int(stats.get("duplicates", 0))),
-        }
-        yield dg.Output(frames[0], "raw_events", metadata=meta)
-        yield dg.Output(frames[1], "raw_trait_updates")
-        yield dg.Output(
-            frames[2],
-            "quarantine",
-            metadata={
-                "quarantined": dg.MetadataValue.int(frames[2].height),
-                **_counts(frames[2], "reason"),
-            },
-        )
+        yield from _raw_outputs(result, len(files))
         # After the outputs are stored: a crash before this line only means ingesting again.
         wh.record_ingested(settings.warehouse, files)
 
     return raw
+
+
+def _raw_outputs(result: IngestResult | None, files: int) -> Iterator[dg.Output[pl.DataFrame]]:
+    """The day's raw events, trait updates and quarantine (empty without files), with the
+    metadata the UI shows: files, messages, duplicates; quarantined lines by reason."""
+    if result is None:
+        events, updates, quarantine = (
+            empty_frame(c) for c in (EVENTS_COLUMNS, TRAIT_UPDATES_COLUMNS, QUARANTINE_COLUMNS)
+        )
+    else:
+        events, updates, quarantine = result.events, result.trait_updates, result.quarantine
+    stats = result.stats if result else {}
+    meta = {
+        "files": dg.MetadataValue.int(files),
+        "messages": dg.MetadataValue.int(events.height),
+        "duplicates": dg.MetadataValue.int(int(stats.get("duplicates", 0))),
+    }
+    yield dg.Output(events, "raw_events", metadata=meta)
+    yield dg.Output(updates, "raw_trait_updates")
+    yield dg.Output(
+        quarantine,
+        "quarantine",
+        metadata={
+            "quarantined": dg.MetadataValue.int(quarantine.height),
+            **_counts(quarantine, "reason"),
+        },
+    )
 
 
 def _counts(frame: pl.DataFrame, column: str) -> dict[str, dg.MetadataValue]:
@@ -155,7 +167,7 @@ def engine_asset() -> dg.AssetsDefinition:
         try:
             run, committed = engine_step(settings.warehouse, settings.definitions_dir, as_of,
                                          allow_empty=settings.allow_empty,
-                                         compute_fn=engine.compute_fn())  # fmt: skip
+                                         engine=engine.engine, dsn=engine.address())  # fmt: skip
         except EmptyInput as error:
             raise dg.Failure(description=str(error)) from None
         refresh = run.refresh
@@ -242,32 +254,10 @@ def _name(key: dg.AssetKey) -> str:
     return "_".join(key.path)
 
 
-def _audience_deps(audience: AudienceDef, definitions: Definitions) -> list[dg.AssetKey]:
-    """What an audience names: other audiences and computed traits (for lineage)."""
-    text = str(audience.raw.get("condition"))
-    deps = [trait_key(t) for t in definitions.traits if t.key in text and _names(audience, t.key)]
-    deps += [
-        audience_key(a.key)
-        for a in definitions.audiences
-        if a.key != audience.key and _refers(audience.raw.get("condition"), a.key)
-    ]
-    return deps
-
-
-def _names(audience: AudienceDef, key: str) -> bool:
-    import re
-
-    return re.search(rf"\b{re.escape(key)}\b", str(audience.raw.get("condition"))) is not None
-
-
-def _refers(raw: object, key: str) -> bool:
-    if isinstance(raw, dict):
-        if raw.get("audience") == key:
-            return True
-        return any(_refers(v, key) for v in raw.values())
-    if isinstance(raw, list):
-        return any(_refers(v, key) for v in raw)
-    return False
+def _audience_deps(audience: AudienceDef, references: References) -> list[dg.AssetKey]:
+    """What an audience names: computed traits, then other audiences (for lineage)."""
+    traits, audiences = references.get(audience.key, ((), ()))
+    return [*(trait_key_of(k) for k in traits), *(audience_key(k) for k in audiences)]
 
 
 def audience_assets(
@@ -278,6 +268,7 @@ def audience_assets(
     if not audiences:
         return []
     by_key = {audience_key(a.key): a for a in audiences}
+    references = audience_references(definitions)
     specs = [
         dg.AssetSpec(
             key,
@@ -287,7 +278,7 @@ def audience_assets(
             deps=[
                 dg.AssetKey("memberships"),
                 dg.AssetKey("membership_changes"),
-                *_audience_deps(a, definitions),
+                *_audience_deps(a, references),
             ],
             tags={"level": a.level},
             kinds={"duckdb"},

@@ -9,8 +9,6 @@ from pathlib import Path
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from audience_pipeline.engines import ComputeFn, engine_compute
-
 AS_OF_TAG = "audience_pipeline/as_of"
 
 
@@ -43,16 +41,15 @@ class EngineResource(dg.ConfigurableResource):
     dsn: str | None = None
     spark_master: str = "local[2]"
 
-    def compute_fn(self) -> ComputeFn | None:
-        """None for Polars (the incremental path), else the engine's compute function."""
-        if self.engine == "polars":
-            return None
-        return engine_compute(self.engine, dsn=self.dsn, spark_master=self.spark_master)
+    def address(self) -> str | None:
+        """What the engine connects to: the Spark master for spark, else the DSN (postgres)."""
+        return self.spark_master if self.engine == "spark" else self.dsn
 
 
 def engine_from_env() -> EngineResource:
-    """AUDIENCE_PIPELINE_ENGINE (default polars; duckdb, postgres, spark); for postgres the DSN is read at run time from
-    AUDIENCE_PIPELINE_POSTGRES_DSN (an EnvVar: never stored in the run's config)."""
+    """AUDIENCE_PIPELINE_ENGINE (default polars; duckdb, postgres, spark); for postgres the DSN
+    is read at run time from AUDIENCE_PIPELINE_POSTGRES_DSN (an EnvVar: never stored in the
+    run's config)."""
     engine = os.environ.get("AUDIENCE_PIPELINE_ENGINE", "polars")
     if engine == "postgres":
         return EngineResource(engine=engine, dsn=dg.EnvVar("AUDIENCE_PIPELINE_POSTGRES_DSN"))

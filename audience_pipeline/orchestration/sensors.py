@@ -15,6 +15,7 @@ from audience_pipeline.orchestration import warehouse as wh
 from audience_pipeline.orchestration.checks import DEFINITIONS_CHECK
 from audience_pipeline.orchestration.reload import request_reload
 from audience_pipeline.orchestration.resources import AS_OF_TAG, PipelineSettings
+from audience_pipeline.spec.issues import Issue
 from audience_pipeline.spec.loader import load_definitions
 
 # Destinations sync on their own sensor (reverse_etl), not as part of a recompute.
@@ -146,16 +147,7 @@ def definitions_sensor(
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         definitions, issues = load_definitions(settings.definitions_dir)
         if issues:
-            # Shown in the UI, not only in a tick's log: run the definitions_valid check once
-            # per distinct set of problems (it fails, listing each with file, key and field).
-            text = "\n".join(str(i) for i in issues)
-            problem = dg.RunRequest(
-                run_key=f"invalid-{hashlib.sha256(text.encode()).hexdigest()[:12]}",
-                asset_selection=[],
-                asset_check_keys=[DEFINITIONS_CHECK],
-                tags={"audience_pipeline/invalid": str(issues[0])[:200]},
-            )
-            return dg.SensorResult(run_requests=[problem])
+            return dg.SensorResult(run_requests=[_check_request(issues)])
         changes = Registry.of_warehouse(settings.warehouse).diff(definitions)
         if changes.reused:
             return dg.SkipReason(
@@ -177,16 +169,38 @@ def definitions_sensor(
                 )
         elif previous == state:
             return dg.SkipReason("definitions unchanged")
-        changed = sorted(
-            k for k in state.keys() | previous.keys() if state.get(k) != previous.get(k)
-        )
-        added = [f"audience/{k}" for k in changes.added]
-        description = ", ".join(changed) or ", ".join(added)
-        request = dg.RunRequest(
-            run_key=f"definitions-{hashlib.sha256(cursor.encode()).hexdigest()[:12]}",
-            asset_selection=list(_keys(context, dependents_selection([*changed, *added]))),
-            tags={**_now_tag(), "audience_pipeline/changed": description[:200]},
-        )
+        request = _recompute_request(context, state, previous, changes.added, cursor)
         return dg.SensorResult(run_requests=[request], cursor=cursor)
 
     return _sensor
+
+
+def _check_request(issues: list[Issue]) -> dg.RunRequest:
+    """Invalid definitions, shown in the UI and not only in a tick's log: run the
+    definitions_valid check once per distinct set of problems (it fails, listing each with
+    file, key and field)."""
+    text = "\n".join(str(i) for i in issues)
+    return dg.RunRequest(
+        run_key=f"invalid-{hashlib.sha256(text.encode()).hexdigest()[:12]}",
+        asset_selection=[],
+        asset_check_keys=[DEFINITIONS_CHECK],
+        tags={"audience_pipeline/invalid": str(issues[0])[:200]},
+    )
+
+
+def _recompute_request(
+    context: dg.SensorEvaluationContext,
+    state: dict[str, str],
+    previous: dict[str, str],
+    added_keys: list[str],
+    cursor: str,
+) -> dg.RunRequest:
+    """Recompute what the changed definitions (and audiences never computed) reach."""
+    changed = sorted(k for k in state.keys() | previous.keys() if state.get(k) != previous.get(k))
+    added = [f"audience/{k}" for k in added_keys]
+    description = ", ".join(changed) or ", ".join(added)
+    return dg.RunRequest(
+        run_key=f"definitions-{hashlib.sha256(cursor.encode()).hexdigest()[:12]}",
+        asset_selection=list(_keys(context, dependents_selection([*changed, *added]))),
+        tags={**_now_tag(), "audience_pipeline/changed": description[:200]},
+    )

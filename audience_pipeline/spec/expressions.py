@@ -103,7 +103,15 @@ class _Converter:
     def _reject(self, node: exp.Expression, what: str) -> ExprError:
         return ExprError(f"{what} is not allowed", node.sql(dialect="duckdb"))
 
-    def _convert(self, node: exp.Expression) -> ir.Expr:  # noqa: PLR0911, PLR0912
+    def _convert(self, node: exp.Expression) -> ir.Expr:
+        """The IR of one SQL node: tried as a value, a condition, arithmetic, then refused."""
+        for step in (self._value, self._condition, self._arithmetic):
+            converted = step(node)
+            if converted is not None:
+                return converted
+        raise self._refusal(node)
+
+    def _value(self, node: exp.Expression) -> ir.Expr | None:  # noqa: PLR0911
         if isinstance(node, exp.Paren):
             return self._convert(node.this)
         if isinstance(node, exp.Boolean):
@@ -119,6 +127,9 @@ class _Converter:
                 raise self._reject(node, "this literal") from None
         if isinstance(node, exp.Column | exp.Dot):
             return self._name(node)
+        return None
+
+    def _condition(self, node: exp.Expression) -> ir.Expr | None:  # noqa: PLR0911
         if type(node) in _CMP:
             return ir.Cmp(
                 _CMP[type(node)], self._convert(node.this), self._convert(node.expression)
@@ -142,6 +153,9 @@ class _Converter:
             low = self._convert(node.args["low"])
             high = self._convert(node.args["high"])
             return ir.And((ir.Cmp(">=", arg, low), ir.Cmp("<=", arg, high)))
+        return None
+
+    def _arithmetic(self, node: exp.Expression) -> ir.Expr | None:
         if type(node) in _ARITH:
             return ir.Arith(
                 _ARITH[type(node)], self._convert(node.this), self._convert(node.expression)
@@ -158,16 +172,20 @@ class _Converter:
             return ir.Func("coalesce", tuple(self._convert(a) for a in args))
         if isinstance(node, exp.Count) or type(node) in _AGGS:
             return self._aggregate(node)
+        return None
+
+    def _refusal(self, node: exp.Expression) -> ExprError:
+        """Why a node has no IR, worded by what was typed."""
         if isinstance(node, exp.Subquery | exp.Select | exp.Exists | exp.Query):
-            raise self._reject(node, "a subquery")
+            return self._reject(node, "a subquery")
         if isinstance(node, exp.Func) and type(node) in _NODE_WORDS_FIRST:
-            raise self._reject(node, describe_node(node))
+            return self._reject(node, describe_node(node))
         if isinstance(node, exp.Func):
             msg = f"function {function_name(node)}() is not allowed"
-            raise ExprError(msg, node.sql(dialect="duckdb"))
+            return ExprError(msg, node.sql(dialect="duckdb"))
         if isinstance(node, exp.Star):
-            raise self._reject(node, "*")
-        raise self._reject(node, describe_node(node))
+            return self._reject(node, "*")
+        return self._reject(node, describe_node(node))
 
     def _like(self, node: exp.Like | exp.ILike) -> ir.Expr:
         pattern = node.expression

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+from pydantic_core import PydanticCustomError
+
 
 @dataclass(frozen=True)
 class Issue:
@@ -26,3 +29,46 @@ class DefinitionsError(ValueError):
         self.issues = issues
         lines = "\n".join(f"  {issue}" for issue in issues)
         super().__init__(f"{len(issues)} problem(s) in definitions:\n{lines}")
+
+
+# --- pydantic models -> issues -------------------------------------------------------------------
+
+# The error type of a problem raised by our own validators (`problem`): its context carries the
+# message users see and the offending text, so the issue reads as hand-written checks read.
+PROBLEM = "definition_problem"
+
+
+def problem(message: str, *offending: object, field: str | None = None) -> PydanticCustomError:
+    """A validation error for a pydantic validator to raise: `message` as users read it, the
+    offending value if one is given (shown as its text, quoted; ``problem(m, None)`` shows
+    'None') and, when it is not where the validator stands, the `field` to name (dotted, from
+    the definition's top)."""
+    text = str(offending[0]) if offending else None
+    context = {"message": message, "text": text, "field": field}
+    return PydanticCustomError(PROBLEM, "{message}", context)
+
+
+def issues_of(error: ValidationError, file: str, key: str | None) -> list[Issue]:
+    """Every error of a pydantic validation as an issue naming the file, the definition key,
+    the field (`audiences[0].send`, `identifiers.email`) and the offending text. The one place
+    pydantic's errors become what users read."""
+    issues: list[Issue] = []
+    for detail in error.errors(include_url=False):
+        where = field_path(detail["loc"])
+        context = detail.get("ctx") or {}
+        if detail["type"] == PROBLEM:
+            field = context.get("field") or where
+            issues.append(Issue(file, key, field, context["message"], context.get("text")))
+        elif detail["type"] == "extra_forbidden":
+            issues.append(Issue(file, key, where, "unknown field"))
+        else:  # pydantic's own wording, for checks no validator of ours words
+            issues.append(Issue(file, key, where, detail["msg"], str(detail.get("input"))))
+    return issues
+
+
+def field_path(loc: tuple[int | str, ...]) -> str | None:
+    """A pydantic location as a field: ``('audiences', 0, 'send')`` -> ``audiences[0].send``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or None

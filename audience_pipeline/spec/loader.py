@@ -209,21 +209,7 @@ def load_trait(raw: Any, file: str, issues: list[Issue]) -> TraitDef | None:
     if where is not None and not isinstance(where, str):
         issues.append(Issue(file, key, "where", "where is a SQL string", str(where)))
     window = parse_window(raw, issues, file, key)
-    min_frequency = raw.get("min_frequency", 2)
-    if "min_frequency" in raw and kind != "most_frequent":
-        issues.append(
-            Issue(
-                file,
-                key,
-                "min_frequency",
-                "min_frequency belongs to most_frequent only",
-                str(min_frequency),
-            )
-        )
-    if not isinstance(min_frequency, int) or isinstance(min_frequency, bool) or min_frequency < 1:
-        issues.append(
-            Issue(file, key, "min_frequency", "must be an integer >= 1", str(min_frequency))
-        )
+    min_frequency = _min_frequency(raw, kind, issues, file, key)
     if key is None or len(issues) > before:
         return None
     return TraitDef(
@@ -239,6 +225,21 @@ def load_trait(raw: Any, file: str, issues: list[Issue]) -> TraitDef | None:
         description=raw.get("description") or raw.get("name"),
         raw=raw,
     )
+
+
+def _min_frequency(
+    raw: dict[str, Any], kind: object, issues: list[Issue], file: str, key: str | None
+) -> Any:
+    """`min_frequency` (default 2): an integer >= 1, of most_frequent traits only."""
+    min_frequency = raw.get("min_frequency", 2)
+    if "min_frequency" in raw and kind != "most_frequent":
+        issues.append(Issue(file, key, "min_frequency",
+                            "min_frequency belongs to most_frequent only", str(min_frequency)))  # fmt: skip
+    if not isinstance(min_frequency, int) or isinstance(min_frequency, bool) or min_frequency < 1:
+        issues.append(
+            Issue(file, key, "min_frequency", "must be an integer >= 1", str(min_frequency))
+        )
+    return min_frequency
 
 
 def load_audience(raw: Any, file: str, issues: list[Issue]) -> AudienceDef | None:

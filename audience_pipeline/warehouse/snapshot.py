@@ -161,7 +161,7 @@ class Snapshot:
             return events, self.scan("trait_updates")
         # Dagster: daily partitions (each numbered from 0), stacked as the engine stacks them;
         # the state maps messages to profiles by (source, line).
-        from audience_pipeline.membership.pipeline import combine_partitions
+        from audience_pipeline.warehouse.partitions import combine_partitions
 
         days = sorted(n.split("/", 1)[1] for n in self.handles if n.startswith("raw_events/"))
         stacked, updates = combine_partitions(

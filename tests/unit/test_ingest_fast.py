@@ -245,3 +245,24 @@ def test_keys_in_another_order_keep_their_order(tmp_path: Path) -> None:
     assert fast.events.get_column("properties").to_list()[1] == (
         '{"b":"o{\\"c\\":\\"y\\"}","b.c":"sy","a":"n2"}'
     )
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines=_lines, more=_lines)
+def test_both_readers_give_the_same_normalized_tables(
+    tmp_path_factory: Any, lines: list[bytes], more: list[bytes]
+) -> None:
+    # Through the whole ingest: parts flattened by the readers, dedupe across files, assembly.
+    folder = tmp_path_factory.mktemp("tables")
+    (folder / "a.jsonl").write_bytes(b"".join(line + b"\n" for line in lines + more))
+    (folder / "b.jsonl").write_bytes(b"".join(line + b"\n" for line in more + lines))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(FAST_INGEST_ENV, "1")
+        fast = ingest(folder, SPACE, workers=1)
+        patch.setenv(FAST_INGEST_ENV, "0")
+        slow = ingest(folder, SPACE, workers=1)
+    for table in ("events", "trait_updates", "quarantine"):
+        got, expected = getattr(fast, table), getattr(slow, table)
+        assert got.columns == expected.columns, table
+        assert got.equals(expected), table
+    assert fast.stats == slow.stats

@@ -220,3 +220,45 @@ def test_progress_reports_every_file_then_assembly_and_end(tmp_path: Path, worke
     assert all(report.bytes_total == total and report.files_total == 4 for report in reports)
     assert reports[-1].bytes_done == total
     assert "4/4 files" in reports[-1].describe()
+
+
+@pytest.mark.usefixtures("tiny")
+def test_parts_over_the_key_cap_are_flattened_by_the_assembly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A reader that finds more keys in one part than the cap leaves its parts unflattened;
+    # the assembly then decodes the deduped table itself, with the same result.
+    monkeypatch.setattr(flatten, "MAX_FLAT_COLUMNS", 2)
+    folder = _files(tmp_path)
+    got = ingest(folder, SPACE, workers=1).events
+    expected = _reference(folder)["events"]
+    assert got.columns == expected.columns
+    assert got.equals(expected)
+
+
+def test_a_key_held_only_by_dropped_copies_has_no_column(tmp_path: Path) -> None:
+    first = {"type": "track", "event": "A", "userId": "u", "timestamp": TS, "messageId": "m"}
+    late = {**first, "receivedAt": "2026-02-01T00:00:00Z", "properties": {"rare": 1, "a": 2}}
+    early = {**first, "receivedAt": "2026-01-01T00:00:00Z", "properties": {"a": 3}}
+    other = {**first, "messageId": "n", "context": {"gone": None}}
+    folder = tmp_path / "events"
+    folder.mkdir()
+    _write(folder / "a.jsonl", [late, other])
+    _write(folder / "b.jsonl", [early])
+    got = ingest(folder, SPACE, workers=1)
+    expected = _reference(folder)["events"]
+    assert got.stats["duplicates"] == 1
+    assert got.events.columns == expected.columns
+    assert got.events.equals(expected)
+    assert [c for c in got.events.columns if c.startswith(("p.", "c."))] == ["p.a"]
+
+
+def test_flat_columns_are_sorted_by_key(tmp_path: Path) -> None:
+    messages = [
+        {"type": "track", "event": "A", "userId": "u", "timestamp": TS,
+         "properties": {"b": 1, "a": {"z": 1, "y": 2}}, "context": {"k": "v", "c": True}},
+        {"type": "track", "event": "A", "userId": "u", "timestamp": TS, "properties": {"aa": 1}},
+    ]  # fmt: skip
+    events = ingest([_write(tmp_path / "e.jsonl", messages)], SPACE).events
+    flat = [c for c in events.columns if c.startswith(("p.", "c."))]
+    assert flat == ["p.a", "p.a.y", "p.a.z", "p.aa", "p.b", "c.c", "c.k"]
