@@ -190,9 +190,7 @@ def _memory_limit(_ctx: click.Context, _param: click.Parameter, value: str) -> i
     show_default=True,
     help="Output folder for the tables.",
 )
-@click.option(
-    "--engine", type=click.Choice([*ENGINES, "spark"]), default="polars", show_default=True
-)
+@click.option("--engine", type=click.Choice(ENGINES), default="polars", show_default=True)
 @events_schema_option
 @click.option(
     "--allow-empty",

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from audience_pipeline.engine.compute import ComputeResult
     from audience_pipeline.sqltraits.run import SqlTraitResult
 
-ENGINES = ("polars", "duckdb", "postgres")
+ENGINES = ("polars", "duckdb", "postgres", "spark")
 
 
 class ComputeFn(Protocol):
@@ -49,8 +49,10 @@ def engine_compute(
     """The compute function of one engine.
 
     Args:
-        engine: polars (in process), duckdb (in process), or postgres (inside the server at `dsn`).
-        dsn: PostgreSQL connection string, for ``postgres``.
+        engine: polars (in process), duckdb (in process), postgres (inside the server at `dsn`),
+            or spark (on the master URL `dsn`, default ``local[*]``).
+        dsn: what the engine connects to: a PostgreSQL connection string (``postgres``), a Spark
+            master URL (``spark``).
         normalized: the folder holding the very events and trait updates the function will be
             handed, as Parquet (a run's `_normalized/`): ``duckdb`` reads them there itself
             instead of from the frames.
@@ -78,6 +80,16 @@ def engine_compute(
                                     sql_traits, dsn=dsn)  # fmt: skip
 
         return on_postgres
+    if engine == "spark":
+        from audience_pipeline.spark.engine import compute_on_spark
+
+        def on_spark(events: pl.DataFrame, trait_updates: pl.DataFrame, space_config: SpaceConfig,
+                     space_ir: ir.Space, as_of: datetime,
+                     sql_traits: list[SqlTraitResult] | None = None) -> ComputeResult:  # fmt: skip
+            return compute_on_spark(events, trait_updates, space_config, space_ir, as_of,
+                                    sql_traits, master=dsn)  # fmt: skip
+
+        return on_spark
     msg = f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}"
     raise ValueError(msg)
 

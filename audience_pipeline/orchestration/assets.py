@@ -167,7 +167,7 @@ def engine_asset() -> dg.AssetsDefinition:
         try:
             run, committed = engine_step(settings.warehouse, settings.definitions_dir, as_of,
                                          allow_empty=settings.allow_empty,
-                                         engine=engine.engine, dsn=engine.dsn)  # fmt: skip
+                                         engine=engine.engine, dsn=engine.address())  # fmt: skip
         except EmptyInput as error:
             raise dg.Failure(description=str(error)) from None
         refresh = run.refresh

@@ -35,13 +35,19 @@ class PipelineSettings(dg.ConfigurableResource):
 
 class EngineResource(dg.ConfigurableResource):
     """Which engine computes the tables (`engines`): ``polars`` (default; incremental runs),
-    ``duckdb``, or ``postgres`` inside the server at `dsn` (give it as
-    ``dg.EnvVar("AUDIENCE_PIPELINE_POSTGRES_DSN")``). Engines other than Polars compute in full."""
+    ``duckdb``, ``postgres`` inside the server at `dsn` (give it as
+    ``dg.EnvVar("AUDIENCE_PIPELINE_POSTGRES_DSN")``), or ``spark`` on `spark_master`. Engines
+    other than Polars compute in full."""
 
     engine: str = "polars"
     dsn: str | None = None
+    spark_master: str = "local[2]"
     # What the Polars engine plans its buckets of profiles for (`engine.memory`; 6GB, 512MB).
     memory_limit: str = "6GB"
+
+    def address(self) -> str | None:
+        """What the engine connects to: the Spark master for spark, else the DSN (postgres)."""
+        return self.spark_master if self.engine == "spark" else self.dsn
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Dagster calls this before a run uses the resource: the run's process plans with it."""
@@ -49,11 +55,15 @@ class EngineResource(dg.ConfigurableResource):
 
 
 def engine_from_env() -> EngineResource:
-    """AUDIENCE_PIPELINE_ENGINE (default polars); for postgres the DSN is read at run time from
-    AUDIENCE_PIPELINE_POSTGRES_DSN (an EnvVar: never stored in the run's config)."""
+    """AUDIENCE_PIPELINE_ENGINE (default polars; duckdb, postgres, spark); for postgres the DSN
+    is read at run time from AUDIENCE_PIPELINE_POSTGRES_DSN (an EnvVar: never stored in the
+    run's config)."""
     engine = os.environ.get("AUDIENCE_PIPELINE_ENGINE", "polars")
     if engine == "postgres":
         return EngineResource(engine=engine, dsn=dg.EnvVar("AUDIENCE_PIPELINE_POSTGRES_DSN"))
+    if engine == "spark":  # AUDIENCE_PIPELINE_SPARK_MASTER, default local[2]
+        return EngineResource(engine=engine, spark_master=os.environ.get(
+            "AUDIENCE_PIPELINE_SPARK_MASTER", "local[2]"))  # fmt: skip
     return EngineResource(engine=engine)
 
 

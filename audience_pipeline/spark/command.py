@@ -13,14 +13,15 @@ def spark_compute_command(events: str, definitions: str, as_of: datetime, out: s
     """Run `spark.compute.compute_spark` and print a summary; user mistakes raise ValueError."""
     if importlib.util.find_spec("pyspark") is None:
         raise ValueError("--engine spark needs pyspark (pip install pyspark) and Java 17")
-    if schema is None and not Path(events).is_dir():
-        msg = f"--events {events}: --engine spark reads a folder of Segment's tables as Parquet"
-        raise ValueError(msg)
+    if schema is None and not Path(events).exists():
+        raise ValueError(f"--events {events}: no such file or folder")
     from audience_pipeline.spark.compute import compute_spark
 
     run = compute_spark(events, definitions, as_of, out, master=master, schema=schema,
                         tables_database=tables_database)  # fmt: skip
     print(f"as of {run.as_of.isoformat()} -> {run.out} (spark)")
+    if run.skipped:
+        print(f"  note: kind: sql traits are not computed on Spark: {', '.join(run.skipped)}")
     for name, rows in run.tables.items():
         print(f"  {name}: {rows} rows")
     print("  time: " + ", ".join(f"{k} {v:.2f}s" for k, v in run.seconds.items()))

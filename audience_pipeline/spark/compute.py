@@ -1,15 +1,19 @@
-"""`compute --engine spark`: every step on Spark, from Segment's warehouse tables.
+"""`compute --engine spark`: every step on Spark, from message files or Segment's tables.
 
-The whole-space script (`sql.script`, spark dialect) runs statement by statement through
+Message files (JSON lines, gzip, Parquet messages): see `from_messages` (the executors read and
+normalize them; dedupe, quarantine, identity, traits and audiences in Spark).
+
+Segment's warehouse tables (a folder of them as Parquet: ``tracks.parquet`` or a ``tracks/``
+folder of part files, one per table; or a database of the Spark catalog, `schema`): the
+whole-space script (`sql.script`, spark dialect) runs statement by statement through
 ``spark.sql``: staging, quarantine and dedupe, identity (label propagation in Spark SQL; SPEC's
-rule only over the components where a limit bites, one task per component, see
-`linking`), traits, audiences, memberships, changes and history. The driver only evaluates each
-label round's end (one count) and, at the end, reads the output tables (never the events) to
-write them as ``<out>/<table>.parquet`` like every other engine; with `tables_database`, they
-are also kept as Spark tables.
+rule only over the components where a limit bites, one task per component, see `linking`),
+traits, audiences, memberships, changes and history.
 
-Input: a folder of Segment's tables as Parquet (``tracks.parquet`` or a ``tracks/`` folder of
-part files, one per table), or the tables of a database of the Spark catalog (`schema`).
+Either way the driver only evaluates each label round's end (one count) and reads back what is
+one row per profile, account or member (never the events), and the run is committed to the
+warehouse folder like every engine's (changes and history diff against its base run); with
+`tables_database`, the tables are also kept as Spark tables.
 """
 
 from __future__ import annotations
@@ -27,15 +31,15 @@ import polars as pl
 from sqlglot import exp
 
 from audience_pipeline.compile_sql import build_script
-from audience_pipeline.identity.result import type_limits, type_ranks
+from audience_pipeline.membership.diff import membership_changes, membership_history
 from audience_pipeline.segment_tables import CALL_TABLES
-from audience_pipeline.spark.linking import owners_on_spark
+from audience_pipeline.spark.engine import limits_by_rank
+from audience_pipeline.spark.steps import run_steps
+from audience_pipeline.spec.compile import load_space_ir
 from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.spec.loader import load_definitions
 from audience_pipeline.sql.script.catalog import Catalog, kind_of
-from audience_pipeline.sql.script.identity import SEQUENTIAL_LOOP
-from audience_pipeline.sql.script.program import Check, Loop, Script, render_step
-from audience_pipeline.warehouse import begin_run
+from audience_pipeline.warehouse import Run, begin_run
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +48,6 @@ SOURCE_DATABASE = "segment"
 OUTPUT_TABLES = ("identities", "user_traits", "account_traits", "memberships",
                  "account_user_memberships", "membership_changes", "membership_history",
                  "quarantine")  # fmt: skip
-MAX_ROUNDS = 10_000
 
 
 @dataclass
@@ -53,6 +56,7 @@ class SparkRun:
     as_of: datetime
     tables: dict[str, int]
     seconds: dict[str, float] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # `kind: sql` traits (not on Spark)
 
 
 def spark_session(master: str | None = None, warehouse_dir: str | None = None) -> Any:
@@ -65,15 +69,27 @@ def spark_session(master: str | None = None, warehouse_dir: str | None = None) -
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "8")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     )
     if warehouse_dir:
         builder = builder.config("spark.sql.warehouse.dir", warehouse_dir)
-    return builder.getOrCreate()
+    if (master or "local[*]").startswith("local"):  # no network needed for a local session
+        builder = builder.config("spark.driver.bindAddress", "127.0.0.1").config(
+            "spark.driver.host", "127.0.0.1"
+        )
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")  # Spark's warnings are not the user's to act on
+    return session
 
 
 def _quote(name: str) -> str:
     return exp.to_identifier(name, quoted=True).sql("spark")
+
+
+def _location(path: Path) -> str:
+    # Paths are ours to quote; Spark takes no bind parameters in DDL.
+    return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def register_folder(spark: Any, folder: Path, database: str = SOURCE_DATABASE) -> Catalog:
@@ -85,11 +101,9 @@ def register_folder(spark: Any, folder: Path, database: str = SOURCE_DATABASE) -
         raise ValueError(msg)
     for path in found:
         name = path.name.removesuffix(".parquet").lower()
-        # Paths are ours to quote; Spark takes no bind parameters in DDL.
-        location = "'" + str(path.resolve()).replace("\\", "\\\\").replace("'", "\\'") + "'"
         spark.sql(f"DROP TABLE IF EXISTS {_quote(database)}.{_quote(name)}")
         spark.sql(f"CREATE TABLE {_quote(database)}.{_quote(name)} USING parquet "
-                  f"LOCATION {location}")  # fmt: skip
+                  f"LOCATION {_location(path.resolve())}")  # fmt: skip
     return catalog_of(spark, database)
 
 
@@ -104,43 +118,16 @@ def catalog_of(spark: Any, database: str) -> Catalog:
     return Catalog(database, tables)
 
 
-def _previous(spark: Any, out: Path) -> None:
-    """The previous run's memberships and history (changes and history diff against them)."""
+def _base_tables(spark: Any, base: Run | None) -> None:
+    """The base run's memberships and history (changes and history diff against them): the
+    committed run, or, for a rerun at its as-of, the run it derived from (`warehouse.writer`)."""
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {OUT_DATABASE}")
     for name in ("memberships", "membership_history"):
         spark.sql(f"DROP TABLE IF EXISTS {OUT_DATABASE}.{name}")
-        path = (out / f"{name}.parquet").resolve()  # the committed run's file, read once
-        if path.exists():
-            # Read now: the script replaces the table while the file is rewritten at the end.
-            spark.read.parquet(str(path)).write.saveAsTable(f"{OUT_DATABASE}.{name}")
-
-
-def run_steps(spark: Any, script: Script, limits: dict[int, int]) -> int:
-    """Run the script's steps through ``spark.sql``; loops are driven from here (one count per
-    round), SPEC's rule where a limit bites runs per component (`linking`). Returns the rounds."""
-    rounds = 0
-    for step in script.steps:
-        if isinstance(step, Check):
-            continue  # DuckDB's unrolled loops only
-        if isinstance(step, Loop) and step.name == SEQUENTIAL_LOOP:
-            owners_on_spark(spark, limits).write.mode("overwrite").saveAsTable("ap_sq_owner")
-            continue
-        if not isinstance(step, Loop):
-            for line in render_step(step, "spark"):
-                spark.sql(line.removesuffix(";"))
-            continue
-        done = exp.select(step.done.copy()).sql(dialect="spark")
-        for _ in range(MAX_ROUNDS):
-            if spark.sql(done).collect()[0][0]:
-                break
-            rounds += 1
-            for inner in step.body:
-                for line in render_step(inner, "spark"):
-                    spark.sql(line.removesuffix(";"))
-        else:
-            msg = f"{step.name}: did not finish in {MAX_ROUNDS} rounds"
-            raise RuntimeError(msg)
-    return rounds
+        if base is not None and base.has(name):
+            # Copied in: the script replaces these tables.
+            frame = spark.read.parquet(str(base.path(name).resolve()))
+            frame.write.saveAsTable(f"{OUT_DATABASE}.{name}")
 
 
 def _frame(spark: Any, table: str) -> pl.DataFrame:
@@ -148,56 +135,123 @@ def _frame(spark: Any, table: str) -> pl.DataFrame:
     return pl.from_arrow(arrow)  # type: ignore[return-value]
 
 
+def is_warehouse_folder(folder: Path) -> bool:
+    """Whether a folder holds Segment's tables (``tracks.parquet`` or a ``tracks/`` folder of
+    parts, ...) rather than message files."""
+    if not folder.is_dir():
+        return False
+    names = {p.name.removesuffix(".parquet").lower() for p in folder.iterdir()
+             if p.suffix == ".parquet" or p.is_dir()}  # fmt: skip
+    return bool(names & set(CALL_TABLES))
+
+
+@dataclass
+class _Computed:
+    tables: dict[str, pl.DataFrame]
+    json_columns: dict[str, set[str]] = field(default_factory=dict)
+    messages: int | None = None
+    rounds: int = 0
+
+
+def _from_warehouse(spark: Any, source: str | Path, definitions_dir: str | Path,
+                    as_of: datetime, schema: str | None, base: Run | None) -> _Computed:  # fmt: skip
+    """Segment's warehouse tables: the whole-space script, statement by statement."""
+    catalog = catalog_of(spark, schema) if schema else register_folder(spark, Path(source))
+    _base_tables(spark, base)
+    script = build_script(definitions_dir, "spark", catalog, as_of=as_of,
+                          out_schema=OUT_DATABASE)  # fmt: skip
+    rounds = run_steps(spark, script, _limits(definitions_dir))
+    frames = {name: _frame(spark, f"{OUT_DATABASE}.{name}") for name in OUTPUT_TABLES}
+    return _Computed(_shaped(frames), rounds=rounds)
+
+
+def _from_messages(spark: Any, source: str | Path, definitions_dir: str | Path,
+                   as_of: datetime, base: Run | None) -> _Computed:  # fmt: skip
+    """Message files: read and normalized by the executors (`from_messages`); changes and
+    history are the Polars engine's diff against the base run (one row per member)."""
+    from audience_pipeline.spark.from_messages import compute_messages
+
+    definitions, space_ir = load_space_ir(str(definitions_dir), as_of)
+    run = compute_messages(spark, str(source), definitions.space, space_ir, as_of,
+                           _limits(definitions_dir))  # fmt: skip
+    result = run.result
+    changes = membership_changes(base.table("memberships") if base else None,
+                                 result.memberships, as_of)  # fmt: skip
+    history = membership_history(base.table("membership_history") if base else None, changes,
+                                 as_of)  # fmt: skip
+    tables = {**result.tables(), "membership_changes": changes, "membership_history": history,
+              "quarantine": run.quarantine}  # fmt: skip
+    log.info("spark read: %s", run.stats)
+    return _Computed(tables, result.json_columns, run.stats.get("messages"), run.rounds)
+
+
+def _keep_tables(spark: Any, out: Path, database: str, tables: dict[str, pl.DataFrame]) -> None:
+    """External tables under <out>/spark_tables (the run's tables as Parquet there): they
+    outlive the scratch warehouse, and a session with a persistent catalog (a Hive metastore)
+    keeps their definitions."""
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {_quote(database)}")
+    for name in OUTPUT_TABLES:
+        folder = (out / "spark_tables" / name).resolve()
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        tables[name].write_parquet(folder / "part-00000.parquet")
+        table = f"{_quote(database)}.{_quote(name)}"
+        spark.sql(f"DROP TABLE IF EXISTS {table}")
+        spark.sql(f"CREATE TABLE {table} USING parquet LOCATION {_location(folder)}")
+
+
 def compute_spark(source: str | Path, definitions_dir: str | Path, as_of: datetime,
                   out: str | Path, *, master: str | None = None, schema: str | None = None,
-                  tables_database: str | None = None) -> SparkRun:  # fmt: skip
-    """Compute every table on Spark and write them as ``<out>/<table>.parquet``.
+                  tables_database: str | None = None, session: Any = None) -> SparkRun:  # fmt: skip
+    """Compute every table on Spark and commit them as a run of the warehouse folder `out`.
 
     Args:
-        source: a folder of Segment's tables as Parquet (ignored with `schema`).
+        source: message files (a file or a folder of ``.jsonl``, ``.jsonl.gz``, Parquet
+            messages), or a folder of Segment's tables as Parquet (ignored with `schema`).
         definitions_dir: the space's definitions.
         as_of: the evaluation time.
-        out: the warehouse folder (the previous run's tables there are diffed against).
+        out: the warehouse folder (changes and history diff against its base run, as every
+            engine's run: `warehouse.writer`).
         master: the Spark master URL (default ``local[*]``).
         schema: read Segment's tables from this database of the Spark catalog instead.
         tables_database: also keep the output tables as Spark tables of this database.
+        session: a SparkSession to use (and leave running) instead of starting one.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    scratch = Path(tempfile.mkdtemp(prefix="ap-spark-"))
-    spark = spark_session(master, str(scratch / "warehouse"))
-    try:
-        catalog = catalog_of(spark, schema) if schema else register_folder(spark, Path(source))
-        _previous(spark, out)
-        script = build_script(definitions_dir, "spark", catalog, as_of=as_of,
-                              out_schema=OUT_DATABASE)  # fmt: skip
-        timings["compile"] = time.perf_counter() - started
-        started = time.perf_counter()
-        rounds = run_steps(spark, script, _limits(definitions_dir))
-        timings["compute"] = time.perf_counter() - started
-        started = time.perf_counter()
-        frames = {name: _frame(spark, f"{OUT_DATABASE}.{name}") for name in OUTPUT_TABLES}
-        if tables_database:
-            # External tables under <out>/spark_tables: they outlive the scratch warehouse, and a
-            # session with a persistent catalog (a Hive metastore) keeps their definitions.
-            spark.sql(f"CREATE DATABASE IF NOT EXISTS {_quote(tables_database)}")
-            for name in OUTPUT_TABLES:
-                path = str((out / "spark_tables" / name).resolve())
-                writer = spark.table(f"{OUT_DATABASE}.{name}").write.mode("overwrite")
-                writer.option("path", path).saveAsTable(f"{_quote(tables_database)}.{_quote(name)}")
-    finally:
-        spark.stop()
-    frames = _shaped(frames)
-    # One commit point, as every engine's run: readers see the previous run or this one whole.
-    with begin_run(out, as_of=as_of) as writer:
-        writer.write_all(frames)
-        writer.commit(as_of=as_of)
-    shutil.rmtree(scratch, ignore_errors=True)
+    _limits(definitions_dir)  # invalid definitions fail before Spark starts
+    with begin_run(out, as_of=as_of) as run:
+        scratch = Path(tempfile.mkdtemp(prefix="ap-spark-"))
+        spark = session or spark_session(master, str(scratch / "warehouse"))
+        try:
+            if schema or is_warehouse_folder(Path(source)):
+                computed = _from_warehouse(spark, source, definitions_dir, as_of, schema,
+                                           run.base)  # fmt: skip
+            else:
+                computed = _from_messages(spark, source, definitions_dir, as_of, run.base)
+            timings["compute"] = time.perf_counter() - started
+            started = time.perf_counter()
+            if tables_database:
+                _keep_tables(spark, out, tables_database, computed.tables)
+        finally:
+            if session is None:
+                spark.stop()
+            shutil.rmtree(scratch, ignore_errors=True)
+        # One commit point, as every engine's run: readers see the previous run or this one whole.
+        run.write_all(computed.tables)
+        run.commit(as_of=as_of, json_columns=computed.json_columns, messages=computed.messages)
     timings["write"] = time.perf_counter() - started
-    log.info("spark compute: %d loop rounds, %s", rounds, timings)
-    return SparkRun(out, as_of, {n: f.height for n, f in frames.items()}, timings)
+    log.info("spark compute: %d loop rounds, %s", computed.rounds, timings)
+    return SparkRun(out, as_of, {n: f.height for n, f in computed.tables.items()}, timings,
+                    sql_trait_keys(definitions_dir))  # fmt: skip
+
+
+def sql_trait_keys(definitions_dir: str | Path) -> list[str]:
+    """The space's `kind: sql` traits: their queries are DuckDB SQL over the run's inputs, which
+    Spark does not run (docs/sql.md); the Spark run leaves them out."""
+    definitions, _ = load_definitions(str(definitions_dir))
+    return sorted(t.key for t in definitions.traits if t.kind == "sql")
 
 
 def _limits(definitions_dir: str | Path) -> dict[int, int]:
@@ -205,8 +259,7 @@ def _limits(definitions_dir: str | Path) -> dict[int, int]:
     definitions, issues = load_definitions(str(definitions_dir))
     if issues:
         raise DefinitionsError(issues)
-    ranks, limits = type_ranks(definitions.space), type_limits(definitions.space)
-    return {rank: limits[t] for t, rank in ranks.items()}
+    return limits_by_rank(definitions.space)
 
 
 def _shaped(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:

@@ -1,8 +1,10 @@
-"""The engine resource: the same assets computed by Polars or inside PostgreSQL (its DSN from an
-EnvVar) give the same tables (DuckDB is the same resource with engine="duckdb")."""
+"""The engine resource: the same assets computed by Polars, inside PostgreSQL (its DSN from an
+EnvVar) or on Spark (a master URL) give the same tables (DuckDB is the same resource with
+engine="duckdb")."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -62,6 +64,22 @@ def test_same_assets_on_every_engine(space: PipelineSettings,
         got = _run(space, engine_from_env(), "postgres")
     for table in TABLES:
         assert_frame_equal(got[table], expected[table], check_exact=False)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("pyspark") is None, reason="pyspark missing")
+def test_same_assets_on_spark(space: PipelineSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """engine="spark" (local[2] by default): the demo space, its SQL traits included."""
+    polars = _settings(space, "polars")
+    materialize_all(build_definitions(polars), dg.DagsterInstance.ephemeral(), AS_OF.isoformat())
+    expected = {t: pl.read_parquet(polars.warehouse / f"{t}.parquet") for t in TABLES}
+    monkeypatch.setenv("AUDIENCE_PIPELINE_ENGINE", "spark")
+    engine = engine_from_env()
+    assert (engine.engine, engine.spark_master) == ("spark", "local[2]")
+    got = _run(space, engine, "spark")
+    for table in TABLES:
+        assert_frame_equal(got[table], expected[table], check_exact=False)
+    assert any(c.startswith("crm.") for c in got["user_traits"].columns)  # a SQL trait's fields
 
 
 def test_the_dsn_is_an_env_var_not_config(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -62,3 +62,12 @@ def test_demo_space_on_spark_equals_polars(tmp_path: Path) -> None:
     assert kept.height == expected.memberships.height  # also kept as a Spark table's files
     history = pl.read_parquet(out / "membership_history.parquet")
     assert history.height == expected.memberships.height  # a first run opens every stay
+    # A rerun at the same as-of replaces the run and diffs against the run before it (none):
+    # every member enters again, as on a first run (not "no change" against the run replaced).
+    first = pl.read_parquet(out / "membership_changes.parquet")
+    assert main(["compute", "--engine", "spark", "--spark-master", "local[2]", "--events",
+                 str(segment), "--definitions", str(ROOT / "definitions"), "--out", str(out),
+                 "--as-of", DEFAULT_AS_OF.isoformat()]) == 0  # fmt: skip
+    again = pl.read_parquet(out / "membership_changes.parquet")
+    assert_frame_equal(again.sort(again.columns), first.sort(first.columns))
+    assert again.height == expected.memberships.height
