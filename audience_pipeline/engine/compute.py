@@ -90,7 +90,7 @@ def _flat_scalar(tagged: pl.Expr, raw: pl.Expr) -> pl.Expr:
     )
 
 
-def _custom_wide(
+def custom_wide(
     latest: pl.DataFrame, owner: str, entities: pl.DataFrame
 ) -> tuple[pl.DataFrame, set[str]]:
     keys = set(latest["key"].unique().to_list()) if latest.height else set()
@@ -257,8 +257,8 @@ def _compute(
         user_latest = with_sql_rows(user_latest, user_rows, sql.keys["user"])
         account_latest = with_sql_rows(account_latest, sql.rows["account"], sql.keys["account"])
     clock = _lap(clock, "latest traits")
-    user_custom, user_custom_keys = _custom_wide(user_latest, "profile_id", universe)
-    account_custom, account_custom_keys = _custom_wide(account_latest, "account_id", accounts)
+    user_custom, user_custom_keys = custom_wide(user_latest, "profile_id", universe)
+    account_custom, account_custom_keys = custom_wide(account_latest, "account_id", accounts)
 
     clock = _lap(clock, "custom wide")
     leaves = collect_leaves(space)
@@ -339,7 +339,7 @@ def _compute(
     )
     del event_plan, user_events, account_plan, account_events  # no later stage reads events
     clock = _lap(clock, f"account level ({account_count} buckets)")
-    account_frame = _users_conditions(account_level, user_frame, members, leaves, users)
+    account_frame = users_conditions(account_level, user_frame, members, leaves, users)
     account_frame = with_sample_columns(
         account_frame, leaves.of("account", ir.Sample), account_anchors(account_frame)
     )
@@ -466,7 +466,7 @@ def _lap(started: float, stage: str) -> float:
     return now
 
 
-def _users_conditions(
+def users_conditions(
     account_level: LevelResult,
     user_frame: pl.DataFrame,
     members: pl.DataFrame,

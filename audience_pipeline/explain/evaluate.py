@@ -31,9 +31,9 @@ from audience_pipeline.engine.columns import ENTITY
 from audience_pipeline.engine.compute import (
     EVENT_TYPES,
     KNOWN_TYPES,
-    _custom_wide,
-    _users_conditions,
+    custom_wide,
     latest_traits,
+    users_conditions,
 )
 from audience_pipeline.engine.level import LevelResult, evaluate_level
 from audience_pipeline.engine.samples import account_anchors, profile_anchors, with_sample_columns
@@ -198,7 +198,7 @@ def _user_level(
     scores: pl.DataFrame | None,
 ) -> tuple[LevelResult, LevelView]:
     """The user level: traits and leaves (`evaluate_level`), samples, then user audiences."""
-    user_custom, user_custom_keys = _custom_wide(latest.users, "profile_id", universe)
+    user_custom, user_custom_keys = custom_wide(latest.users, "profile_id", universe)
     user_events = event_frame.rename({"profile_id": ENTITY})
     entities = universe.select(pl.col("profile_id").alias(ENTITY))
     users = _evaluate("user", user_events, entities, user_custom, user_custom_keys, space,
@@ -257,7 +257,7 @@ def _account_level(
     """The account level over the members' pooled events, the `users:` fold, samples, then
     account audiences."""
     entities = pl.DataFrame({"account_id": sorted(set(accounts))}, schema={"account_id": pl.String})
-    account_custom, account_custom_keys = _custom_wide(latest.accounts, "account_id", entities)
+    account_custom, account_custom_keys = custom_wide(latest.accounts, "account_id", entities)
     account_events = (
         event_frame.join(latest.members, on="profile_id", how="inner")
         .drop("profile_id")
@@ -267,7 +267,7 @@ def _account_level(
     account_level = _evaluate("account", account_events,
                               entities.select(pl.col("account_id").alias(ENTITY)),
                               account_custom, account_custom_keys, space, leaves, as_of, scores)  # fmt: skip
-    account_frame = _users_conditions(account_level, user_view.frame, latest.members, leaves, users)
+    account_frame = users_conditions(account_level, user_view.frame, latest.members, leaves, users)
     account_frame = with_sample_columns(
         account_frame,
         leaves.of("account", ir.Sample),

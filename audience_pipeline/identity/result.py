@@ -98,6 +98,12 @@ def type_limits(space: SpaceConfig) -> dict[str, int]:
     return {spec.type: spec.limit for spec in space.identifiers}
 
 
+def limits_by_rank(space: SpaceConfig) -> dict[int, int]:
+    """Identifier limit by type rank (the SQL script's ``trank``)."""
+    ranks, limits = type_ranks(space), type_limits(space)
+    return {rank: limits[t] for t, rank in ranks.items()}
+
+
 def empty_result() -> IdentityResult:
     """The result for no messages."""
     return IdentityResult(

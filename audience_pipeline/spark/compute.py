@@ -31,9 +31,9 @@ import polars as pl
 from sqlglot import exp
 
 from audience_pipeline.compile_sql import build_script
+from audience_pipeline.identity.result import limits_by_rank
 from audience_pipeline.membership.diff import membership_changes, membership_history
 from audience_pipeline.segment_tables import CALL_TABLES
-from audience_pipeline.spark.engine import limits_by_rank
 from audience_pipeline.spark.steps import run_steps
 from audience_pipeline.spec.compile import load_space_ir
 from audience_pipeline.spec.issues import DefinitionsError

@@ -12,17 +12,11 @@ from pathlib import Path
 
 import polars as pl
 
-from audience_pipeline.engine.compute import ComputeResult
-from audience_pipeline.identity.result import type_limits, type_ranks
+from audience_pipeline.identity.result import limits_by_rank
 from audience_pipeline.ir import nodes as ir
 from audience_pipeline.spec.models import SpaceConfig
 from audience_pipeline.sqltraits.run import SqlTraitResult
-
-
-def limits_by_rank(space: SpaceConfig) -> dict[int, int]:
-    """Identifier limit by type rank (the script's ``trank``)."""
-    ranks, limits = type_ranks(space), type_limits(space)
-    return {rank: limits[t] for t, rank in ranks.items()}
+from audience_pipeline.tables.result import ComputeResult
 
 
 def compute_on_spark(events: pl.DataFrame, trait_updates: pl.DataFrame, space: SpaceConfig,

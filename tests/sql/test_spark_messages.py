@@ -53,7 +53,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def _both(spark: Any, events: Path, defs: Path,
           as_of: Any) -> tuple[Any, IngestResult, ComputeResult]:  # fmt: skip
     """The Spark run's result and the Polars engine's on the same files (no SQL traits)."""
-    from audience_pipeline.spark.engine import limits_by_rank
+    from audience_pipeline.identity.result import limits_by_rank
     from audience_pipeline.spark.from_messages import compute_messages
 
     definitions, space_ir = load_space_ir(str(defs), as_of)
