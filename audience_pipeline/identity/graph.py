@@ -68,7 +68,7 @@ def _whole_components(
     return message_profiles, identities, pids.get_column("profile_id")
 
 
-def _sequential_components(
+def sequential_components(
     prepared: Prepared, messages: pl.DataFrame, space: SpaceConfig
 ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """Run the rule over the messages of bitten components (all of them in one pass).
@@ -173,7 +173,7 @@ def resolve_identities(messages: pl.DataFrame, space: SpaceConfig) -> IdentityRe
                    whole_msgs["comp"].n_unique())  # fmt: skip
     seq_msgs = msgs.join(bitten, on="comp", how="semi")
     if seq_msgs.height:
-        parts = _with_sequential(parts, *_sequential_components(prepared, seq_msgs, space))
+        parts = _with_sequential(parts, *sequential_components(prepared, seq_msgs, space))
     parts_mp, parts_id, names = parts.profiles, parts.identities, parts.names
     stats = {
         "profiles": parts.n,

@@ -17,6 +17,7 @@ import logging
 import duckdb
 import polars as pl
 
+from audience_pipeline.identity.graph import sequential_components as sequential_rule
 from audience_pipeline.identity.prepare import prepare
 from audience_pipeline.identity.result import (
     IDENTITIES_SCHEMA,
@@ -25,7 +26,6 @@ from audience_pipeline.identity.result import (
     empty_result,
 )
 from audience_pipeline.spec.models import SpaceConfig
-from audience_pipeline.sql.bitten import sequential_rule
 
 log = logging.getLogger(__name__)
 

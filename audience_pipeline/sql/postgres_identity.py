@@ -15,6 +15,7 @@ import logging
 import polars as pl
 import psycopg
 
+from audience_pipeline.identity.graph import sequential_components as sequential_rule
 from audience_pipeline.identity.prepare import prepare
 from audience_pipeline.identity.result import (
     IDENTITIES_SCHEMA,
@@ -22,7 +23,6 @@ from audience_pipeline.identity.result import (
     IdentityResult,
 )
 from audience_pipeline.spec.models import SpaceConfig
-from audience_pipeline.sql.bitten import sequential_rule
 from audience_pipeline.sql.identity import MAX_ROUNDS
 from audience_pipeline.sql.postgres_tables import copy_frame, fetch, load_temp
 
