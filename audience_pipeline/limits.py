@@ -14,29 +14,31 @@ import re
 MEMORY_LIMIT_ENV = "AUDIENCE_PIPELINE_MEMORY_LIMIT"
 DEFAULT_MEMORY_LIMIT = "6GiB"
 
+_DECIMAL = {"kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4}
+_BINARY = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _UNITS = {
     "": 1,
     "b": 1,
-    "kb": 1000,
-    "mb": 1000**2,
-    "gb": 1000**3,
-    "tb": 1000**4,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-    "tib": 1024**4,
+    **_DECIMAL,
+    **_BINARY,
+    **{f"{unit}ib": size for unit, size in _BINARY.items()},
 }
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
-def parse_size(text: str) -> int:
-    """``6GiB``, ``6GB``, ``6144MiB`` or a number of bytes -> bytes.
+def parse_size(text: str, *, binary: bool = False) -> int:
+    """``6GiB``, ``6GB``, ``6144MiB``, ``512M`` or a number of bytes -> bytes.
+
+    `binary`: read ``GB``/``MB``/... as powers of 1024 as well (the ``--memory-limit`` option's
+    reading); otherwise they are powers of 1000 and ``GiB``/``MiB``/... are binary.
 
     Raises:
         ValueError: not a size (the message names the text).
     """
     match = _SIZE.match(text)
     unit = match.group(2).lower() if match else ""
+    if binary and unit in _DECIMAL:
+        unit = unit[0]
     if match is None or unit not in _UNITS:
         msg = f"not a memory size: {text!r} (e.g. 6GiB, 6GB, 6144MiB)"
         raise ValueError(msg)

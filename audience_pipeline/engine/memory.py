@@ -9,7 +9,6 @@ keeps one bucket's evaluation within what the limit leaves after the run's fixed
 from __future__ import annotations
 
 import os
-import re
 
 from audience_pipeline import limits
 
@@ -22,21 +21,19 @@ MIN_MEMORY_LIMIT = 256 << 20
 ALLOCATOR_ENV = "_RJEM_MALLOC_CONF"
 ALLOCATOR_SETTING = "dirty_decay_ms:0,muzzy_decay_ms:0"
 
-_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", re.IGNORECASE)
-
 
 def parse_size(text: str) -> int:
-    """``6GB``, ``6GiB``, ``512M``, ``8589934592`` -> bytes (binary units: 1 GB = 1024**3).
+    """``6GB``, ``6GiB``, ``512M``, ``8589934592`` -> bytes (binary units: 1 GB = 1024**3;
+    `limits.parse_size` reads them).
 
     Raises:
         ValueError: not a size, or below 256 MiB.
     """
-    match = _SIZE.fullmatch(text)
-    if match is None:
+    try:
+        size = limits.parse_size(text, binary=True)
+    except ValueError:
         msg = f"not a size: {text!r} (examples: 6GB, 512MB)"
-        raise ValueError(msg)
-    size = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+        raise ValueError(msg) from None
     if size < MIN_MEMORY_LIMIT:
         msg = f"{text!r} is below the smallest limit, 256MB"
         raise ValueError(msg)
