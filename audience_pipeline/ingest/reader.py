@@ -87,6 +87,8 @@ def reader_name(fast: bool | None = None, reader: str | None = None) -> str:
     chosen = os.environ.get(READER_ENV, "")
     if chosen in READERS:
         return chosen
+    if chosen:
+        logger.warning("%s=%s: not one of %s; using the default", READER_ENV, chosen, READERS)
     return "vectorized" if fast_reader_enabled() else DEFAULT_READER
 
 

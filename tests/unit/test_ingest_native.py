@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from audience_pipeline.ingest import ingest
 from audience_pipeline.ingest.native import ODD_LINE, screen, supported
-from audience_pipeline.ingest.reader import READER_ENV, read_file
+from audience_pipeline.ingest.reader import DEFAULT_READER, READER_ENV, read_file, reader_name
 from audience_pipeline.spec.models import IdentifierSpec, SpaceConfig
 from tests.unit.test_ingest_fast import _lines, _message
 
@@ -241,3 +241,15 @@ def test_native_and_per_line_ingest_give_the_same_tables(
     assert native.stats == per_line.stats
     stats = native.stats
     assert stats["lines_read"] == stats["messages"] + stats["duplicates"] + stats["quarantined"]
+
+
+def test_the_reader_is_chosen_by_argument_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(READER_ENV, raising=False)
+    monkeypatch.delenv("AUDIENCE_PIPELINE_FAST_INGEST", raising=False)
+    assert reader_name() == DEFAULT_READER == "per_line"
+    monkeypatch.setenv(READER_ENV, "native")
+    assert reader_name() == "native"
+    assert reader_name(fast=False) == "per_line"
+    assert reader_name(fast=True, reader="native") == "native"
+    monkeypatch.setenv(READER_ENV, "nativ")  # a typo: the default, with a warning
+    assert reader_name() == DEFAULT_READER
