@@ -1,16 +1,19 @@
 """The native reader: a block of JSON lines -> normalized rows, one DuckDB pass per block.
 
-DuckDB parses every line once (``json_extract`` of the top-level fields) and decides per line,
-with cheap checks, whether it is in the common exact shape: a JSON object without duplicate
-top-level keys, ``\\u`` escapes, control characters, odd numbers or deep nesting; a known type;
-string fields; timestamps in the plain ISO form. Timestamps, the event name and messageId come
-out of that pass as columns. What needs Python's exact rules (identifiers, the flat-tagged texts
-of properties and context, page fills, trait rows) is computed once per *distinct* value by the
-same functions the per-line normalizer uses (:class:`.normalize.Normalizer`), and joined back:
-events repeat their context, identifiers and properties, so this is a fraction of the lines.
+Byte checks (Polars) and one DuckDB parse per line (``json_extract`` of the top-level fields)
+decide per line whether it is in the common exact shape: a JSON object without duplicate
+top-level keys, ``\\u`` escapes, control characters, odd numbers or deep nesting (so every value
+is storable: :mod:`.limits`); a known type; string fields; timestamps in the plain ISO form.
+Timestamps, the event name and messageId come out of that pass as columns. What needs Python's
+exact rules (identifiers, the flat-tagged texts of properties and context, page fills, trait
+rows) is computed once per *distinct* value by the same functions the per-line normalizer uses
+(:class:`.normalize.Normalizer`), and joined back: events repeat their context, identifiers and
+properties, so this is a fraction of the lines.
 
 Every line outside that shape is handed back to the caller for the per-line normalizer
-(quarantine reasons included), so the meaning never changes, only the time it takes.
+(quarantine reasons included), so the meaning never changes, only the time it takes. Opt-in
+(``AUDIENCE_PIPELINE_INGEST_READER=native``): on this project's data it costs more CPU than the
+per-line reader (docs/benchmarks.md, "The native reader").
 """
 
 from __future__ import annotations
