@@ -28,7 +28,7 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
-from audience_pipeline.ingest.normalize import Normalizer, _fill_page_properties, _trait_rows
+from audience_pipeline.ingest.normalize import Normalizer, fill_page_properties, trait_rows
 from audience_pipeline.ingest.schema import EVENTS_COLUMNS, ID_STRUCT, TRAIT_UPDATES_COLUMNS
 from audience_pipeline.ingest.tagging import flat_tag_dict
 from audience_pipeline.message_types import CALL_EVENT_NAMES, MESSAGE_TYPES
@@ -292,7 +292,7 @@ class NativeReader:
         previous = None
         if kind == "alias":
             message["previousId"] = _parse(previous_raw)
-            previous = self.normalizer._previous_id(message)
+            previous = self.normalizer.previous_id(message)
         return [(id_type, value) for _, value, id_type in ids], previous
 
     def _properties_text(
@@ -303,7 +303,7 @@ class NativeReader:
         if page is not None:  # a page or screen call: name and context.page fill the gaps
             fills = orjson.loads(page)
             context = {"page": fills} if fills is not None else {}
-            properties = _fill_page_properties({"name": _parse(name_raw)}, properties, context)
+            properties = fill_page_properties({"name": _parse(name_raw)}, properties, context)
         return (dumps(flat_tag_dict(properties)),)
 
     def _trait_rows(
@@ -322,7 +322,7 @@ class NativeReader:
                 traits.update(own)  # traits win over context.traits, even with a null
         else:
             traits = own if type(own) is dict else None
-        return (_trait_rows(traits) if traits else [],)
+        return (trait_rows(traits) if traits else [],)
 
 
 PAGE_KEYS = ("url", "path")

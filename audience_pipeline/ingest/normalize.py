@@ -195,7 +195,7 @@ class Normalizer:
         found.sort()
         return found
 
-    def _previous_id(self, message: dict[str, Any]) -> str | None:
+    def previous_id(self, message: dict[str, Any]) -> str | None:
         previous = message.get("previousId")
         if self.fast_json and _maybe_inexact(previous):
             raise InexactInteger
@@ -249,12 +249,12 @@ class Normalizer:
         if type(properties) is not dict:
             properties = {}
         if event is not None and msg_type != "track":
-            properties = _fill_page_properties(message, properties, context)
+            properties = fill_page_properties(message, properties, context)
 
         message_id = message.get("messageId")
         if message_id is not None and type(message_id) is not str:
             message_id = value_text(message_id)
-        previous_id = self._previous_id(message) if msg_type == "alias" else None
+        previous_id = self.previous_id(message) if msg_type == "alias" else None
 
         traits: dict[str, Any] | None = None
         if msg_type == "identify":
@@ -276,7 +276,7 @@ class Normalizer:
         # never leaves the columns misaligned.
         properties_text = self._flat_text(properties)
         context_text = self._flat_text(context)
-        trait_rows = _trait_rows(traits) if traits else []
+        trait_items = trait_rows(traits) if traits else []
 
         cols.rows.append(
             (
@@ -297,9 +297,9 @@ class Normalizer:
         for _, id_value, id_type in ids:
             cols.id_types.append(id_type)
             cols.id_values.append(id_value)
-        if trait_rows:
+        if trait_items:
             kind = "account" if is_group else "user"
-            cols.traits.extend([(seq, kind, key, raw, tagged) for key, raw, tagged in trait_rows])
+            cols.traits.extend([(seq, kind, key, raw, tagged) for key, raw, tagged in trait_items])
         return None
 
     def _flat_text(self, value: dict[str, Any]) -> str:
@@ -328,7 +328,7 @@ class Normalizer:
 _MAX_CACHED_TEXTS = 4096
 
 
-def _fill_page_properties(
+def fill_page_properties(
     message: dict[str, Any], properties: dict[str, Any], context: dict[str, Any]
 ) -> dict[str, Any]:
     """Page/screen calls: `name` and context.page's `url`/`path` fill missing properties."""
@@ -347,7 +347,7 @@ def _fill_page_properties(
     return {**properties, **fills}
 
 
-def _trait_rows(traits: dict[str, Any]) -> list[tuple[str, str, str]]:
+def trait_rows(traits: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(key, raw JSON, tagged JSON) of each non-null trait."""
     return [
         (key, dumps(value), tagged_text(value))
