@@ -44,6 +44,7 @@ import polars as pl
 from audience_pipeline.delta.known import run_known
 from audience_pipeline.delta.merge import NeedsFull, kept_rows, merge_tables, restamp
 from audience_pipeline.delta.reads import (
+    Read,
     account_reads,
     account_space,
     band_mask,
@@ -55,6 +56,7 @@ from audience_pipeline.delta.reads import (
 from audience_pipeline.engine.compute import KNOWN_TYPES, ComputeResult, compute
 from audience_pipeline.engines import ComputeFn
 from audience_pipeline.identity import resolve_identities
+from audience_pipeline.identity.result import IdentityResult
 from audience_pipeline.ir import nodes as ir
 from audience_pipeline.ir.walk import uses_samples
 from audience_pipeline.message_types import EVENT_TYPES
@@ -464,92 +466,130 @@ def _known(
     )
 
 
-def _incremental(
-    events: pl.DataFrame,
-    trait_updates: pl.DataFrame,
-    definitions: Definitions,
-    as_of: datetime,
-    previous: EngineState,
-) -> Refresh:
-    assert previous.links is not None
-    t0 = previous.as_of
-    space = _compile(definitions, as_of)
-    old_space = _compile(definitions, t0)
-    clock = _Clock()
-    cur = _current(events, as_of, previous.messages)
-    removed = cur.removed
+@dataclass
+class _Resolved:
+    """Identity after the new messages: the touched components resolved again."""
 
-    # Identity: the new messages and every previous profile sharing an identifier value with
-    # them (or having lost a message), resolved again as whole components.
-    clock.lap("keys")
+    frame: pl.DataFrame  # `_Current.frame` with the re-resolved messages' profile_id
+    touched: pl.Series  # previous profiles whose component gained or lost a message
+    rows: pl.DataFrame  # IDENTITY_COLUMNS of the re-resolved messages
+    identity: IdentityResult  # their resolution
+    profiles: pl.Series  # the profiles they now form
+
+
+def _resolve_touched(
+    events: pl.DataFrame, cur: _Current, links: pl.DataFrame, config: SpaceConfig
+) -> _Resolved:
+    """Resolve again the new messages and every previous profile sharing an identifier value
+    with them (or having lost a message), as whole components."""
     fresh_rows = _rows(events, cur.fresh, ["ids", "previous_id"])
-    touched = _closure(previous.links, _values(fresh_rows), removed["profile_id"].unique())
-    frame = cur.frame
+    touched = _closure(links, _values(fresh_rows), cur.removed["profile_id"].unique())
     in_touched = pl.col("profile_id").is_in(touched.implode())
-    id_seqs = pl.concat([cur.fresh, frame.select("seq", "profile_id").filter(in_touched)["seq"]])
-    id_rows = _rows(events, id_seqs, IDENTITY_COLUMNS)
-    identity = resolve_identities(id_rows.select(IDENTITY_COLUMNS), definitions.space)
+    id_seqs = pl.concat(
+        [cur.fresh, cur.frame.select("seq", "profile_id").filter(in_touched)["seq"]]
+    )
+    rows = _rows(events, id_seqs, IDENTITY_COLUMNS)
+    identity = resolve_identities(rows.select(IDENTITY_COLUMNS), config)
     resolved = identity.message_profiles
-    frame = _replace_profiles(frame, resolved)
-    new_profiles = resolved["profile_id"].unique()
+    return _Resolved(
+        frame=_replace_profiles(cur.frame, resolved),
+        touched=touched,
+        rows=rows,
+        identity=identity,
+        profiles=resolved["profile_id"].unique(),
+    )
 
-    # Events across a moved window edge or cut, per what the user / account tables read.
-    clock.lap("identity")
-    users_read = user_reads(space)
-    accounts_read = account_reads(space)
-    old_users_read, old_accounts_read = user_reads(old_space), account_reads(old_space)
-    user_band = band_mask(old_users_read, users_read, t0, as_of)
-    account_band = band_mask(old_accounts_read, accounts_read, t0, as_of)
-    user_crossed = account_crossed = new_profiles.clear()
-    if user_band is not None or account_band is not None:
-        # A timestamp filter first (cheap), then names and types on the few rows left.
-        near = [
-            band_mask(old_users_read, users_read, t0, as_of, names=False),
-            band_mask(old_accounts_read, accounts_read, t0, as_of, names=False),
-        ]
-        crossed = (
-            frame.select("timestamp", "type", "event", "profile_id")
-            .filter(pl.any_horizontal(m for m in near if m is not None))
-            .filter(pl.col("type").is_in(EVENT_TYPES))
-        )
-        if user_band is not None:
-            user_crossed = crossed.filter(user_band)["profile_id"].unique()
-        if account_band is not None:
-            account_crossed = crossed.filter(account_band)["profile_id"].unique()
 
-    clock.lap("bands")
-    profiles = pl.concat([new_profiles, user_crossed]).unique()
-    gone_profiles = pl.concat([touched, user_crossed]).unique()
+@dataclass
+class _Reads:
+    """What the user and account tables read, compiled at the previous and the new as-of."""
 
+    users: list[Read]
+    accounts: list[Read]
+    old_users: list[Read]
+    old_accounts: list[Read]
+
+    @classmethod
+    def of(cls, space: ir.Space, old_space: ir.Space) -> _Reads:
+        return cls(user_reads(space), account_reads(space), user_reads(old_space),
+                   account_reads(old_space))  # fmt: skip
+
+
+def _crossed(
+    frame: pl.DataFrame, reads: _Reads, t0: datetime, t1: datetime, none: pl.Series
+) -> tuple[pl.Series, pl.Series]:
+    """Profiles with an event that crossed a window edge or a moved `backfill: false` cut of
+    something the user tables (first) or the account tables (second) read."""
+    user_band = band_mask(reads.old_users, reads.users, t0, t1)
+    account_band = band_mask(reads.old_accounts, reads.accounts, t0, t1)
+    users = accounts = none
+    if user_band is None and account_band is None:
+        return users, accounts
+    # A timestamp filter first (cheap), then names and types on the few rows left.
+    near = [
+        band_mask(reads.old_users, reads.users, t0, t1, names=False),
+        band_mask(reads.old_accounts, reads.accounts, t0, t1, names=False),
+    ]
+    crossed = (
+        frame.select("timestamp", "type", "event", "profile_id")
+        .filter(pl.any_horizontal(m for m in near if m is not None))
+        .filter(pl.col("type").is_in(EVENT_TYPES))
+    )
+    if user_band is not None:
+        users = crossed.filter(user_band)["profile_id"].unique()
+    if account_band is not None:
+        accounts = crossed.filter(account_band)["profile_id"].unique()
+    return users, accounts
+
+
+@dataclass
+class _Scope:
+    """The entities a refresh recomputes and the messages its two engine passes read."""
+
+    profiles: pl.Series  # user rows recomputed (new ids)
+    gone_profiles: pl.Series  # old profile ids whose user rows go
+    accounts: pl.Series  # account rows recomputed
+    everyone: pl.Series  # profiles of either pass (the account pass: the accounts' members)
+    candidates: pl.DataFrame  # seq, profile_id, user_part, account_part of the passes' messages
+
+    @property
+    def empty(self) -> bool:
+        return self.profiles.len() == 0 and self.accounts.len() == 0
+
+
+def _scope(
+    resolved: _Resolved,
+    removed: pl.DataFrame,
+    old_messages: pl.DataFrame,
+    crossed: tuple[pl.Series, pl.Series],
+    accounts_read: list[Read],
+) -> _Scope:
+    """User rows: the re-resolved profiles and those with a crossed event. Account rows:
+    accounts with a new or lost group call, of members whose identity changed, or of members
+    with an event across an edge of what the account tables read."""
+    frame, touched = resolved.frame, resolved.touched
+    user_crossed, account_crossed = crossed
+    profiles = pl.concat([resolved.profiles, user_crossed]).unique()
     # Narrow selects before each filter over all messages: a filter copies every column it
     # is handed.
     groups = frame.select("group_id", "profile_id").filter(pl.col("group_id").is_not_null())
     old_groups = (
-        previous.messages.select("group_id", "profile_id")
+        old_messages.select("group_id", "profile_id")
         .filter(pl.col("group_id").is_not_null())
         .filter(pl.col("profile_id").is_in(touched.implode()))["group_id"]
     )
+    changed = pl.concat([resolved.profiles, account_crossed])
     accounts = pl.concat(
         [
             removed["group_id"].drop_nulls(),
             old_groups,
-            groups.filter(
-                pl.col("profile_id").is_in(pl.concat([new_profiles, account_crossed]).implode())
-            )["group_id"],
+            groups.filter(pl.col("profile_id").is_in(changed.implode()))["group_id"],
         ]
     ).unique()
-
-    if profiles.len() == 0 and accounts.len() == 0 and touched.len() == 0:
-        tables = {name: restamp(frame_, name, as_of) for name, frame_ in previous.tables.items()}
-        state = replace(previous, as_of=as_of, tables=tables)
-        return Refresh(tables, state, "incremental", "nothing changed", 0, 0, 0)
-
-    # Two engine passes: the user tables over every message of the profiles to recompute; the
-    # account tables over the members of the accounts to recompute, with only the events they
-    # read (and every non-event message: custom traits, group calls). The account pass does not
-    # compute every user audience for every member, only what its `users:` nodes reach.
     members = groups.filter(pl.col("group_id").is_in(accounts.implode()))["profile_id"].unique()
     everyone = pl.concat([profiles, members]).unique()
+    # The account pass reads its members' events that account results read and every
+    # non-event message (custom traits, group calls); not every user result of every member.
     account_part = pl.col("profile_id").is_in(members.implode()) & (
         ~pl.col("type").is_in(EVENT_TYPES) | pl.col("event").is_in(event_names(accounts_read))
     )
@@ -561,78 +601,113 @@ def _incremental(
             user_part=pl.col("profile_id").is_in(profiles.implode()), account_part=account_part
         )
         .filter(pl.col("user_part") | pl.col("account_part"))
+        .select("seq", "profile_id", "user_part", "account_part")
     )
+    return _Scope(
+        profiles=profiles,
+        gone_profiles=pl.concat([touched, user_crossed]).unique(),
+        accounts=accounts,
+        everyone=everyone,
+        candidates=candidates,
+    )
+
+
+def _unchanged(previous: EngineState, as_of: datetime) -> Refresh:
+    """Nothing to recompute: the previous tables at the new as-of."""
+    tables = {name: restamp(frame, name, as_of) for name, frame in previous.tables.items()}
+    state = replace(previous, as_of=as_of, tables=tables)
+    return Refresh(tables, state, "incremental", "nothing changed", 0, 0, 0)
+
+
+def _pass_events(events: pl.DataFrame, scope: _Scope, space: ir.Space) -> pl.DataFrame:
+    """The engine columns of the passes' messages, with profile_id, user_part, account_part."""
+    rows = _rows(events, scope.candidates["seq"], engine_columns(events.columns, space))
+    return rows.with_columns(scope.candidates.select("profile_id", "user_part", "account_part"))
+
+
+def _run_passes(
+    pass_events: pl.DataFrame,
+    updates: pl.DataFrame,
+    known: pl.DataFrame,
+    anchors: pl.DataFrame | None,
+    definitions: Definitions,
+    space: ir.Space,
+    as_of: datetime,
+    keep_json: dict[str, list[str]],
+) -> dict[str, ComputeResult]:
+    """The user tables over every message of the profiles to recompute; the account tables
+    over the members of the accounts to recompute (only what `users:` nodes reach of their
+    user results). Profiles are known: no identity resolution (`delta.known`)."""
+    results: dict[str, ComputeResult] = {}
+    for part, part_space in (("user", user_space(space)), ("account", account_space(space))):
+        part_events = pass_events.filter(f"{part}_part").drop("user_part", "account_part")
+        part_updates = updates.filter(pl.col("seq").is_in(part_events["seq"].implode()))
+        results[part] = run_known(
+            part_events,
+            part_updates,
+            known,
+            definitions.space,
+            part_space,
+            as_of,
+            keep_json=keep_json,
+            with_user_traits=part == "user",
+            identities=anchors,
+        )
+    return results
+
+
+def _incremental(
+    events: pl.DataFrame,
+    trait_updates: pl.DataFrame,
+    definitions: Definitions,
+    as_of: datetime,
+    previous: EngineState,
+) -> Refresh:
+    assert previous.links is not None
+    t0 = previous.as_of
+    space = _compile(definitions, as_of)
+    reads = _Reads.of(space, _compile(definitions, t0))
+    clock = _Clock()
+    cur = _current(events, as_of, previous.messages)
+    clock.lap("keys")
+    resolved = _resolve_touched(events, cur, previous.links, definitions.space)
+    clock.lap("identity")
+    crossed = _crossed(resolved.frame, reads, t0, as_of, resolved.profiles.clear())
+    clock.lap("bands")
+    scope = _scope(resolved, cur.removed, previous.messages, crossed, reads.accounts)
+    if scope.empty and resolved.touched.len() == 0:
+        return _unchanged(previous, as_of)
+    identities = previous.tables["identities"]
     # Work that does not depend on the engine passes runs beside them (Polars releases the
     # GIL; a pass alone keeps about 1.3 of the 2 cores busy): the rows of the previous tables
     # that stay and the identifier links of the next state.
-    old_links = previous.links
     with ThreadPoolExecutor(max_workers=2) as pool:
-        kept = pool.submit(
-            kept_rows,
-            previous.tables,
-            identity_profiles=touched,
-            profiles=gone_profiles,
-            accounts=accounts,
-        )
-        links = pool.submit(
-            lambda: pl.concat(
-                [
-                    old_links.filter(~pl.col("profile_id").is_in(touched.implode())),
-                    _links(id_rows.lazy(), resolved.lazy()).collect(),
-                ]
-            )
-        )
+        kept = pool.submit(kept_rows, previous.tables, identity_profiles=resolved.touched,
+                           profiles=scope.gone_profiles, accounts=scope.accounts)  # fmt: skip
+        links = pool.submit(_next_links, previous.links, resolved)
         pass_updates = pool.submit(
-            lambda: trait_updates.filter(pl.col("seq").is_in(candidates["seq"].implode()))
+            lambda: trait_updates.filter(pl.col("seq").is_in(scope.candidates["seq"].implode()))
         )
-        pass_events = _rows(
-            events, candidates["seq"], engine_columns(events.columns, space)
-        ).with_columns(candidates.select("profile_id", "user_part", "account_part"))
-        known = _known(previous.tables["identities"], identity.identities, everyone, touched)
+        pass_events = _pass_events(events, scope, space)
+        known = _known(identities, resolved.identity.identities, scope.everyone, resolved.touched)
         # `sample` nodes hash each profile's anchor identifier: hand the pass the real rows.
         anchors = None
         if uses_samples(space):
             anchors = _profile_identities(
-                previous.tables["identities"], identity.identities, everyone, touched
+                identities, resolved.identity.identities, scope.everyone, resolved.touched
             )
         clock.lap("scope")
-        updates = pass_updates.result()
-        results: dict[str, ComputeResult] = {}
-        for part, part_space in (("user", user_space(space)), ("account", account_space(space))):
-            part_events = pass_events.filter(f"{part}_part").drop("user_part", "account_part")
-            part_updates = updates.filter(pl.col("seq").is_in(part_events["seq"].implode()))
-            results[part] = run_known(
-                part_events,
-                part_updates,
-                known,
-                definitions.space,
-                part_space,
-                as_of,
-                keep_json=previous.json_columns,
-                with_user_traits=part == "user",
-                identities=anchors,
-            )
+        results = _run_passes(pass_events, pass_updates.result(), known, anchors, definitions,
+                              space, as_of, previous.json_columns)  # fmt: skip
         clock.lap("engine")
-        new_rows = _recomputed_rows(
-            results["user"], results["account"], identity.identities, accounts
-        )
-        tables, json_columns = merge_tables(
-            kept.result(),
-            previous.json_columns,
-            new_rows,
-            {
-                "user_traits": results["user"].json_columns["user_traits"],
-                "account_traits": results["account"].json_columns["account_traits"],
-            },
-            space=space,
-            as_of=as_of,
-        )
+        tables, json_columns = _merged(kept.result(), previous, results, resolved, scope, space,
+                                       as_of)  # fmt: skip
         clock.lap("merge")
     state = EngineState(
         as_of=as_of,
         fingerprint=previous.fingerprint,
         tables=tables,
-        messages=frame.select(*MESSAGE_KEY, "profile_id", "group_id"),
+        messages=resolved.frame.select(*MESSAGE_KEY, "profile_id", "group_id"),
         json_columns=json_columns,
         links=links.result(),
     )
@@ -640,25 +715,61 @@ def _incremental(
     log.info(
         "incremental: %d of %d messages, %d profiles, %d accounts recomputed",
         pass_events.height,
-        frame.height,
-        profiles.len(),
-        accounts.len(),
+        resolved.frame.height,
+        scope.profiles.len(),
+        scope.accounts.len(),
     )
     return Refresh(
         tables=tables,
         state=state,
         mode="incremental",
         reason="",
-        profiles_recomputed=profiles.len(),
-        accounts_recomputed=accounts.len(),
+        profiles_recomputed=scope.profiles.len(),
+        accounts_recomputed=scope.accounts.len(),
         messages_recomputed=pass_events.height,
         stats={
             **{f"user_pass_{k}": v for k, v in results["user"].stats.items()},
             **{f"account_pass_{k}": v for k, v in results["account"].stats.items()},
             **clock.laps,
-            "profiles_identity": new_profiles.len(),
-            "profiles_crossed": user_crossed.len(),
+            "profiles_identity": resolved.profiles.len(),
+            "profiles_crossed": crossed[0].len(),
         },
+    )
+
+
+def _next_links(old: pl.DataFrame, resolved: _Resolved) -> pl.DataFrame:
+    """The next state's identifier links: the touched profiles' replaced by the new ones'."""
+    return pl.concat(
+        [
+            old.filter(~pl.col("profile_id").is_in(resolved.touched.implode())),
+            _links(resolved.rows.lazy(), resolved.identity.message_profiles.lazy()).collect(),
+        ]
+    )
+
+
+def _merged(
+    kept: dict[str, pl.DataFrame],
+    previous: EngineState,
+    results: dict[str, ComputeResult],
+    resolved: _Resolved,
+    scope: _Scope,
+    space: ir.Space,
+    as_of: datetime,
+) -> tuple[dict[str, pl.DataFrame], dict[str, list[str]]]:
+    """The previous tables' kept rows with the recomputed entities' rows merged in."""
+    new_rows = _recomputed_rows(
+        results["user"], results["account"], resolved.identity.identities, scope.accounts
+    )
+    return merge_tables(
+        kept,
+        previous.json_columns,
+        new_rows,
+        {
+            "user_traits": results["user"].json_columns["user_traits"],
+            "account_traits": results["account"].json_columns["account_traits"],
+        },
+        space=space,
+        as_of=as_of,
     )
 
 

@@ -143,6 +143,9 @@ def fresh_runs(events: pl.DataFrame, updates: pl.DataFrame, definitions_dir: str
             )  # fmt: skip
             stats = json.loads(out.stdout.strip().splitlines()[-1])
             times[mode].append(stats["seconds"])
+            refresh_steps = " ".join(f"{k}={v}" for k, v in stats["refresh"].items())
+            print(f"fresh_{mode}_steps_s", *(f"{k}={v}" for k, v in stats["steps"].items()),
+                  f"({refresh_steps})" if refresh_steps else "", flush=True)  # fmt: skip
             peaks[mode] = max(peaks.get(mode, 0.0), stats["peak_rss_mb"])
     print(f"fresh_peak_rss_mb incremental={peaks['incremental']:.0f} full={peaks['full']:.0f}")
     shutil.rmtree(folder, ignore_errors=True)
@@ -154,22 +157,37 @@ def _fresh_child(mode: str, folder: str, definitions_dir: str) -> None:
     root = Path(folder)
     definitions, issues = load_definitions(definitions_dir)
     assert not issues, issues
-    start = time.perf_counter()
+    start = last = time.perf_counter()
+    steps: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        steps[name] = round(now - last, 3)
+        last = now
+
     events = pl.read_parquet(root / "events.parquet")
     updates = pl.read_parquet(root / "trait_updates.parquet")
+    lap("read_events")
     if mode == "incremental":
-        out = refresh(events, updates, definitions, AS_OF, load_state(root / "state"))
+        previous = load_state(root / "state")
+        lap("load_state")
+        out = refresh(events, updates, definitions, AS_OF, previous)
         assert out.mode != "full", out.reason
     else:
         out = full_compute(events, updates, definitions, AS_OF)
+    lap("compute")
     written = root / f"out-{mode}"
     written.mkdir(exist_ok=True)
     for name, frame in out.tables.items():
         frame.write_parquet(written / f"{name}.parquet")
+    lap("write_tables")
     save_state(out.state, written / "state", tables_dir="..")
+    lap("save_state")
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak}))
+    inner = {k[3:]: round(v / 1000, 3) for k, v in out.stats.items() if k.startswith("ms_")}
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, "steps": steps, "refresh": inner}))
 
 
 def main() -> None:
