@@ -71,6 +71,9 @@ TABLES = ("identities", "user_traits", "account_traits", "memberships", "account
 MESSAGE_KEY = ["source", "line"]
 IDENTITY_COLUMNS = ["seq", "message_id", "type", "timestamp", "ids", "previous_id"]
 _UTC = pl.Datetime("us", "UTC")
+# The state is rewritten by every run and read by the next one only: LZ4 writes in about half
+# zstd's time and reads faster, for files about a third larger (benchmarks/incremental.py).
+STATE_COMPRESSION = "lz4"
 
 
 @dataclass
@@ -828,10 +831,10 @@ def save_state(state: EngineState, directory: Path, *, tables_dir: str | None = 
     directory.mkdir(parents=True, exist_ok=True)
     if tables_dir is None:
         for name, frame in state.tables.items():
-            frame.write_parquet(directory / f"{name}.parquet")
-    state.messages.write_parquet(directory / "messages.parquet")
+            frame.write_parquet(directory / f"{name}.parquet", compression=STATE_COMPRESSION)
+    state.messages.write_parquet(directory / "messages.parquet", compression=STATE_COMPRESSION)
     if state.links is not None:
-        state.links.write_parquet(directory / "links.parquet")
+        state.links.write_parquet(directory / "links.parquet", compression=STATE_COMPRESSION)
     meta = {
         "as_of": state.as_of.isoformat(),
         "fingerprint": state.fingerprint,
