@@ -43,19 +43,34 @@ TRAITS: list[dict[str, Any]] = [
     {"key": "low", "kind": "min", "event": ORDER, "property": "total"},
     {"key": "first_page", "kind": "first", "event": "Page Viewed", "property": "path"},
     {"key": "last_total", "kind": "last", "event": ORDER, "property": "total", "within": "3d"},
-    {"key": "pages_2d", "kind": "unique_count", "event": "Page Viewed", "property": "path",
-     "within": "2d"},  # fmt: skip
-    {"key": "account_orders_2d", "level": "account", "kind": "count", "event": ORDER,
-     "within": "2d"},  # fmt: skip
+    {
+        "key": "pages_2d",
+        "kind": "unique_count",
+        "event": "Page Viewed",
+        "property": "path",
+        "within": "2d",
+    },
+    {
+        "key": "account_orders_2d",
+        "level": "account",
+        "kind": "count",
+        "event": ORDER,
+        "within": "2d",
+    },
 ]
 AUDIENCES: list[dict[str, Any]] = [
     {"key": "ordered_today", "condition": {"event": ORDER, "within": "1d"}},
-    {"key": "stopped_ordering", "condition": {"stopped": {"event": ORDER, "within": "1d",
-                                                         "before": "2d"}}},  # fmt: skip
+    {
+        "key": "stopped_ordering",
+        "condition": {"stopped": {"event": ORDER, "within": "1d", "before": "2d"}},
+    },
     {"key": "first_order", "condition": {"first_time": {"event": ORDER, "within": "1d"}}},
     {"key": "between", "condition": {"event": "Page Viewed", "between": ["1d", "2d"]}},
-    {"key": "busy_account", "level": "account",
-     "condition": {"users": "any", "condition": {"event": ORDER, "within": "1d"}}},  # fmt: skip
+    {
+        "key": "busy_account",
+        "level": "account",
+        "condition": {"users": "any", "condition": {"event": ORDER, "within": "1d"}},
+    },
 ]
 
 
