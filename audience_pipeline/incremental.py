@@ -34,13 +34,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 import polars as pl
 
+from audience_pipeline.delta.keys import MESSAGE_KEY, Current, current_messages, in_time, rows_of
 from audience_pipeline.delta.known import run_known
 from audience_pipeline.delta.merge import NeedsFull, kept_rows, merge_tables, restamp
 from audience_pipeline.delta.reads import (
@@ -53,6 +52,7 @@ from audience_pipeline.delta.reads import (
     user_reads,
     user_space,
 )
+from audience_pipeline.delta.state import TABLES, EngineState, load_state, save_state
 from audience_pipeline.engine.compute import KNOWN_TYPES, ComputeResult, compute
 from audience_pipeline.engines import ComputeFn
 from audience_pipeline.identity import resolve_identities
@@ -67,37 +67,8 @@ from audience_pipeline.sqltraits.run import run_sql_traits
 
 log = logging.getLogger(__name__)
 
-TABLES = ("identities", "user_traits", "account_traits", "memberships", "account_user_memberships")
-MESSAGE_KEY = ["source", "line"]
 IDENTITY_COLUMNS = ["seq", "message_id", "type", "timestamp", "ids", "previous_id"]
 _UTC = pl.Datetime("us", "UTC")
-# The state is rewritten by every run and read by the next one only: LZ4 writes in about half
-# zstd's time and reads faster, for files about a third larger (benchmarks/incremental.py).
-STATE_COMPRESSION = "lz4"
-
-
-@dataclass
-class EngineState:
-    """What a run leaves for the next incremental one.
-
-    Attributes:
-        as_of: the run's as-of.
-        fingerprint: `definitions_fingerprint` of the definitions it ran.
-        tables: the five engine tables (identities, user_traits, account_traits, memberships,
-            account_user_memberships).
-        messages: source, line, profile_id, group_id of every message at or before as-of
-            (group_id only on group calls).
-        json_columns: per table, the trait columns stored as JSON text.
-        links: value, profile_id: every identifier value (any type, previousId included) a
-            message of the profile holds; None in states written before it existed.
-    """
-
-    as_of: datetime
-    fingerprint: str
-    tables: dict[str, pl.DataFrame]
-    messages: pl.DataFrame
-    json_columns: dict[str, list[str]] = field(default_factory=dict)
-    links: pl.DataFrame | None = None
 
 
 @dataclass
@@ -167,10 +138,6 @@ def _compile(definitions: Definitions, as_of: datetime) -> ir.Space:
     return space
 
 
-def _cut(as_of: datetime) -> pl.Expr:
-    return pl.col("timestamp") <= as_of
-
-
 def full_compute(
     events: pl.DataFrame,
     trait_updates: pl.DataFrame,
@@ -186,7 +153,7 @@ def full_compute(
     result = compute_fn(events, trait_updates, definitions.space, space, as_of, sql_traits=sql_rows)
     messages = (
         events.lazy()
-        .filter(_cut(as_of))
+        .filter(in_time(as_of))
         .select("seq", *MESSAGE_KEY, "type", "group_id", "ids", "previous_id")
     )
     profiles = result.message_profiles.lazy()
@@ -299,110 +266,6 @@ def _full_reason(
     return None
 
 
-def _sorted_seqs(seqs: pl.Series) -> pl.Series:
-    return seqs.unique().sort()
-
-
-def _rows(events: pl.DataFrame, seqs: pl.Series, columns: list[str]) -> pl.DataFrame:
-    """These columns of the rows of `events` (sorted by seq) with these seqs, found by binary
-    search, not a scan; narrow, as a row of every flattened column costs far more."""
-    wanted = _sorted_seqs(seqs)
-    return events.select(columns)[events["seq"].search_sorted(wanted)]
-
-
-@dataclass
-class _Current:
-    """The messages at or before the new as-of, keyed to the previous state (seq order)."""
-
-    frame: pl.DataFrame  # seq, source, line, type, event, timestamp, profile_id, group_id
-    fresh: pl.Series  # seqs of messages the previous state did not hold
-    removed: pl.DataFrame  # state rows whose message is gone
-
-
-def _runs(source: pl.Series) -> tuple[list[str], np.ndarray]:
-    """The values and lengths of the runs of equal sources (no nulls). Sources come in long
-    runs (a file's lines are read together), so the runs are enough and no row is hashed."""
-    runs = source.rle()
-    return runs.struct.field("value").to_list(), runs.struct.field("len").to_numpy()
-
-
-def _message_keys(
-    runs: tuple[list[str], np.ndarray], line: pl.Series, codes: dict[str, int]
-) -> pl.Series:
-    """One Int64 per (source, line): the source's code in the high bits, the line below."""
-    values, lengths = runs
-    run_codes = np.array([codes[v] for v in values], dtype=np.int64)
-    # Each run's code repeated over its rows.
-    return (pl.Series(np.repeat(run_codes << 32, lengths)) + line).alias("key")
-
-
-def _int(value: object) -> int:
-    assert isinstance(value, int)
-    return value
-
-
-def _in_time(frame: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
-    """The rows at or before as-of, one chunk per column.
-
-    Column by column, two at a time: a DataFrame filter leaves each column in ~100 chunks,
-    and every later select of some columns beside a one-chunk column would realign them."""
-    mask = frame.select(_cut(as_of).fill_null(False)).to_series()
-    if mask.all():  # the usual case: nothing after as-of
-        return frame.rechunk()
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return pl.DataFrame(pool.map(lambda column: column.filter(mask).rechunk(), frame))
-
-
-def _current(events: pl.DataFrame, as_of: datetime, old: pl.DataFrame) -> _Current:
-    frame = _in_time(
-        events.select(
-            "seq",
-            *MESSAGE_KEY,
-            "type",
-            "event",
-            "timestamp",
-            pl.when(pl.col("type") == "group").then(pl.col("group_id")).alias("group_id"),
-        ),
-        as_of,
-    )
-    if not frame["seq"].is_sorted():  # the input contract; binary searches rely on it
-        raise NeedsFull("events not sorted by seq")
-    unique = NeedsFull("messages without a unique (source, line)")
-    lines = pl.concat([frame["line"], old["line"]])
-    if lines.null_count() or frame["source"].null_count() or old["source"].null_count():
-        raise unique
-    if lines.len() and not (_int(lines.min()) >= 0 and _int(lines.max()) < 1 << 32):
-        raise NeedsFull("line numbers outside a message key's range")
-    runs, old_runs = _runs(frame["source"]), _runs(old["source"])
-    codes = {name: code for code, name in enumerate(sorted({*runs[0], *old_runs[0]}))}
-    key = _message_keys(runs, frame["line"], codes)
-    old_key = _message_keys(old_runs, old["line"], codes)
-    # Files are read in name order and lines in order, so keys usually come sorted; then the
-    # join merges instead of hashing (and a repeat shows as two equal neighbours).
-    if key.is_sorted() and old_key.is_sorted():
-        if (key.diff() == 0).any():
-            raise unique
-        key, old_key = key.set_sorted(), old_key.set_sorted()
-    elif key.is_duplicated().any():
-        raise unique
-    # Only the key is joined (row for row with `frame`); joining `frame` itself would copy
-    # every one of its columns again.
-    joined = key.to_frame().join(
-        old.select("profile_id").with_columns(old_key).with_row_index("_old"),
-        on="key",
-        how="left",
-        maintain_order="left",
-    )
-    matched = joined["_old"].drop_nulls()
-    if matched.len() == old.height:
-        removed = old.clear()
-    else:
-        kept = pl.zeros(old.height, dtype=pl.Boolean, eager=True).scatter(matched, True)
-        removed = old.filter(~kept)
-    fresh = frame["seq"].filter(joined["_old"].is_null())
-    return _Current(frame.with_columns(joined["profile_id"]), fresh, removed)
-
-
 def _closure(links: pl.DataFrame, values: pl.Series, profiles: pl.Series) -> pl.Series:
     """Previous profiles sharing a value with `values` or with `profiles`, to a fixpoint."""
     current = pl.concat(
@@ -481,17 +344,17 @@ class _Resolved:
 
 
 def _resolve_touched(
-    events: pl.DataFrame, cur: _Current, links: pl.DataFrame, config: SpaceConfig
+    events: pl.DataFrame, cur: Current, links: pl.DataFrame, config: SpaceConfig
 ) -> _Resolved:
     """Resolve again the new messages and every previous profile sharing an identifier value
     with them (or having lost a message), as whole components."""
-    fresh_rows = _rows(events, cur.fresh, ["ids", "previous_id"])
+    fresh_rows = rows_of(events, cur.fresh, ["ids", "previous_id"])
     touched = _closure(links, _values(fresh_rows), cur.removed["profile_id"].unique())
     in_touched = pl.col("profile_id").is_in(touched.implode())
     id_seqs = pl.concat(
         [cur.fresh, cur.frame.select("seq", "profile_id").filter(in_touched)["seq"]]
     )
-    rows = _rows(events, id_seqs, IDENTITY_COLUMNS)
+    rows = rows_of(events, id_seqs, IDENTITY_COLUMNS)
     identity = resolve_identities(rows.select(IDENTITY_COLUMNS), config)
     resolved = identity.message_profiles
     return _Resolved(
@@ -624,7 +487,7 @@ def _unchanged(previous: EngineState, as_of: datetime) -> Refresh:
 
 def _pass_events(events: pl.DataFrame, scope: _Scope, space: ir.Space) -> pl.DataFrame:
     """The engine columns of the passes' messages, with profile_id, user_part, account_part."""
-    rows = _rows(events, scope.candidates["seq"], engine_columns(events.columns, space))
+    rows = rows_of(events, scope.candidates["seq"], engine_columns(events.columns, space))
     return rows.with_columns(scope.candidates.select("profile_id", "user_part", "account_part"))
 
 
@@ -671,7 +534,7 @@ def _incremental(
     space = _compile(definitions, as_of)
     reads = _Reads.of(space, _compile(definitions, t0))
     clock = _Clock()
-    cur = _current(events, as_of, previous.messages)
+    cur = current_messages(events, as_of, previous.messages)
     clock.lap("keys")
     resolved = _resolve_touched(events, cur, previous.links, definitions.space)
     clock.lap("identity")
@@ -760,7 +623,7 @@ def _merged(
     as_of: datetime,
 ) -> tuple[dict[str, pl.DataFrame], dict[str, list[str]]]:
     """The previous tables' kept rows with the recomputed entities' rows merged in."""
-    new_rows = _recomputed_rows(
+    new_rows = _recomputedrows(
         results["user"], results["account"], resolved.identity.identities, scope.accounts
     )
     return merge_tables(
@@ -789,7 +652,7 @@ class _Clock:
         self.last = now
 
 
-def _recomputed_rows(
+def _recomputedrows(
     users: ComputeResult,
     accounts_pass: ComputeResult,
     identities: pl.DataFrame,
@@ -815,54 +678,8 @@ def _recomputed_rows(
     }
 
 
-# --- state on disk ------------------------------------------------------------------------------
-
-
-def save_state(state: EngineState, directory: Path, *, tables_dir: str | None = None) -> None:
-    """Write the state into `directory` (a run's `_state` folder: the run's commit makes it
-    the state the next run reads, so it is never half written for a reader).
-
-    Args:
-        state: the state.
-        directory: an empty (or new) folder.
-        tables_dir: where the state's tables already are, relative to `directory` (a run's
-            own tables, `..`): they are then not written twice.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    if tables_dir is None:
-        for name, frame in state.tables.items():
-            frame.write_parquet(directory / f"{name}.parquet", compression=STATE_COMPRESSION)
-    state.messages.write_parquet(directory / "messages.parquet", compression=STATE_COMPRESSION)
-    if state.links is not None:
-        state.links.write_parquet(directory / "links.parquet", compression=STATE_COMPRESSION)
-    meta = {
-        "as_of": state.as_of.isoformat(),
-        "fingerprint": state.fingerprint,
-        "json_columns": state.json_columns,
-        "tables_dir": tables_dir or ".",
-    }
-    (directory / "meta.json").write_bytes(orjson.dumps(meta))
-
-
-def load_state(directory: Path) -> EngineState | None:
-    """The state `save_state` wrote into `directory`, or None."""
-    if not (directory / "meta.json").exists():
-        return None
-    meta = orjson.loads((directory / "meta.json").read_bytes())
-    tables_dir = directory / meta.get("tables_dir", ".")
-    tables = {name: pl.read_parquet(tables_dir / f"{name}.parquet") for name in TABLES}
-    links = directory / "links.parquet"
-    return EngineState(
-        as_of=datetime.fromisoformat(meta["as_of"]),
-        fingerprint=meta["fingerprint"],
-        tables=tables,
-        messages=pl.read_parquet(directory / "messages.parquet"),
-        json_columns={k: list(v) for k, v in meta["json_columns"].items()},
-        links=pl.read_parquet(links) if links.exists() else None,
-    )
-
-
 __all__ = [
+    "TABLES",
     "EngineState",
     "Refresh",
     "definition_hash",
