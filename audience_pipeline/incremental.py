@@ -47,13 +47,13 @@ from audience_pipeline.delta.reads import (
     account_reads,
     account_space,
     band_mask,
-    engine_columns,
     event_names,
     user_reads,
     user_space,
 )
 from audience_pipeline.delta.state import TABLES, EngineState, load_state, save_state
-from audience_pipeline.engine.compute import KNOWN_TYPES, ComputeResult, compute
+from audience_pipeline.engine.columns import needed_flat_columns
+from audience_pipeline.engine.compute import KNOWN_TYPES, MESSAGE_COLUMNS, ComputeResult, compute
 from audience_pipeline.engines import ComputeFn
 from audience_pipeline.identity import resolve_identities
 from audience_pipeline.identity.result import IdentityResult
@@ -485,10 +485,30 @@ def _unchanged(previous: EngineState, as_of: datetime) -> Refresh:
     return Refresh(tables, state, "incremental", "nothing changed", 0, 0, 0)
 
 
+# Read by the engine only to resolve identity, which a pass over known profiles skips.
+_IDENTITY_ONLY = ("ids", "previous_id")
+
+
+def _pass_columns(events: pl.DataFrame, space: ir.Space) -> list[str]:
+    """The event columns an engine pass over known profiles reads: the message columns but
+    identifiers, and the property/context columns (flattened, or the JSON text where a path
+    has no column) the space names. Rows are gathered column by column, so every column left
+    out (raw JSON text, identifier lists) is time saved."""
+    flat = needed_flat_columns(space, set(events.columns))
+    json_text = [c for c, need in (("properties", flat.needs_properties),
+                                   ("context", flat.needs_context)) if need]  # fmt: skip
+    thin = [c for c in MESSAGE_COLUMNS if c not in _IDENTITY_ONLY]
+    return [*thin, *json_text, *sorted(flat.columns)]
+
+
 def _pass_events(events: pl.DataFrame, scope: _Scope, space: ir.Space) -> pl.DataFrame:
-    """The engine columns of the passes' messages, with profile_id, user_part, account_part."""
-    rows = rows_of(events, scope.candidates["seq"], engine_columns(events.columns, space))
-    return rows.with_columns(scope.candidates.select("profile_id", "user_part", "account_part"))
+    """The columns the passes read of their messages, with profile_id, user_part, account_part
+    (and the identifier columns as nulls: the engine selects them before it knows it may skip
+    identity)."""
+    rows = rows_of(events, scope.candidates["seq"], _pass_columns(events, space))
+    skipped = (pl.lit(None, dtype=events.schema[c]).alias(c) for c in _IDENTITY_ONLY)
+    tags = scope.candidates.select("profile_id", "user_part", "account_part")
+    return rows.with_columns(*skipped, *tags.get_columns())
 
 
 def _run_passes(
