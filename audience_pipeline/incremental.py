@@ -63,11 +63,13 @@ from audience_pipeline.message_types import EVENT_TYPES
 from audience_pipeline.spec.compile import compile_space
 from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.spec.models import Definitions, SpaceConfig
-from audience_pipeline.sqltraits.run import run_sql_traits
+from audience_pipeline.sqltraits.run import run_sql_traits, sql_traits
 
 log = logging.getLogger(__name__)
 
 IDENTITY_COLUMNS = ["seq", "message_id", "type", "timestamp", "ids", "previous_id"]
+# Every normalized event as a frame, or as a scan of normalized Parquet (read as needed).
+Events = pl.DataFrame | pl.LazyFrame
 _UTC = pl.Datetime("us", "UTC")
 
 
@@ -139,7 +141,7 @@ def _compile(definitions: Definitions, as_of: datetime) -> ir.Space:
 
 
 def full_compute(
-    events: pl.DataFrame,
+    events: Events,
     trait_updates: pl.DataFrame,
     definitions: Definitions,
     as_of: datetime,
@@ -147,10 +149,18 @@ def full_compute(
 ) -> Refresh:
     """Compute every table from scratch and the state an incremental run needs next.
 
-    `compute_fn`: the engine (`engines.engine_compute`); Polars by default."""
+    `events`: a frame, or a scan of normalized Parquet (the Polars engine then reads it a
+    bucket of profiles at a time). `compute_fn`: the engine (`engines.engine_compute`); Polars
+    by default."""
     space = _compile(definitions, as_of)
-    sql_rows = run_sql_traits(definitions, events, trait_updates, as_of)
-    result = compute_fn(events, trait_updates, definitions.space, space, as_of, sql_traits=sql_rows)
+    if isinstance(events, pl.LazyFrame) and (compute_fn is not compute or sql_traits(definitions)):
+        events = events.collect(engine="streaming")  # other engines and SQL traits read frames
+    if isinstance(events, pl.LazyFrame):
+        result = compute(events, trait_updates, definitions.space, space, as_of)
+    else:
+        sql_rows = run_sql_traits(definitions, events, trait_updates, as_of)
+        result = compute_fn(events, trait_updates, definitions.space, space, as_of,
+                            sql_traits=sql_rows)  # fmt: skip
     messages = (
         events.lazy()
         .filter(in_time(as_of))
@@ -208,7 +218,7 @@ def _links(messages: pl.LazyFrame, profiles: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def refresh(
-    events: pl.DataFrame,
+    events: Events,
     trait_updates: pl.DataFrame,
     definitions: Definitions,
     as_of: datetime,
@@ -218,7 +228,9 @@ def refresh(
     """Bring the tables to `as_of` over `events`, incrementally from `previous` when possible.
 
     Args:
-        events: every normalized event (old and new), as `ingest` returns them (sorted by seq).
+        events: every normalized event (old and new), as `ingest` returns them (sorted by seq),
+            or a scan of them (`engine.source.scan_events`): a refresh then reads only the
+            columns it needs, and a full run reads it a bucket of profiles at a time.
         trait_updates: their trait updates.
         definitions: the loaded definitions (created_at defaults already pinned by the caller).
         as_of: the new as-of.
@@ -489,12 +501,23 @@ def _unchanged(previous: EngineState, as_of: datetime) -> Refresh:
 _IDENTITY_ONLY = ("ids", "previous_id")
 
 
-def _pass_columns(events: pl.DataFrame, space: ir.Space) -> list[str]:
+def _refresh_frame(events: Events, space: ir.Space) -> pl.DataFrame:
+    """The events as a frame: a scan is read for the columns a refresh reads alone (raw JSON
+    text and unnamed property columns are most of a message's bytes)."""
+    if isinstance(events, pl.DataFrame):
+        return events
+    names = events.collect_schema().names()
+    thin = ["seq", *MESSAGE_KEY, "type", "event", "timestamp", "group_id", *IDENTITY_COLUMNS]
+    wanted = list(dict.fromkeys([*thin, *_pass_columns(names, space)]))
+    return events.select(wanted).collect()
+
+
+def _pass_columns(columns: list[str], space: ir.Space) -> list[str]:
     """The event columns an engine pass over known profiles reads: the message columns but
     identifiers, and the property/context columns (flattened, or the JSON text where a path
     has no column) the space names. Rows are gathered column by column, so every column left
     out (raw JSON text, identifier lists) is time saved."""
-    flat = needed_flat_columns(space, set(events.columns))
+    flat = needed_flat_columns(space, set(columns))
     json_text = [c for c, need in (("properties", flat.needs_properties),
                                    ("context", flat.needs_context)) if need]  # fmt: skip
     thin = [c for c in MESSAGE_COLUMNS if c not in _IDENTITY_ONLY]
@@ -505,7 +528,7 @@ def _pass_events(events: pl.DataFrame, scope: _Scope, space: ir.Space) -> pl.Dat
     """The columns the passes read of their messages, with profile_id, user_part, account_part
     (and the identifier columns as nulls: the engine selects them before it knows it may skip
     identity)."""
-    rows = rows_of(events, scope.candidates["seq"], _pass_columns(events, space))
+    rows = rows_of(events, scope.candidates["seq"], _pass_columns(events.columns, space))
     skipped = (pl.lit(None, dtype=events.schema[c]).alias(c) for c in _IDENTITY_ONLY)
     tags = scope.candidates.select("profile_id", "user_part", "account_part")
     return rows.with_columns(*skipped, *tags.get_columns())
@@ -543,7 +566,7 @@ def _run_passes(
 
 
 def _incremental(
-    events: pl.DataFrame,
+    scanned: Events,
     trait_updates: pl.DataFrame,
     definitions: Definitions,
     as_of: datetime,
@@ -554,6 +577,8 @@ def _incremental(
     space = _compile(definitions, as_of)
     reads = _Reads.of(space, _compile(definitions, t0))
     clock = _Clock()
+    events = _refresh_frame(scanned, space)
+    clock.lap("read")
     cur = current_messages(events, as_of, previous.messages)
     clock.lap("keys")
     resolved = _resolve_touched(events, cur, previous.links, definitions.space)
@@ -700,6 +725,7 @@ def _recomputedrows(
 
 __all__ = [
     "TABLES",
+    "Events",
     "EngineState",
     "Refresh",
     "definition_hash",

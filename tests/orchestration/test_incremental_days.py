@@ -19,8 +19,9 @@ import pytest
 import yaml
 from polars.testing import assert_frame_equal
 
+from audience_pipeline.engine.source import scan_events
 from audience_pipeline.incremental import TABLES, full_compute, load_state, refresh, save_state
-from audience_pipeline.ingest import ingest
+from audience_pipeline.ingest import ingest, write_normalized
 from audience_pipeline.spec.loader import load_definitions
 from audience_pipeline.spec.models import Definitions
 
@@ -158,8 +159,10 @@ RUNS = [
 ]
 
 
-@pytest.mark.parametrize("through_disk", [True, False])
-def test_day_by_day_equals_full(tmp_path: Path, through_disk: bool) -> None:
+@pytest.mark.parametrize("source", ["frame", "state on disk", "scan"])
+def test_day_by_day_equals_full(tmp_path: Path, source: str) -> None:
+    """`frame`: events and state in memory; `state on disk`: each state saved and loaded;
+    `scan`: the events as a scan of normalized Parquet too (what the CLI hands a refresh)."""
     definitions = _definitions(tmp_path / "definitions")
     events = tmp_path / "events"
     events.mkdir()
@@ -167,16 +170,20 @@ def test_day_by_day_equals_full(tmp_path: Path, through_disk: bool) -> None:
     data = ingest(events, definitions.space)
     state = full_compute(data.events, data.trait_updates, definitions, D1).state
     recomputed = []
-    for day, as_of in RUNS:
+    for run, (day, as_of) in enumerate(RUNS):
         if day is not None:
             _land(events, day)
             data = ingest(events, definitions.space)
-        if through_disk:
+        frame: pl.DataFrame | pl.LazyFrame = data.events
+        if source != "frame":
             save_state(state, tmp_path / "state")
             loaded = load_state(tmp_path / "state")
             assert loaded is not None
             state = loaded
-        got = refresh(data.events, data.trait_updates, definitions, as_of, state)
+        if source == "scan":
+            write_normalized(data, tmp_path / f"normalized-{run}")
+            frame = scan_events(tmp_path / f"normalized-{run}")
+        got = refresh(frame, data.trait_updates, definitions, as_of, state)
         want = full_compute(data.events, data.trait_updates, definitions, as_of)
         assert got.mode == "incremental", got.reason
         _assert_same(got.tables, want.tables)
@@ -187,3 +194,24 @@ def test_day_by_day_equals_full(tmp_path: Path, through_disk: bool) -> None:
     profiles = state.tables["identities"].group_by("profile_id").agg(pl.col("id_value"))
     joined = profiles.filter(pl.col("id_value").list.contains("a1"))["id_value"].to_list()
     assert sorted(joined[0]) == ["a1", "u1"]
+
+
+def test_full_run_from_a_scan_equals_one_from_a_frame(tmp_path: Path) -> None:
+    """Without a usable state, a refresh handed a scan computes in full from it (a bucket of
+    profiles at a time) and leaves the same tables and state as from the frame."""
+    definitions = _definitions(tmp_path / "definitions")
+    events = tmp_path / "events"
+    events.mkdir()
+    for day in FILES:
+        _land(events, day)
+    data = ingest(events, definitions.space)
+    write_normalized(data, tmp_path / "normalized")
+    as_of = D1 + 2 * DAY
+    got = refresh(scan_events(tmp_path / "normalized"), data.trait_updates, definitions, as_of,
+                  None)  # fmt: skip
+    want = full_compute(data.events, data.trait_updates, definitions, as_of)
+    assert (got.mode, got.reason) == ("full", "no previous state")
+    _assert_same(got.tables, want.tables)
+    assert_frame_equal(got.state.messages, want.state.messages)
+    assert got.state.links is not None and want.state.links is not None
+    assert_frame_equal(got.state.links, want.state.links, check_row_order=False)
