@@ -166,7 +166,6 @@ def fresh_runs(
         assert_frame_equal(pl.read_parquet(folder / "out-incremental" / f"{name}.parquet"),
                            pl.read_parquet(folder / "out-full" / f"{name}.parquet"))  # fmt: skip
     print("fresh_tables_equal yes")
-    shutil.rmtree(folder, ignore_errors=True)
     return times
 
 
@@ -182,7 +181,8 @@ def _peak_rss_mb() -> float:
 def _warm(folder: Path) -> None:
     """Read the input files once, so that each child finds them in the page cache alike
     (the first child would otherwise pay the disk alone)."""
-    for path in sorted(folder.rglob("*.parquet")):
+    inputs = [folder / "events.parquet", folder / "trait_updates.parquet"]
+    for path in [*inputs, *sorted((folder / "state").glob("*.parquet"))]:
         with path.open("rb") as file:
             while file.read(1 << 24):
                 pass
@@ -230,6 +230,20 @@ def _fresh_child(mode: str, folder: str, definitions_dir: str, read: str) -> Non
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, "steps": steps, "refresh": inner}))
 
 
+def fresh_report(args: argparse.Namespace, folder: Path, lean: bool) -> None:
+    """Time the fresh runs over the inputs in `folder` and print the ratio."""
+    height = pl.scan_parquet(folder / "events.parquet").select(pl.len()).collect().item()
+    times = fresh_runs(args.definitions, args.repeat, folder, args.fresh_read)
+    if not args.keep_fresh:
+        shutil.rmtree(folder, ignore_errors=True)
+    t_incremental = statistics.median(times["incremental"])
+    t_full = statistics.median(times["full"])
+    print(f"events {height}{' (lean)' if lean else ''}")
+    print(f"fresh_incremental_seconds {t_incremental:.2f}")
+    print(f"fresh_full_seconds {t_full:.2f}")
+    print(f"fresh_incremental_vs_full {t_incremental / t_full:.3f}")
+
+
 def main() -> None:
     if len(sys.argv) == 6 and sys.argv[1] == "--fresh-child":
         _fresh_child(*sys.argv[2:])
@@ -241,6 +255,9 @@ def main() -> None:
     parser.add_argument("--definitions", default="definitions")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--fresh", action="store_true", help="time fresh processes (see above)")
+    parser.add_argument("--keep-fresh", action="store_true",
+                        help="keep the fresh runs' inputs (the events and the previous state) and "
+                             "reuse them when present: no data loading or previous run")  # fmt: skip
     parser.add_argument("--fresh-read", choices=["scan", "frame"], default="scan",
                         help="fresh runs get the events as a scan (as the CLI) or read whole")  # fmt: skip
     parser.add_argument("--from-normalized", action="store_true",
@@ -255,6 +272,10 @@ def main() -> None:
     space, issues = compile_space(definitions, AS_OF)
     assert not issues, issues
     lean = args.events >= 5_000_000 if args.lean is None else args.lean
+    folder = ROOT / "data" / f"incremental-fresh-{args.events}"
+    if args.fresh and args.keep_fresh and (folder / "state" / "meta.json").exists():
+        fresh_report(args, folder, lean)  # the inputs of an earlier --keep-fresh run
+        return
     if args.from_normalized:
         events, updates = load_normalized(ROOT / "data" / f"normalized-{args.events}", space, lean)
     else:
@@ -264,20 +285,12 @@ def main() -> None:
     earlier = full_compute(events, updates, definitions, before)
     previous = earlier.state
     if args.fresh:
-        folder = ROOT / "data" / f"incremental-fresh-{args.events}"
         write_inputs(folder, events, updates, earlier)
-        height = events.height
         # The children read everything from disk: this process lets its copies go (at 10M
         # they are about 8 GB, beside a child's own).
         del events, updates, earlier, previous
         gc.collect()
-        times = fresh_runs(args.definitions, args.repeat, folder, args.fresh_read)
-        t_incremental = statistics.median(times["incremental"])
-        t_full = statistics.median(times["full"])
-        print(f"events {height}{' (lean)' if lean else ''}")
-        print(f"fresh_incremental_seconds {t_incremental:.2f}")
-        print(f"fresh_full_seconds {t_full:.2f}")
-        print(f"fresh_incremental_vs_full {t_incremental / t_full:.3f}")
+        fresh_report(args, folder, lean)
         return
 
     def incremental() -> Refresh:
