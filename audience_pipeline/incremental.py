@@ -501,15 +501,15 @@ def _unchanged(previous: EngineState, as_of: datetime) -> Refresh:
 _IDENTITY_ONLY = ("ids", "previous_id")
 
 
-def _refresh_frame(events: Events, space: ir.Space) -> pl.DataFrame:
-    """The events as a frame: a scan is read for the columns a refresh reads alone (raw JSON
-    text and unnamed property columns are most of a message's bytes)."""
+_THIN = ["seq", *MESSAGE_KEY, "type", "event", "timestamp", "group_id", *IDENTITY_COLUMNS]
+
+
+def _refresh_frame(events: Events) -> pl.DataFrame:
+    """The events as a frame: of a scan, only the message and identifier columns (every
+    message's); the passes' property columns are read later for their rows alone."""
     if isinstance(events, pl.DataFrame):
         return events
-    names = events.collect_schema().names()
-    thin = ["seq", *MESSAGE_KEY, "type", "event", "timestamp", "group_id", *IDENTITY_COLUMNS]
-    wanted = list(dict.fromkeys([*thin, *_pass_columns(names, space)]))
-    return events.select(wanted).collect()
+    return events.select(list(dict.fromkeys(_THIN))).collect()
 
 
 def _pass_columns(columns: list[str], space: ir.Space) -> list[str]:
@@ -524,11 +524,24 @@ def _pass_columns(columns: list[str], space: ir.Space) -> list[str]:
     return [*thin, *json_text, *sorted(flat.columns)]
 
 
-def _pass_events(events: pl.DataFrame, scope: _Scope, space: ir.Space) -> pl.DataFrame:
+def _pass_events(
+    events: pl.DataFrame, scanned: Events, scope: _Scope, space: ir.Space
+) -> pl.DataFrame:
     """The columns the passes read of their messages, with profile_id, user_part, account_part
     (and the identifier columns as nulls: the engine selects them before it knows it may skip
-    identity)."""
-    rows = rows_of(events, scope.candidates["seq"], _pass_columns(events.columns, space))
+    identity). From a scan, the property columns are read for those rows alone: decoding
+    them costs about what reading them whole does, but only those rows are held."""
+    seqs = scope.candidates["seq"]
+    columns = _pass_columns(scanned.collect_schema().names(), space)
+    if isinstance(scanned, pl.DataFrame):
+        rows = rows_of(scanned, seqs, columns)
+    else:
+        wide = [c for c in columns if c not in events.columns]
+        rows = rows_of(events, seqs, [c for c in columns if c in events.columns])
+        read = scanned.select("seq", *wide).filter(pl.col("seq").is_in(seqs.implode())).collect()
+        if not read["seq"].equals(rows["seq"]):  # the scan is in seq order, each seq once
+            raise NeedsFull("the events scan is not in seq order")
+        rows = rows.hstack(read.drop("seq").get_columns()).select(columns)
     skipped = (pl.lit(None, dtype=events.schema[c]).alias(c) for c in _IDENTITY_ONLY)
     tags = scope.candidates.select("profile_id", "user_part", "account_part")
     return rows.with_columns(*skipped, *tags.get_columns())
@@ -577,7 +590,7 @@ def _incremental(
     space = _compile(definitions, as_of)
     reads = _Reads.of(space, _compile(definitions, t0))
     clock = _Clock()
-    events = _refresh_frame(scanned, space)
+    events = _refresh_frame(scanned)
     clock.lap("read")
     cur = current_messages(events, as_of, previous.messages)
     clock.lap("keys")
@@ -599,7 +612,7 @@ def _incremental(
         pass_updates = pool.submit(
             lambda: trait_updates.filter(pl.col("seq").is_in(scope.candidates["seq"].implode()))
         )
-        pass_events = _pass_events(events, scope, space)
+        pass_events = _pass_events(events, scanned, scope, space)
         known = _known(identities, resolved.identity.identities, scope.everyone, resolved.touched)
         # `sample` nodes hash each profile's anchor identifier: hand the pass the real rows.
         anchors = None

@@ -30,6 +30,7 @@ import argparse
 import cProfile
 import gc
 import json
+import os
 import pstats
 import resource
 import shutil
@@ -179,8 +180,10 @@ def _peak_rss_mb() -> float:
 
 
 def _warm(folder: Path) -> None:
-    """Read the input files once, so that each child finds them in the page cache alike
-    (the first child would otherwise pay the disk alone)."""
+    """Flush what earlier writes left dirty and read the input files once, so that each child
+    finds them in the page cache alike and pays no one else's writeback (the first child
+    would otherwise pay the disk alone)."""
+    os.sync()
     inputs = [folder / "events.parquet", folder / "trait_updates.parquet"]
     for path in [*inputs, *sorted((folder / "state").glob("*.parquet"))]:
         with path.open("rb") as file:
