@@ -636,29 +636,26 @@ def _incremental(
         links=links.result(),
     )
     clock.lap("state")
-    log.info(
-        "incremental: %d of %d messages, %d profiles, %d accounts recomputed",
-        pass_events.height,
-        resolved.frame.height,
-        scope.profiles.len(),
-        scope.accounts.len(),
-    )
-    return Refresh(
-        tables=tables,
-        state=state,
-        mode="incremental",
-        reason="",
-        profiles_recomputed=scope.profiles.len(),
-        accounts_recomputed=scope.accounts.len(),
-        messages_recomputed=pass_events.height,
-        stats={
-            **{f"user_pass_{k}": v for k, v in results["user"].stats.items()},
-            **{f"account_pass_{k}": v for k, v in results["account"].stats.items()},
-            **clock.laps,
-            "profiles_identity": resolved.profiles.len(),
-            "profiles_crossed": crossed[0].len(),
-        },
-    )
+    stats = {
+        **{f"user_pass_{k}": v for k, v in results["user"].stats.items()},
+        **{f"account_pass_{k}": v for k, v in results["account"].stats.items()},
+        **clock.laps,
+        "profiles_identity": resolved.profiles.len(),
+        "profiles_crossed": crossed[0].len(),
+    }
+    return _refreshed(state, scope, pass_events.height, resolved.frame.height, stats)
+
+
+def _refreshed(
+    state: EngineState, scope: _Scope, recomputed: int, messages: int, stats: dict[str, int]
+) -> Refresh:
+    """The outcome of an incremental refresh (logged: what it recomputed)."""
+    profiles, accounts = scope.profiles.len(), scope.accounts.len()
+    log.info("incremental: %d of %d messages, %d profiles, %d accounts recomputed",
+             recomputed, messages, profiles, accounts)  # fmt: skip
+    return Refresh(tables=state.tables, state=state, mode="incremental", reason="",
+                   profiles_recomputed=profiles, accounts_recomputed=accounts,
+                   messages_recomputed=recomputed, stats=stats)  # fmt: skip
 
 
 def _next_links(old: pl.DataFrame, resolved: _Resolved) -> pl.DataFrame:
