@@ -614,12 +614,7 @@ def _incremental(
         )
         pass_events = _pass_events(events, scanned, scope, space)
         known = _known(identities, resolved.identity.identities, scope.everyone, resolved.touched)
-        # `sample` nodes hash each profile's anchor identifier: hand the pass the real rows.
-        anchors = None
-        if uses_samples(space):
-            anchors = _profile_identities(
-                identities, resolved.identity.identities, scope.everyone, resolved.touched
-            )
+        anchors = _anchors(space, identities, resolved, scope)
         clock.lap("scope")
         results = _run_passes(pass_events, pass_updates.result(), known, anchors, definitions,
                               space, as_of, previous.json_columns)  # fmt: skip
@@ -636,14 +631,32 @@ def _incremental(
         links=links.result(),
     )
     clock.lap("state")
-    stats = {
+    stats = _refresh_stats(results, clock, resolved.profiles.len(), crossed[0].len())
+    return _refreshed(state, scope, pass_events.height, resolved.frame.height, stats)
+
+
+def _anchors(
+    space: ir.Space, identities: pl.DataFrame, resolved: _Resolved, scope: _Scope
+) -> pl.DataFrame | None:
+    """`sample` nodes hash each profile's anchor identifier: the pass gets the real rows."""
+    if not uses_samples(space):
+        return None
+    return _profile_identities(
+        identities, resolved.identity.identities, scope.everyone, resolved.touched
+    )
+
+
+def _refresh_stats(
+    results: dict[str, ComputeResult], clock: _Clock, profiles_identity: int, profiles_crossed: int
+) -> dict[str, Any]:
+    """Each pass's own figures, the step seconds and the profiles the refresh touched."""
+    return {
         **{f"user_pass_{k}": v for k, v in results["user"].stats.items()},
         **{f"account_pass_{k}": v for k, v in results["account"].stats.items()},
         **clock.laps,
-        "profiles_identity": resolved.profiles.len(),
-        "profiles_crossed": crossed[0].len(),
+        "profiles_identity": profiles_identity,
+        "profiles_crossed": profiles_crossed,
     }
-    return _refreshed(state, scope, pass_events.height, resolved.frame.height, stats)
 
 
 def _refreshed(
