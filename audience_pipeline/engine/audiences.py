@@ -7,6 +7,8 @@ three-valued inside and TRUE-only outside.
 
 from __future__ import annotations
 
+from typing import assert_never
+
 import polars as pl
 
 from audience_pipeline.engine.expressions import compile_predicate
@@ -48,5 +50,4 @@ def condition_expr(
             return compile_predicate(expr, resolve)
         case ir.EventCond() | ir.Funnel() | ir.UsersCond() | ir.Sample():
             return pl.col(leaves.name(level, node))
-    msg = f"unknown condition {node!r}"
-    raise TypeError(msg)
+    assert_never(node)

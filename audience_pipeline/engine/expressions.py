@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 
 import polars as pl
 
@@ -90,6 +90,9 @@ def compile_expr(node: ir.Expr, resolve: Resolver) -> Compiled:  # noqa: PLR0911
             return Compiled(pl.lit(value, dtype=pl.Float64), "num")
         case ir.Lit(value=str() as value):
             return Compiled(pl.lit(value, dtype=pl.String), "str")
+        case ir.Lit(value=value):  # an int or other value the parser never makes
+            msg = f"literal of unknown type {value!r}"
+            raise TypeError(msg)
         case ir.Ref() | ir.Agg():
             return Compiled(None, None, resolve(node))
         case ir.Cmp(op=op, left=left, right=right):
@@ -122,8 +125,7 @@ def compile_expr(node: ir.Expr, resolve: Resolver) -> Compiled:  # noqa: PLR0911
             return Compiled(-compile_expr(arg, resolve).read("num"), "num")
         case ir.Func(name=name, args=args):
             return _func(name, [compile_expr(a, resolve) for a in args])
-    msg = f"cannot compile {node!r}"
-    raise TypeError(msg)
+    assert_never(node)
 
 
 def like_regex(pattern: str, *, case_insensitive: bool) -> str:

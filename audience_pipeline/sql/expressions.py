@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import assert_never
 
 from sqlglot import exp
 
@@ -93,6 +94,9 @@ def compile_expr(d: SqlDialect, node: ir.Expr, resolve: Resolver) -> Compiled:  
             return Compiled(d, _number(d, value), "num")
         case ir.Lit(value=str() as value):
             return Compiled(d, lit(value), "str")
+        case ir.Lit(value=value):  # an int or other value the parser never makes
+            msg = f"literal of unknown type {value!r}"
+            raise TypeError(msg)
         case ir.Ref() | ir.Agg():
             return Compiled(d, None, None, resolve(node))
         case ir.Cmp(op=op, left=left, right=right):
@@ -127,8 +131,7 @@ def compile_expr(d: SqlDialect, node: ir.Expr, resolve: Resolver) -> Compiled:  
                             "num")  # fmt: skip
         case ir.Func(name=name, args=args):
             return _func(d, name, [compile_expr(d, a, resolve) for a in args])
-    msg = f"cannot compile {node!r}"
-    raise TypeError(msg)
+    assert_never(node)
 
 
 def _number(d: SqlDialect, value: float) -> exp.Expr:

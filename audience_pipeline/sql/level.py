@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import assert_never
 
 from sqlglot import exp
 
@@ -536,8 +537,7 @@ class LevelBuilder:
                 return compile_predicate(self.d, expr, resolve)
             case ir.EventCond() | ir.Funnel() | ir.UsersCond() | ir.Sample():
                 return col(self._leaf(node), table_name)
-        msg = f"unknown condition {node!r}"
-        raise TypeError(msg)
+        assert_never(node)
 
     def _leaf(self, node: ir.Condition) -> str:
         spec = self.spec
