@@ -79,6 +79,11 @@ def _data(
     if not (events / ".complete").exists():
         generate(events, events=size, seed=1, gzip=False, files=4)  # one Spark task per file
         (events / ".complete").touch()
+    timing = normalized / ".ingest_seconds"
+    if keep and (normalized / ".complete").exists() and timing.exists():
+        # Ingest was timed when the tables were kept: separate runs (one engine each, so the
+        # bench lock is held minutes, not half an hour) reuse that figure instead of ingesting again.
+        return events, float(timing.read_text()), read_normalized(normalized)
     loaded, _ = load_space_ir(definitions, DEFAULT_AS_OF)
     start = time.perf_counter()
     ingested = ingest(events, loaded.space)
@@ -88,6 +93,8 @@ def _data(
         (normalized / ".complete").touch()
     elif keep:
         ingested = read_normalized(normalized)
+    if keep:
+        timing.write_text(f"{seconds:.3f}\n")
     return events, seconds, ingested
 
 

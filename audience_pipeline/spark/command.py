@@ -21,7 +21,8 @@ def spark_compute_command(events: str, definitions: str, as_of: datetime, out: s
                         tables_database=tables_database)  # fmt: skip
     print(f"as of {run.as_of.isoformat()} -> {run.out} (spark)")
     if run.skipped:
-        print(f"  note: kind: sql traits are not computed on Spark: {', '.join(run.skipped)}")
+        print("  note: kind: sql traits are not computed from Segment's tables on Spark: "
+              + ", ".join(run.skipped))
     for name, rows in run.tables.items():
         print(f"  {name}: {rows} rows")
     print("  time: " + ", ".join(f"{k} {v:.2f}s" for k, v in run.seconds.items()))

@@ -56,7 +56,7 @@ class SparkRun:
     as_of: datetime
     tables: dict[str, int]
     seconds: dict[str, float] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)  # `kind: sql` traits (not on Spark)
+    skipped: list[str] = field(default_factory=list)  # `kind: sql` traits left out
 
 
 def spark_session(master: str | None = None, warehouse_dir: str | None = None) -> Any:
@@ -151,6 +151,7 @@ class _Computed:
     json_columns: dict[str, set[str]] = field(default_factory=dict)
     messages: int | None = None
     rounds: int = 0
+    skipped: list[str] = field(default_factory=list)
 
 
 def _from_warehouse(spark: Any, source: str | Path, definitions_dir: str | Path,
@@ -162,7 +163,7 @@ def _from_warehouse(spark: Any, source: str | Path, definitions_dir: str | Path,
                           out_schema=OUT_DATABASE)  # fmt: skip
     rounds = run_steps(spark, script, _limits(definitions_dir))
     frames = {name: _frame(spark, f"{OUT_DATABASE}.{name}") for name in OUTPUT_TABLES}
-    return _Computed(_shaped(frames), rounds=rounds)
+    return _Computed(_shaped(frames), rounds=rounds, skipped=sql_trait_keys(definitions_dir))
 
 
 def _from_messages(spark: Any, source: str | Path, definitions_dir: str | Path,
@@ -172,7 +173,7 @@ def _from_messages(spark: Any, source: str | Path, definitions_dir: str | Path,
     from audience_pipeline.spark.from_messages import compute_messages
 
     definitions, space_ir = load_space_ir(str(definitions_dir), as_of)
-    run = compute_messages(spark, str(source), definitions.space, space_ir, as_of,
+    run = compute_messages(spark, str(source), definitions, space_ir, as_of,
                            _limits(definitions_dir))  # fmt: skip
     result = run.result
     changes = membership_changes(base.table("memberships") if base else None,
@@ -244,12 +245,13 @@ def compute_spark(source: str | Path, definitions_dir: str | Path, as_of: dateti
     timings["write"] = time.perf_counter() - started
     log.info("spark compute: %d loop rounds, %s", computed.rounds, timings)
     return SparkRun(out, as_of, {n: f.height for n, f in computed.tables.items()}, timings,
-                    sql_trait_keys(definitions_dir))  # fmt: skip
+                    computed.skipped)  # fmt: skip
 
 
 def sql_trait_keys(definitions_dir: str | Path) -> list[str]:
-    """The space's `kind: sql` traits: their queries are DuckDB SQL over the run's inputs, which
-    Spark does not run (docs/sql.md); the Spark run leaves them out."""
+    """The space's `kind: sql` traits: their queries are DuckDB SQL over the run's messages,
+    which the whole-space script does not run (docs/sql.md), so a run from Segment's tables
+    leaves them out (from message files they are computed: `from_messages.sql_trait_rows`)."""
     definitions, _ = load_definitions(str(definitions_dir))
     return sorted(t.key for t in definitions.traits if t.kind == "sql")
 
