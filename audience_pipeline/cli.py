@@ -232,6 +232,7 @@ def compute(
         return spark_compute_command(
             events or DEFAULT_EVENTS, definitions, _now_if_none(as_of), out,
             master=spark_master, schema=events_schema, tables_database=spark_tables,
+            allow_empty=allow_empty,
         )  # fmt: skip
     source = events or (dsn if events_schema and dsn else DEFAULT_EVENTS)
     with show_stages(enabled=_verbose() >= 0):
