@@ -33,6 +33,7 @@ from sqlglot import exp
 from audience_pipeline.compile_sql import build_script
 from audience_pipeline.identity.result import limits_by_rank
 from audience_pipeline.ingest.files import discover
+from audience_pipeline.limits import memory_limit_bytes
 from audience_pipeline.membership.diff import membership_changes, membership_history
 from audience_pipeline.segment_tables import CALL_TABLES
 from audience_pipeline.spark.steps import run_steps
@@ -81,6 +82,11 @@ def spark_session(master: str | None = None, warehouse_dir: str | None = None) -
         builder = builder.config("spark.driver.bindAddress", "127.0.0.1").config(
             "spark.driver.host", "127.0.0.1"
         )
+        # A local session runs every task in the driver's JVM, whose default 1 GB heap ran out
+        # at 3M events: half the run's memory limit (`limits`), the rest for the Python workers
+        # and the driver's Polars. (Taken when this call starts the JVM.)
+        heap_mb = max(1024, memory_limit_bytes() // 2 // 1024**2)
+        builder = builder.config("spark.driver.memory", f"{heap_mb}m")
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")  # Spark's warnings are not the user's to act on
     return session

@@ -14,11 +14,14 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlparse
 
 import polars as pl
 
@@ -269,15 +272,34 @@ def sql_trait_rows(spark: Any, definitions: Definitions,
     kept = spark.table("ap_norm_events").where(F.col("timestamp") <= F.lit(as_of))
     events = kept.select("seq", "type", "event", "timestamp", "ids", "group_id", "properties")
     updates = spark.table("ap_norm_traits").join(kept.select("seq"), "seq", "left_semi")
-    return run_sql_traits(definitions, _arrow_frame(events, EVENTS_COLUMNS),
-                          _arrow_frame(updates, TRAIT_UPDATES_COLUMNS), as_of)  # fmt: skip
+    return run_sql_traits(definitions, _on_driver(spark, events, EVENTS_COLUMNS),
+                          _on_driver(spark, updates, TRAIT_UPDATES_COLUMNS), as_of)  # fmt: skip
 
 
-def _arrow_frame(frame: Any, dtypes: dict[str, pl.DataType]) -> pl.DataFrame:
-    """A Spark frame on the driver with the normalized tables' dtypes (an empty one included)."""
-    got = pl.from_arrow(frame.toArrow())
-    assert isinstance(got, pl.DataFrame)
+def _on_driver(spark: Any, frame: Any, dtypes: dict[str, pl.DataType]) -> pl.DataFrame:
+    """A Spark frame on the driver, with the normalized tables' dtypes (an empty one included).
+
+    Through Parquet files in the session's warehouse folder when the driver can read it (a local
+    or shared filesystem, as the message files are): Polars reads them itself. Collecting the
+    messages through the JVM instead (``toArrow``) ran the driver out of its default 1 GB heap
+    at 3M events."""
+    folder = _local_folder(spark.conf.get("spark.sql.warehouse.dir"))
+    if folder is None:
+        got = pl.from_arrow(frame.toArrow())
+        assert isinstance(got, pl.DataFrame)
+    else:
+        target = folder / f"ap_driver_{uuid.uuid4().hex}"
+        frame.write.parquet(str(target))
+        parts = sorted(target.glob("*.parquet"))
+        got = pl.read_parquet(parts) if parts else pl.DataFrame(schema=dtypes)
+        shutil.rmtree(target, ignore_errors=True)
     return got.select(pl.col(n).cast(dtypes[n]) for n in frame.columns)
+
+
+def _local_folder(uri: str) -> Path | None:
+    """A ``file:`` (or scheme-less) warehouse folder as a path; None for other filesystems."""
+    parsed = urlparse(uri)
+    return Path(parsed.path) if parsed.scheme in ("", "file") else None
 
 
 def compute_messages(spark: Any, source: str, definitions: Definitions, space_ir: ir.Space,
