@@ -207,7 +207,8 @@ def _memory_limit(_ctx: click.Context, _param: click.Parameter, value: str) -> i
                    "can change) and keep what the next refresh needs.")  # fmt: skip
 @click.option("--memory-limit", default="6GB", show_default=True, callback=_memory_limit,
               help="Memory the Polars engine plans for (e.g. 6GB, 512MB): it evaluates "
-                   "profiles in as many buckets as keep within it.")  # fmt: skip
+                   "profiles in as many buckets as keep within it (a local Spark: half of it "
+                   "is the JVM heap).")  # fmt: skip
 def compute(
     definitions: str,
     events: str | None,
