@@ -128,21 +128,26 @@ def evaluate_bucketed(
     conditions: dict[ir.EventCond, str],
     funnels: dict[ir.Funnel, str],
     as_of: datetime,
+    overrides: pl.DataFrame | None = None,
 ) -> LevelResult:
-    """`evaluate_level` over every entity, one bucket of `events.count` at a time."""
+    """`evaluate_level` over every entity, one bucket of `events.count` at a time.
+
+    `overrides`: entity_id and score columns to take as given (explain takes the run's scores);
+    without them, scores are ranked over every bucket's raw values.
+    """
     common = {"custom_keys": custom_keys, "as_of": as_of}
     if events.count == 1:
         return evaluate_level(events=events.frame(0).lazy(), entities=entities.lazy(),
                               custom=custom.lazy(), traits=traits, conditions=conditions,
-                              funnels=funnels, **common)  # type: ignore[arg-type]  # fmt: skip
+                              funnels=funnels, overrides=overrides, **common)  # type: ignore[arg-type]  # fmt: skip
 
     def part(bucket: int) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
         mine = events.key == bucket
         return events.frame(bucket).lazy(), entities.filter(mine).lazy(), custom.filter(mine).lazy()
 
     scores = [t for t in traits if t.kind == "score"]
-    ranked = None
-    if scores:
+    ranked = overrides
+    if scores and ranked is None:
         columns = [computed_column(t.key) for t in scores]
         raw = []
         for bucket in range(events.count):

@@ -1,46 +1,36 @@
 """Run the engine on a few entities' own messages: the frames explain reads node values from.
 
-This follows `engine.compute.compute` step for step after identity resolution (which explain
-does not redo: each message already carries the profile the run gave it), and calls the same
-functions: `latest_traits`, `evaluate_level` (the fused per-level plan), `condition_expr` and
-the `users:` fold. Only the entities differ: the profiles asked about (plus, for an account, all
-its members), so a node's value here is the value the run computed. The agreement test
+After identity resolution (which explain does not redo: each message already carries the profile
+the run gave it) this is the engine's own path: `owners_latest` (latest custom traits and
+members) and `evaluate_levels` (both levels' traits, leaves, samples and audiences), as
+`engine.compute` calls them. Only the entities differ: the profiles asked about (plus, for an
+account, all its members), evaluated in one bucket with the run's score values given, so a
+node's value here is the value the run computed. The agreement test
 (tests/api/test_explain.py::test_explain_agrees_with_memberships_for_every_entity) holds explain
 to the memberships of a full run.
-
-The steps below are named as the engine's are (scope, universe, latest traits, user level, account
-level); they still copy the engine's glue between its public functions (and take two private
-ones) until the engine offers that per-entity path itself (see the layout section of README).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import polars as pl
 
 from audience_pipeline.engine.aggregate import ORDER
-from audience_pipeline.engine.audiences import (
-    NodeColumns,
-    audience_column,
-    collect_leaves,
-    condition_expr,
-)
+from audience_pipeline.engine.audiences import NodeColumns
+from audience_pipeline.engine.buckets import BucketedEvents, account_bucket, profile_bucket
 from audience_pipeline.engine.columns import ENTITY
-from audience_pipeline.engine.compute import (
-    EVENT_TYPES,
-    KNOWN_TYPES,
-    custom_wide,
-    latest_traits,
-    users_conditions,
-)
-from audience_pipeline.engine.level import LevelResult, evaluate_level
-from audience_pipeline.engine.samples import account_anchors, profile_anchors, with_sample_columns
+from audience_pipeline.engine.latest import Latest, owners_latest
+from audience_pipeline.engine.levels import Entities, evaluate_levels
+from audience_pipeline.engine.samples import profile_anchors
 from audience_pipeline.engine.traitvalues import TraitColumns
 from audience_pipeline.identity.prepare import processing_rank
 from audience_pipeline.ir import nodes as ir
+from audience_pipeline.message_types import EVENT_TYPES
 from audience_pipeline.sqltraits.columns import with_sql_rows
+from audience_pipeline.tables.result import KNOWN_TYPES
 
 EVENT_COLUMNS = ["timestamp", "message_id", "seq", ORDER, "event", "properties", "context"]
 
@@ -101,20 +91,38 @@ def evaluate(
     scores = scores or {}
     messages = _in_scope(messages, profiles, as_of)
     known = identities.filter(pl.col("profile_id").is_in(profiles))
-    universe = _universe(profiles, known)
-    latest = _latest(messages, trait_updates, accounts, sql_rows or {})
-    leaves = collect_leaves(space)
-    event_frame = messages.filter(pl.col("type").is_in(EVENT_TYPES)).select(
-        "profile_id", *EVENT_COLUMNS
+    latest = _with_sql(owners_latest(messages, trait_updates).scoped(accounts), sql_rows or {})
+    users = Entities.of(latest.users, "profile_id", _universe(profiles, known), scores.get("user"))
+    account_ids = pl.DataFrame(
+        {"account_id": sorted(set(accounts))}, schema={"account_id": pl.String}
     )
-    users, user_view = _user_level(
-        event_frame, universe, known, latest, space, leaves, as_of, scores.get("user")
+    in_accounts = Entities.of(latest.accounts, "account_id", account_ids, scores.get("account"))
+    user_events = messages.filter(pl.col("type").is_in(EVENT_TYPES)).select(
+        pl.col("profile_id").alias(ENTITY), *EVENT_COLUMNS
     )
+
+    def anchors(samples: Mapping[ir.Condition, str]) -> pl.DataFrame:
+        first = next(iter(samples))
+        assert isinstance(first, ir.Sample)
+        return profile_anchors(known, first.id_types).rename({"profile_id": ENTITY})
+
+    levels = evaluate_levels(
+        space, as_of, users=users, user_events=_one_bucket(user_events.lazy(), profile_bucket),
+        accounts=in_accounts, members=latest.members,
+        account_events=lambda plan: _one_bucket(plan, account_bucket), user_anchors=anchors,
+        detail=True,
+    )  # fmt: skip
+    user_view = LevelView("user", levels.user_frame, levels.users.traits, user_events, users.custom)
     account_view = None
     if accounts:
-        account_view = _account_level(event_frame, accounts, latest, space, leaves, as_of,
-                                      scores.get("account"), users, user_view)  # fmt: skip
-    return Evaluation(as_of, leaves, user_view, account_view, latest.members)
+        account_view = LevelView("account", levels.account_frame, levels.accounts.traits,
+                                 levels.account_events.frame(0), in_accounts.custom)  # fmt: skip
+    return Evaluation(as_of, levels.leaves, user_view, account_view, latest.members)
+
+
+def _one_bucket(plan: pl.LazyFrame, key: Callable[[int], pl.Expr]) -> BucketedEvents:
+    """A few entities' events: one bucket, in memory."""
+    return BucketedEvents(plan, 1, key(1))
 
 
 def _in_scope(messages: pl.DataFrame, profiles: list[str], as_of: datetime) -> pl.DataFrame:
@@ -142,142 +150,13 @@ def _universe(profiles: list[str], known: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-@dataclass
-class _Latest:
-    """The latest custom traits of the profiles and accounts in scope, and the accounts'
-    members."""
-
-    users: pl.DataFrame
-    accounts: pl.DataFrame
-    members: pl.DataFrame  # account_id, profile_id
-
-
-def _latest(
-    messages: pl.DataFrame,
-    trait_updates: pl.DataFrame,
-    accounts: list[str],
-    sql_rows: dict[str, tuple[pl.DataFrame, set[str]]],
-) -> _Latest:
-    # As compute: one join gives every update its message's order, owner and account.
-    is_group = (pl.col("type") == "group") & pl.col("group_id").is_not_null()
-    updates = trait_updates.select("seq", "kind", "key", "value", "tagged").join(
-        messages.select(
-            "seq", ORDER, "profile_id", pl.when(is_group).then(pl.col("group_id")).alias("_acct")
-        ),
-        on="seq",
-        how="inner",
-    )
-    user_latest = latest_traits(updates.filter(pl.col("kind") == "user"), "profile_id")
-    members = (
-        messages.filter(is_group)
-        .select(pl.col("group_id").alias("account_id"), "profile_id")
-        .unique()
-        .filter(pl.col("account_id").is_in(accounts))
-    )
-    account_latest = latest_traits(
-        updates.filter((pl.col("kind") == "account") & pl.col("_acct").is_not_null()).rename(
-            {"_acct": "account_id"}
-        ),
-        "account_id",
-    ).filter(pl.col("account_id").is_in(accounts))
+def _with_sql(latest: Latest, sql_rows: dict[str, tuple[pl.DataFrame, set[str]]]) -> Latest:
+    """The run's SQL trait objects in place of custom traits of the same keys."""
     if "user" in sql_rows:
-        user_latest = with_sql_rows(user_latest, *sql_rows["user"])
+        latest = replace(latest, users=with_sql_rows(latest.users, *sql_rows["user"]))
     if "account" in sql_rows:
-        account_latest = with_sql_rows(account_latest, *sql_rows["account"])
-    return _Latest(user_latest, account_latest, members)
-
-
-def _user_level(
-    event_frame: pl.DataFrame,
-    universe: pl.DataFrame,
-    known: pl.DataFrame,
-    latest: _Latest,
-    space: ir.Space,
-    leaves: NodeColumns,
-    as_of: datetime,
-    scores: pl.DataFrame | None,
-) -> tuple[LevelResult, LevelView]:
-    """The user level: traits and leaves (`evaluate_level`), samples, then user audiences."""
-    user_custom, user_custom_keys = custom_wide(latest.users, "profile_id", universe)
-    user_events = event_frame.rename({"profile_id": ENTITY})
-    entities = universe.select(pl.col("profile_id").alias(ENTITY))
-    users = _evaluate("user", user_events, entities, user_custom, user_custom_keys, space,
-                      leaves, as_of, scores)  # fmt: skip
-    user_frame = users.frame.join(universe.rename({"profile_id": ENTITY}), on=ENTITY, how="left")
-    user_samples = leaves.of("user", ir.Sample)
-    if user_samples:
-        first = next(iter(user_samples))
-        assert isinstance(first, ir.Sample)
-        anchors = profile_anchors(known, first.id_types).rename({"profile_id": ENTITY})
-        user_frame = with_sample_columns(user_frame, user_samples, anchors, detail=True)
-    for audience in (a for a in space.audiences if a.level == "user"):
-        in_universe = pl.lit(True) if audience.include_anonymous else pl.col("_known")
-        expr = in_universe & condition_expr(audience.condition, "user", leaves, users.traits)
-        user_frame = user_frame.with_columns(expr.alias(audience_column(audience.key)))
-    return users, LevelView("user", user_frame, users.traits, user_events, user_custom)
-
-
-def _evaluate(
-    level: str,
-    events: pl.DataFrame,
-    entities: pl.DataFrame,
-    custom: pl.DataFrame,
-    custom_keys: set[str],
-    space: ir.Space,
-    leaves: NodeColumns,
-    as_of: datetime,
-    scores: pl.DataFrame | None,
-) -> LevelResult:
-    """`evaluate_level` over the level's traits, event conditions and funnels (the run's score
-    values given, not ranked again)."""
-    return evaluate_level(
-        events=events.lazy(),
-        entities=entities.lazy(),
-        custom=custom.lazy(),
-        custom_keys=custom_keys,
-        traits=[t for t in space.traits if t.level == level],
-        conditions=leaves.of(level, ir.EventCond),  # type: ignore[arg-type]
-        funnels=leaves.of(level, ir.Funnel),  # type: ignore[arg-type]
-        as_of=as_of,
-        overrides=scores,
-    )
-
-
-def _account_level(
-    event_frame: pl.DataFrame,
-    accounts: list[str],
-    latest: _Latest,
-    space: ir.Space,
-    leaves: NodeColumns,
-    as_of: datetime,
-    scores: pl.DataFrame | None,
-    users: LevelResult,
-    user_view: LevelView,
-) -> LevelView:
-    """The account level over the members' pooled events, the `users:` fold, samples, then
-    account audiences."""
-    entities = pl.DataFrame({"account_id": sorted(set(accounts))}, schema={"account_id": pl.String})
-    account_custom, account_custom_keys = custom_wide(latest.accounts, "account_id", entities)
-    account_events = (
-        event_frame.join(latest.members, on="profile_id", how="inner")
-        .drop("profile_id")
-        .rename({"account_id": ENTITY})
-        .select(ENTITY, *EVENT_COLUMNS)
-    )
-    account_level = _evaluate("account", account_events,
-                              entities.select(pl.col("account_id").alias(ENTITY)),
-                              account_custom, account_custom_keys, space, leaves, as_of, scores)  # fmt: skip
-    account_frame = users_conditions(account_level, user_view.frame, latest.members, leaves, users)
-    account_frame = with_sample_columns(
-        account_frame,
-        leaves.of("account", ir.Sample),
-        account_anchors(account_frame),
-        detail=True,
-    )
-    for audience in (a for a in space.audiences if a.level == "account"):
-        expr = condition_expr(audience.condition, "account", leaves, account_level.traits)
-        account_frame = account_frame.with_columns(expr.alias(audience_column(audience.key)))
-    return LevelView("account", account_frame, account_level.traits, account_events, account_custom)
+        latest = replace(latest, accounts=with_sql_rows(latest.accounts, *sql_rows["account"]))
+    return latest
 
 
 __all__ = ["Evaluation", "LevelView", "evaluate"]
