@@ -207,7 +207,8 @@ def _memory_limit(_ctx: click.Context, _param: click.Parameter, value: str) -> i
                    "can change) and keep what the next refresh needs.")  # fmt: skip
 @click.option("--memory-limit", default="6GB", show_default=True, callback=_memory_limit,
               help="Memory the Polars engine plans for (e.g. 6GB, 512MB): it evaluates "
-                   "profiles in as many buckets as keep within it.")  # fmt: skip
+                   "profiles in as many buckets as keep within it (a local Spark: half of it "
+                   "is the JVM heap).")  # fmt: skip
 def compute(
     definitions: str,
     events: str | None,
@@ -232,6 +233,7 @@ def compute(
         return spark_compute_command(
             events or DEFAULT_EVENTS, definitions, _now_if_none(as_of), out,
             master=spark_master, schema=events_schema, tables_database=spark_tables,
+            allow_empty=allow_empty,
         )  # fmt: skip
     source = events or (dsn if events_schema and dsn else DEFAULT_EVENTS)
     with show_stages(enabled=_verbose() >= 0):

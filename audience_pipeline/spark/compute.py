@@ -32,6 +32,8 @@ from sqlglot import exp
 
 from audience_pipeline.compile_sql import build_script
 from audience_pipeline.identity.result import limits_by_rank
+from audience_pipeline.ingest.files import discover
+from audience_pipeline.limits import memory_limit_bytes
 from audience_pipeline.membership.diff import membership_changes, membership_history
 from audience_pipeline.segment_tables import CALL_TABLES
 from audience_pipeline.spark.steps import run_steps
@@ -40,6 +42,8 @@ from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.spec.loader import load_definitions
 from audience_pipeline.sql.script.catalog import Catalog, kind_of
 from audience_pipeline.warehouse import Run, begin_run
+from audience_pipeline.warehouse.guard import check_not_empty, lines_read
+from audience_pipeline.warehouse.writer import RunWriter
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +60,7 @@ class SparkRun:
     as_of: datetime
     tables: dict[str, int]
     seconds: dict[str, float] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)  # `kind: sql` traits (not on Spark)
+    skipped: list[str] = field(default_factory=list)  # `kind: sql` traits left out
 
 
 def spark_session(master: str | None = None, warehouse_dir: str | None = None) -> Any:
@@ -78,6 +82,11 @@ def spark_session(master: str | None = None, warehouse_dir: str | None = None) -
         builder = builder.config("spark.driver.bindAddress", "127.0.0.1").config(
             "spark.driver.host", "127.0.0.1"
         )
+        # A local session runs every task in the driver's JVM, whose default 1 GB heap ran out
+        # at 3M events: half the run's memory limit (`limits`), the rest for the Python workers
+        # and the driver's Polars. (Taken when this call starts the JVM.)
+        heap_mb = max(1024, memory_limit_bytes() // 2 // 1024**2)
+        builder = builder.config("spark.driver.memory", f"{heap_mb}m")
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")  # Spark's warnings are not the user's to act on
     return session
@@ -151,6 +160,7 @@ class _Computed:
     json_columns: dict[str, set[str]] = field(default_factory=dict)
     messages: int | None = None
     rounds: int = 0
+    skipped: list[str] = field(default_factory=list)
 
 
 def _from_warehouse(spark: Any, source: str | Path, definitions_dir: str | Path,
@@ -162,7 +172,17 @@ def _from_warehouse(spark: Any, source: str | Path, definitions_dir: str | Path,
                           out_schema=OUT_DATABASE)  # fmt: skip
     rounds = run_steps(spark, script, _limits(definitions_dir))
     frames = {name: _frame(spark, f"{OUT_DATABASE}.{name}") for name in OUTPUT_TABLES}
-    return _Computed(_shaped(frames), rounds=rounds)
+    messages = int(spark.sql(_MESSAGES_QUERY).collect()[0][0] or 0)
+    return _Computed(_shaped(frames), messages=messages, rounds=rounds,
+                     skipped=sql_trait_keys(definitions_dir))  # fmt: skip
+
+
+# The staged rows' messages: usable, one per message id (as `ingest` counts them; a fixed
+# statement over the script's own table).
+_MESSAGES_QUERY = (
+    "SELECT SUM(CASE WHEN message_id IS NULL THEN 1 ELSE 0 END) + COUNT(DISTINCT message_id) "
+    "FROM ap_staged WHERE reason IS NULL"
+)
 
 
 def _from_messages(spark: Any, source: str | Path, definitions_dir: str | Path,
@@ -172,7 +192,7 @@ def _from_messages(spark: Any, source: str | Path, definitions_dir: str | Path,
     from audience_pipeline.spark.from_messages import compute_messages
 
     definitions, space_ir = load_space_ir(str(definitions_dir), as_of)
-    run = compute_messages(spark, str(source), definitions.space, space_ir, as_of,
+    run = compute_messages(spark, str(source), definitions, space_ir, as_of,
                            _limits(definitions_dir))  # fmt: skip
     result = run.result
     changes = membership_changes(base.table("memberships") if base else None,
@@ -200,9 +220,25 @@ def _keep_tables(spark: Any, out: Path, database: str, tables: dict[str, pl.Data
         spark.sql(f"CREATE TABLE {table} USING parquet LOCATION {_location(folder)}")
 
 
+def _guard_files(source: str | Path, schema: str | None, run: RunWriter,
+                 allow_empty: bool) -> None:  # fmt: skip
+    """Before Spark starts: no such path, or a folder without one input file, is an empty run
+    (the empty-input guard, SPEC 7, as the Polars engine's `service.EventFiles` applies it)."""
+    if schema is not None or is_warehouse_folder(Path(source)):
+        return
+    guard = {"source": source, "allow_empty": allow_empty, "option": "--allow-empty"}
+    if not Path(source).exists():
+        check_not_empty(0, run.previous, **guard)  # type: ignore[arg-type]
+        msg = f"--events {source}: no such file or folder"
+        raise ValueError(msg)
+    if not discover(source):
+        check_not_empty(0, run.previous, **guard)  # type: ignore[arg-type]
+
+
 def compute_spark(source: str | Path, definitions_dir: str | Path, as_of: datetime,
                   out: str | Path, *, master: str | None = None, schema: str | None = None,
-                  tables_database: str | None = None, session: Any = None) -> SparkRun:  # fmt: skip
+                  tables_database: str | None = None, session: Any = None,
+                  allow_empty: bool = False) -> SparkRun:  # fmt: skip
     """Compute every table on Spark and commit them as a run of the warehouse folder `out`.
 
     Args:
@@ -216,12 +252,15 @@ def compute_spark(source: str | Path, definitions_dir: str | Path, as_of: dateti
         schema: read Segment's tables from this database of the Spark catalog instead.
         tables_database: also keep the output tables as Spark tables of this database.
         session: a SparkSession to use (and leave running) instead of starting one.
+        allow_empty: write the run even if no line was read while the last run had events
+            (else `warehouse.guard.EmptyInput`, before anything is written).
     """
     out = Path(out)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     _limits(definitions_dir)  # invalid definitions fail before Spark starts
     with begin_run(out, as_of=as_of) as run:
+        _guard_files(source, schema, run, allow_empty)
         scratch = Path(tempfile.mkdtemp(prefix="ap-spark-"))
         spark = session or spark_session(master, str(scratch / "warehouse"))
         try:
@@ -230,6 +269,9 @@ def compute_spark(source: str | Path, definitions_dir: str | Path, as_of: dateti
                                            run.base)  # fmt: skip
             else:
                 computed = _from_messages(spark, source, definitions_dir, as_of, run.base)
+            read = lines_read(computed.messages or 0, computed.tables["quarantine"])
+            check_not_empty(read, run.previous, allow_empty=allow_empty, option="--allow-empty",
+                            source=source if schema is None else f"schema {schema}")  # fmt: skip
             timings["compute"] = time.perf_counter() - started
             started = time.perf_counter()
             if tables_database:
@@ -244,12 +286,13 @@ def compute_spark(source: str | Path, definitions_dir: str | Path, as_of: dateti
     timings["write"] = time.perf_counter() - started
     log.info("spark compute: %d loop rounds, %s", computed.rounds, timings)
     return SparkRun(out, as_of, {n: f.height for n, f in computed.tables.items()}, timings,
-                    sql_trait_keys(definitions_dir))  # fmt: skip
+                    computed.skipped)  # fmt: skip
 
 
 def sql_trait_keys(definitions_dir: str | Path) -> list[str]:
-    """The space's `kind: sql` traits: their queries are DuckDB SQL over the run's inputs, which
-    Spark does not run (docs/sql.md); the Spark run leaves them out."""
+    """The space's `kind: sql` traits: their queries are DuckDB SQL over the run's messages,
+    which the whole-space script does not run (docs/sql.md), so a run from Segment's tables
+    leaves them out (from message files they are computed: `from_messages.sql_trait_rows`)."""
     definitions, _ = load_definitions(str(definitions_dir))
     return sorted(t.key for t in definitions.traits if t.kind == "sql")
 

@@ -14,11 +14,14 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlparse
 
 import polars as pl
 
@@ -28,7 +31,7 @@ from audience_pipeline.ingest.schema import EVENTS_COLUMNS, TRAIT_UPDATES_COLUMN
 from audience_pipeline.ir import nodes as ir
 from audience_pipeline.spark.messages import MESSAGES_STEPS, STATS_QUERY, read_files
 from audience_pipeline.spark.steps import run_steps
-from audience_pipeline.spec.models import SpaceConfig
+from audience_pipeline.spec.models import Definitions, SpaceConfig
 from audience_pipeline.sql.compiler import build_space_sql
 from audience_pipeline.sql.compute import assemble_result
 from audience_pipeline.sql.dialects import get_dialect
@@ -38,7 +41,7 @@ from audience_pipeline.sql.script.identity import identity_steps
 from audience_pipeline.sql.script.program import Script
 from audience_pipeline.sql.script.staging import Staging
 from audience_pipeline.sqltraits.match import MatchedSqlTraits, matched_sql_traits
-from audience_pipeline.sqltraits.run import SqlTraitResult
+from audience_pipeline.sqltraits.run import SqlTraitResult, run_sql_traits, sql_traits
 from audience_pipeline.values import flat_tag, loads
 
 log = logging.getLogger(__name__)
@@ -255,10 +258,56 @@ def compute_loaded(spark: Any, space: SpaceConfig, space_ir: ir.Space, as_of: da
     return result, rounds
 
 
-def compute_messages(spark: Any, source: str, space: SpaceConfig, space_ir: ir.Space,
+def sql_trait_rows(spark: Any, definitions: Definitions,
+                   as_of: datetime) -> list[SqlTraitResult] | None:  # fmt: skip
+    """The rows of the space's `kind: sql` traits (None without one), by the code every engine's
+    run uses (`sqltraits.run.run_sql_traits`, as Dagster's engine asset calls it): their queries
+    are DuckDB SQL over the run's messages (SPEC 7), so the columns those relations are built
+    from (ap_norm_events' calls at or before as-of, and their trait updates) come to the driver.
+    The one step that reads messages there; a space without SQL traits skips it."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    if not sql_traits(definitions):
+        return None
+    kept = spark.table("ap_norm_events").where(F.col("timestamp") <= F.lit(as_of))
+    events = kept.select("seq", "type", "event", "timestamp", "ids", "group_id", "properties")
+    updates = spark.table("ap_norm_traits").join(kept.select("seq"), "seq", "left_semi")
+    return run_sql_traits(definitions, _on_driver(spark, events, EVENTS_COLUMNS),
+                          _on_driver(spark, updates, TRAIT_UPDATES_COLUMNS), as_of)  # fmt: skip
+
+
+def _on_driver(spark: Any, frame: Any, dtypes: dict[str, pl.DataType]) -> pl.DataFrame:
+    """A Spark frame on the driver, with the normalized tables' dtypes (an empty one included).
+
+    Through Parquet files in the session's warehouse folder when the driver can read it (a local
+    or shared filesystem, as the message files are): Polars reads them itself. Collecting the
+    messages through the JVM instead (``toArrow``) ran the driver out of its default 1 GB heap
+    at 3M events."""
+    folder = _local_folder(spark.conf.get("spark.sql.warehouse.dir"))
+    if folder is None:
+        got = pl.from_arrow(frame.toArrow())
+        assert isinstance(got, pl.DataFrame)
+    else:
+        target = folder / f"ap_driver_{uuid.uuid4().hex}"
+        frame.write.parquet(str(target))
+        parts = sorted(target.glob("*.parquet"))
+        got = pl.read_parquet(parts) if parts else pl.DataFrame(schema=dtypes)
+        shutil.rmtree(target, ignore_errors=True)
+    return got.select(pl.col(n).cast(dtypes[n]) for n in frame.columns)
+
+
+def _local_folder(uri: str) -> Path | None:
+    """A ``file:`` (or scheme-less) warehouse folder as a path; None for other filesystems."""
+    parsed = urlparse(uri)
+    return Path(parsed.path) if parsed.scheme in ("", "file") else None
+
+
+def compute_messages(spark: Any, source: str, definitions: Definitions, space_ir: ir.Space,
                      as_of: datetime, limits: dict[int, int]) -> MessagesRun:  # fmt: skip
     """Every table but changes and history, from message files (`source`: a file or folder)."""
+    space = definitions.space
     stats = load_files(spark, message_files(source), space)
-    result, rounds = compute_loaded(spark, space, space_ir, as_of, limits)
+    rows = sql_trait_rows(spark, definitions, as_of)
+    result, rounds = compute_loaded(spark, space, space_ir, as_of, limits, rows)
     quarantine = _frame(spark, "ap_quarantine").sort("source", "line")
     return MessagesRun(result, quarantine, stats, rounds)
