@@ -469,7 +469,9 @@ def _event_plan(
         wide_events = wide_events.collect().lazy()
         return thin.lazy().join(wide_events, on="seq", how="left", maintain_order="left")
     # Streamed: the thin frame is the join's small side, the scan's wide rows flow past it.
-    return wide_events.join(thin.lazy(), on="seq", how="inner").select(*thin.columns, *wide)
+    # Forced: with `auto` the streaming join may hold the scan's side instead.
+    joined = wide_events.join(thin.lazy(), on="seq", how="inner", build_side="force_right")
+    return joined.select(*thin.columns, *wide)
 
 
 def _profile_codes(identity: IdentityResult) -> tuple[pl.Series, pl.Series]:

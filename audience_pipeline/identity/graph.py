@@ -138,6 +138,10 @@ def _with_sequential(
     )
 
 
+def _step(clock: Laps, name: str) -> None:
+    log.debug("identity step %s: %.2fs", name, clock.lap(name))
+
+
 def resolve_identities(messages: pl.DataFrame | pl.LazyFrame, space: SpaceConfig) -> IdentityResult:
     """Resolve messages to profiles (SPEC sections 2 and 5a), vectorized.
 
@@ -163,13 +167,17 @@ def resolve_identities(messages: pl.DataFrame | pl.LazyFrame, space: SpaceConfig
     coded = encode(messages.lazy().select(COLUMNS), space)
     if coded.messages.height == 0:
         return empty_result()
+    _step(clock, "encode")
     prepared = prepare_coded(coded, space)
     del coded
+    _step(clock, "prepare")
     # messages is indexed by rank, so a gather finds each link's first identifier.
     edges = prepared.links.select(
         a=prepared.messages["first"].gather(prepared.links["rank"]), b=pl.col("node")
     )
     label = connected_components(prepared.nodes.height, edges)
+    del edges
+    _step(clock, "components")
     bitten = _bitten_components(prepared, label)
     msgs = prepared.messages.with_columns(comp=label.gather(prepared.messages["first"]))
     nodes = prepared.nodes.with_columns(comp=label.gather(prepared.nodes["node"]))
@@ -178,9 +186,11 @@ def resolve_identities(messages: pl.DataFrame | pl.LazyFrame, space: SpaceConfig
     whole_nodes = nodes.join(bitten, on="comp", how="anti")
     parts = _Parts(*_whole_components(prepared, whole_msgs, whole_nodes),
                    whole_msgs["comp"].n_unique())  # fmt: skip
+    _step(clock, "whole components")
     seq_msgs = msgs.join(bitten, on="comp", how="semi")
     if seq_msgs.height:
         parts = _with_sequential(parts, *sequential_components(prepared, seq_msgs, space))
+    _step(clock, "sequential components")
     parts_mp, parts_id, names = parts.profiles, parts.identities, parts.names
     stats = {
         "profiles": parts.n,
