@@ -34,65 +34,43 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 import polars as pl
 
+from audience_pipeline.delta.keys import MESSAGE_KEY, Current, current_messages, in_time, rows_of
 from audience_pipeline.delta.known import run_known
 from audience_pipeline.delta.merge import NeedsFull, kept_rows, merge_tables, restamp
 from audience_pipeline.delta.reads import (
+    Read,
     account_reads,
     account_space,
     band_mask,
-    engine_columns,
     event_names,
     user_reads,
     user_space,
 )
-from audience_pipeline.engine.compute import KNOWN_TYPES, ComputeResult, compute
+from audience_pipeline.delta.state import TABLES, EngineState, load_state, save_state
+from audience_pipeline.engine.columns import needed_flat_columns
+from audience_pipeline.engine.compute import KNOWN_TYPES, MESSAGE_COLUMNS, ComputeResult, compute
 from audience_pipeline.engines import ComputeFn
 from audience_pipeline.identity import resolve_identities
+from audience_pipeline.identity.result import IdentityResult
 from audience_pipeline.ir import nodes as ir
 from audience_pipeline.ir.walk import uses_samples
 from audience_pipeline.message_types import EVENT_TYPES
 from audience_pipeline.spec.compile import compile_space
 from audience_pipeline.spec.issues import DefinitionsError
 from audience_pipeline.spec.models import Definitions, SpaceConfig
-from audience_pipeline.sqltraits.run import run_sql_traits
+from audience_pipeline.sqltraits.run import run_sql_traits, sql_traits
 
 log = logging.getLogger(__name__)
 
-TABLES = ("identities", "user_traits", "account_traits", "memberships", "account_user_memberships")
-MESSAGE_KEY = ["source", "line"]
 IDENTITY_COLUMNS = ["seq", "message_id", "type", "timestamp", "ids", "previous_id"]
+# Every normalized event as a frame, or as a scan of normalized Parquet (read as needed).
+Events = pl.DataFrame | pl.LazyFrame
 _UTC = pl.Datetime("us", "UTC")
-
-
-@dataclass
-class EngineState:
-    """What a run leaves for the next incremental one.
-
-    Attributes:
-        as_of: the run's as-of.
-        fingerprint: `definitions_fingerprint` of the definitions it ran.
-        tables: the five engine tables (identities, user_traits, account_traits, memberships,
-            account_user_memberships).
-        messages: source, line, profile_id, group_id of every message at or before as-of
-            (group_id only on group calls).
-        json_columns: per table, the trait columns stored as JSON text.
-        links: value, profile_id: every identifier value (any type, previousId included) a
-            message of the profile holds; None in states written before it existed.
-    """
-
-    as_of: datetime
-    fingerprint: str
-    tables: dict[str, pl.DataFrame]
-    messages: pl.DataFrame
-    json_columns: dict[str, list[str]] = field(default_factory=dict)
-    links: pl.DataFrame | None = None
 
 
 @dataclass
@@ -162,12 +140,8 @@ def _compile(definitions: Definitions, as_of: datetime) -> ir.Space:
     return space
 
 
-def _cut(as_of: datetime) -> pl.Expr:
-    return pl.col("timestamp") <= as_of
-
-
 def full_compute(
-    events: pl.DataFrame,
+    events: Events,
     trait_updates: pl.DataFrame,
     definitions: Definitions,
     as_of: datetime,
@@ -175,13 +149,21 @@ def full_compute(
 ) -> Refresh:
     """Compute every table from scratch and the state an incremental run needs next.
 
-    `compute_fn`: the engine (`engines.engine_compute`); Polars by default."""
+    `events`: a frame, or a scan of normalized Parquet (the Polars engine then reads it a
+    bucket of profiles at a time). `compute_fn`: the engine (`engines.engine_compute`); Polars
+    by default."""
     space = _compile(definitions, as_of)
-    sql_rows = run_sql_traits(definitions, events, trait_updates, as_of)
-    result = compute_fn(events, trait_updates, definitions.space, space, as_of, sql_traits=sql_rows)
+    if isinstance(events, pl.LazyFrame) and (compute_fn is not compute or sql_traits(definitions)):
+        events = events.collect(engine="streaming")  # other engines and SQL traits read frames
+    if isinstance(events, pl.LazyFrame):
+        result = compute(events, trait_updates, definitions.space, space, as_of)
+    else:
+        sql_rows = run_sql_traits(definitions, events, trait_updates, as_of)
+        result = compute_fn(events, trait_updates, definitions.space, space, as_of,
+                            sql_traits=sql_rows)  # fmt: skip
     messages = (
         events.lazy()
-        .filter(_cut(as_of))
+        .filter(in_time(as_of))
         .select("seq", *MESSAGE_KEY, "type", "group_id", "ids", "previous_id")
     )
     profiles = result.message_profiles.lazy()
@@ -236,7 +218,7 @@ def _links(messages: pl.LazyFrame, profiles: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def refresh(
-    events: pl.DataFrame,
+    events: Events,
     trait_updates: pl.DataFrame,
     definitions: Definitions,
     as_of: datetime,
@@ -246,7 +228,9 @@ def refresh(
     """Bring the tables to `as_of` over `events`, incrementally from `previous` when possible.
 
     Args:
-        events: every normalized event (old and new), as `ingest` returns them (sorted by seq).
+        events: every normalized event (old and new), as `ingest` returns them (sorted by seq),
+            or a scan of them (`engine.source.scan_events`): a refresh then reads only the
+            columns it needs, and a full run reads it a bucket of profiles at a time.
         trait_updates: their trait updates.
         definitions: the loaded definitions (created_at defaults already pinned by the caller).
         as_of: the new as-of.
@@ -292,110 +276,6 @@ def _full_reason(
     if any(t.kind == "sql" for t in definitions.traits):
         return "SQL traits read sources a refresh does not track"
     return None
-
-
-def _sorted_seqs(seqs: pl.Series) -> pl.Series:
-    return seqs.unique().sort()
-
-
-def _rows(events: pl.DataFrame, seqs: pl.Series, columns: list[str]) -> pl.DataFrame:
-    """These columns of the rows of `events` (sorted by seq) with these seqs, found by binary
-    search, not a scan; narrow, as a row of every flattened column costs far more."""
-    wanted = _sorted_seqs(seqs)
-    return events.select(columns)[events["seq"].search_sorted(wanted)]
-
-
-@dataclass
-class _Current:
-    """The messages at or before the new as-of, keyed to the previous state (seq order)."""
-
-    frame: pl.DataFrame  # seq, source, line, type, event, timestamp, profile_id, group_id
-    fresh: pl.Series  # seqs of messages the previous state did not hold
-    removed: pl.DataFrame  # state rows whose message is gone
-
-
-def _runs(source: pl.Series) -> tuple[list[str], np.ndarray]:
-    """The values and lengths of the runs of equal sources (no nulls). Sources come in long
-    runs (a file's lines are read together), so the runs are enough and no row is hashed."""
-    runs = source.rle()
-    return runs.struct.field("value").to_list(), runs.struct.field("len").to_numpy()
-
-
-def _message_keys(
-    runs: tuple[list[str], np.ndarray], line: pl.Series, codes: dict[str, int]
-) -> pl.Series:
-    """One Int64 per (source, line): the source's code in the high bits, the line below."""
-    values, lengths = runs
-    run_codes = np.array([codes[v] for v in values], dtype=np.int64)
-    # Each run's code repeated over its rows.
-    return (pl.Series(np.repeat(run_codes << 32, lengths)) + line).alias("key")
-
-
-def _int(value: object) -> int:
-    assert isinstance(value, int)
-    return value
-
-
-def _in_time(frame: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
-    """The rows at or before as-of, one chunk per column.
-
-    Column by column, two at a time: a DataFrame filter leaves each column in ~100 chunks,
-    and every later select of some columns beside a one-chunk column would realign them."""
-    mask = frame.select(_cut(as_of).fill_null(False)).to_series()
-    if mask.all():  # the usual case: nothing after as-of
-        return frame.rechunk()
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return pl.DataFrame(pool.map(lambda column: column.filter(mask).rechunk(), frame))
-
-
-def _current(events: pl.DataFrame, as_of: datetime, old: pl.DataFrame) -> _Current:
-    frame = _in_time(
-        events.select(
-            "seq",
-            *MESSAGE_KEY,
-            "type",
-            "event",
-            "timestamp",
-            pl.when(pl.col("type") == "group").then(pl.col("group_id")).alias("group_id"),
-        ),
-        as_of,
-    )
-    if not frame["seq"].is_sorted():  # the input contract; binary searches rely on it
-        raise NeedsFull("events not sorted by seq")
-    unique = NeedsFull("messages without a unique (source, line)")
-    lines = pl.concat([frame["line"], old["line"]])
-    if lines.null_count() or frame["source"].null_count() or old["source"].null_count():
-        raise unique
-    if lines.len() and not (_int(lines.min()) >= 0 and _int(lines.max()) < 1 << 32):
-        raise NeedsFull("line numbers outside a message key's range")
-    runs, old_runs = _runs(frame["source"]), _runs(old["source"])
-    codes = {name: code for code, name in enumerate(sorted({*runs[0], *old_runs[0]}))}
-    key = _message_keys(runs, frame["line"], codes)
-    old_key = _message_keys(old_runs, old["line"], codes)
-    # Files are read in name order and lines in order, so keys usually come sorted; then the
-    # join merges instead of hashing (and a repeat shows as two equal neighbours).
-    if key.is_sorted() and old_key.is_sorted():
-        if (key.diff() == 0).any():
-            raise unique
-        key, old_key = key.set_sorted(), old_key.set_sorted()
-    elif key.is_duplicated().any():
-        raise unique
-    # Only the key is joined (row for row with `frame`); joining `frame` itself would copy
-    # every one of its columns again.
-    joined = key.to_frame().join(
-        old.select("profile_id").with_columns(old_key).with_row_index("_old"),
-        on="key",
-        how="left",
-        maintain_order="left",
-    )
-    matched = joined["_old"].drop_nulls()
-    if matched.len() == old.height:
-        removed = old.clear()
-    else:
-        kept = pl.zeros(old.height, dtype=pl.Boolean, eager=True).scatter(matched, True)
-        removed = old.filter(~kept)
-    fresh = frame["seq"].filter(joined["_old"].is_null())
-    return _Current(frame.with_columns(joined["profile_id"]), fresh, removed)
 
 
 def _closure(links: pl.DataFrame, values: pl.Series, profiles: pl.Series) -> pl.Series:
@@ -464,92 +344,130 @@ def _known(
     )
 
 
-def _incremental(
-    events: pl.DataFrame,
-    trait_updates: pl.DataFrame,
-    definitions: Definitions,
-    as_of: datetime,
-    previous: EngineState,
-) -> Refresh:
-    assert previous.links is not None
-    t0 = previous.as_of
-    space = _compile(definitions, as_of)
-    old_space = _compile(definitions, t0)
-    clock = _Clock()
-    cur = _current(events, as_of, previous.messages)
-    removed = cur.removed
+@dataclass
+class _Resolved:
+    """Identity after the new messages: the touched components resolved again."""
 
-    # Identity: the new messages and every previous profile sharing an identifier value with
-    # them (or having lost a message), resolved again as whole components.
-    clock.lap("keys")
-    fresh_rows = _rows(events, cur.fresh, ["ids", "previous_id"])
-    touched = _closure(previous.links, _values(fresh_rows), removed["profile_id"].unique())
-    frame = cur.frame
+    frame: pl.DataFrame  # `_Current.frame` with the re-resolved messages' profile_id
+    touched: pl.Series  # previous profiles whose component gained or lost a message
+    rows: pl.DataFrame  # IDENTITY_COLUMNS of the re-resolved messages
+    identity: IdentityResult  # their resolution
+    profiles: pl.Series  # the profiles they now form
+
+
+def _resolve_touched(
+    events: pl.DataFrame, cur: Current, links: pl.DataFrame, config: SpaceConfig
+) -> _Resolved:
+    """Resolve again the new messages and every previous profile sharing an identifier value
+    with them (or having lost a message), as whole components."""
+    fresh_rows = rows_of(events, cur.fresh, ["ids", "previous_id"])
+    touched = _closure(links, _values(fresh_rows), cur.removed["profile_id"].unique())
     in_touched = pl.col("profile_id").is_in(touched.implode())
-    id_seqs = pl.concat([cur.fresh, frame.select("seq", "profile_id").filter(in_touched)["seq"]])
-    id_rows = _rows(events, id_seqs, IDENTITY_COLUMNS)
-    identity = resolve_identities(id_rows.select(IDENTITY_COLUMNS), definitions.space)
+    id_seqs = pl.concat(
+        [cur.fresh, cur.frame.select("seq", "profile_id").filter(in_touched)["seq"]]
+    )
+    rows = rows_of(events, id_seqs, IDENTITY_COLUMNS)
+    identity = resolve_identities(rows.select(IDENTITY_COLUMNS), config)
     resolved = identity.message_profiles
-    frame = _replace_profiles(frame, resolved)
-    new_profiles = resolved["profile_id"].unique()
+    return _Resolved(
+        frame=_replace_profiles(cur.frame, resolved),
+        touched=touched,
+        rows=rows,
+        identity=identity,
+        profiles=resolved["profile_id"].unique(),
+    )
 
-    # Events across a moved window edge or cut, per what the user / account tables read.
-    clock.lap("identity")
-    users_read = user_reads(space)
-    accounts_read = account_reads(space)
-    old_users_read, old_accounts_read = user_reads(old_space), account_reads(old_space)
-    user_band = band_mask(old_users_read, users_read, t0, as_of)
-    account_band = band_mask(old_accounts_read, accounts_read, t0, as_of)
-    user_crossed = account_crossed = new_profiles.clear()
-    if user_band is not None or account_band is not None:
-        # A timestamp filter first (cheap), then names and types on the few rows left.
-        near = [
-            band_mask(old_users_read, users_read, t0, as_of, names=False),
-            band_mask(old_accounts_read, accounts_read, t0, as_of, names=False),
-        ]
-        crossed = (
-            frame.select("timestamp", "type", "event", "profile_id")
-            .filter(pl.any_horizontal(m for m in near if m is not None))
-            .filter(pl.col("type").is_in(EVENT_TYPES))
-        )
-        if user_band is not None:
-            user_crossed = crossed.filter(user_band)["profile_id"].unique()
-        if account_band is not None:
-            account_crossed = crossed.filter(account_band)["profile_id"].unique()
 
-    clock.lap("bands")
-    profiles = pl.concat([new_profiles, user_crossed]).unique()
-    gone_profiles = pl.concat([touched, user_crossed]).unique()
+@dataclass
+class _Reads:
+    """What the user and account tables read, compiled at the previous and the new as-of."""
 
+    users: list[Read]
+    accounts: list[Read]
+    old_users: list[Read]
+    old_accounts: list[Read]
+
+    @classmethod
+    def of(cls, space: ir.Space, old_space: ir.Space) -> _Reads:
+        return cls(user_reads(space), account_reads(space), user_reads(old_space),
+                   account_reads(old_space))  # fmt: skip
+
+
+def _crossed(
+    frame: pl.DataFrame, reads: _Reads, t0: datetime, t1: datetime, none: pl.Series
+) -> tuple[pl.Series, pl.Series]:
+    """Profiles with an event that crossed a window edge or a moved `backfill: false` cut of
+    something the user tables (first) or the account tables (second) read."""
+    user_band = band_mask(reads.old_users, reads.users, t0, t1)
+    account_band = band_mask(reads.old_accounts, reads.accounts, t0, t1)
+    users = accounts = none
+    if user_band is None and account_band is None:
+        return users, accounts
+    # A timestamp filter first (cheap), then names and types on the few rows left.
+    near = [
+        band_mask(reads.old_users, reads.users, t0, t1, names=False),
+        band_mask(reads.old_accounts, reads.accounts, t0, t1, names=False),
+    ]
+    crossed = (
+        frame.select("timestamp", "type", "event", "profile_id")
+        .filter(pl.any_horizontal(m for m in near if m is not None))
+        .filter(pl.col("type").is_in(EVENT_TYPES))
+    )
+    if user_band is not None:
+        users = crossed.filter(user_band)["profile_id"].unique()
+    if account_band is not None:
+        accounts = crossed.filter(account_band)["profile_id"].unique()
+    return users, accounts
+
+
+@dataclass
+class _Scope:
+    """The entities a refresh recomputes and the messages its two engine passes read."""
+
+    profiles: pl.Series  # user rows recomputed (new ids)
+    gone_profiles: pl.Series  # old profile ids whose user rows go
+    accounts: pl.Series  # account rows recomputed
+    everyone: pl.Series  # profiles of either pass (the account pass: the accounts' members)
+    candidates: pl.DataFrame  # seq, profile_id, user_part, account_part of the passes' messages
+
+    @property
+    def empty(self) -> bool:
+        return self.profiles.len() == 0 and self.accounts.len() == 0
+
+
+def _scope(
+    resolved: _Resolved,
+    removed: pl.DataFrame,
+    old_messages: pl.DataFrame,
+    crossed: tuple[pl.Series, pl.Series],
+    accounts_read: list[Read],
+) -> _Scope:
+    """User rows: the re-resolved profiles and those with a crossed event. Account rows:
+    accounts with a new or lost group call, of members whose identity changed, or of members
+    with an event across an edge of what the account tables read."""
+    frame, touched = resolved.frame, resolved.touched
+    user_crossed, account_crossed = crossed
+    profiles = pl.concat([resolved.profiles, user_crossed]).unique()
     # Narrow selects before each filter over all messages: a filter copies every column it
     # is handed.
     groups = frame.select("group_id", "profile_id").filter(pl.col("group_id").is_not_null())
     old_groups = (
-        previous.messages.select("group_id", "profile_id")
+        old_messages.select("group_id", "profile_id")
         .filter(pl.col("group_id").is_not_null())
         .filter(pl.col("profile_id").is_in(touched.implode()))["group_id"]
     )
+    changed = pl.concat([resolved.profiles, account_crossed])
     accounts = pl.concat(
         [
             removed["group_id"].drop_nulls(),
             old_groups,
-            groups.filter(
-                pl.col("profile_id").is_in(pl.concat([new_profiles, account_crossed]).implode())
-            )["group_id"],
+            groups.filter(pl.col("profile_id").is_in(changed.implode()))["group_id"],
         ]
     ).unique()
-
-    if profiles.len() == 0 and accounts.len() == 0 and touched.len() == 0:
-        tables = {name: restamp(frame_, name, as_of) for name, frame_ in previous.tables.items()}
-        state = replace(previous, as_of=as_of, tables=tables)
-        return Refresh(tables, state, "incremental", "nothing changed", 0, 0, 0)
-
-    # Two engine passes: the user tables over every message of the profiles to recompute; the
-    # account tables over the members of the accounts to recompute, with only the events they
-    # read (and every non-event message: custom traits, group calls). The account pass does not
-    # compute every user audience for every member, only what its `users:` nodes reach.
     members = groups.filter(pl.col("group_id").is_in(accounts.implode()))["profile_id"].unique()
     everyone = pl.concat([profiles, members]).unique()
+    # The account pass reads its members' events that account results read and every
+    # non-event message (custom traits, group calls); not every user result of every member.
     account_part = pl.col("profile_id").is_in(members.implode()) & (
         ~pl.col("type").is_in(EVENT_TYPES) | pl.col("event").is_in(event_names(accounts_read))
     )
@@ -561,104 +479,231 @@ def _incremental(
             user_part=pl.col("profile_id").is_in(profiles.implode()), account_part=account_part
         )
         .filter(pl.col("user_part") | pl.col("account_part"))
+        .select("seq", "profile_id", "user_part", "account_part")
     )
+    return _Scope(
+        profiles=profiles,
+        gone_profiles=pl.concat([touched, user_crossed]).unique(),
+        accounts=accounts,
+        everyone=everyone,
+        candidates=candidates,
+    )
+
+
+def _unchanged(previous: EngineState, as_of: datetime) -> Refresh:
+    """Nothing to recompute: the previous tables at the new as-of."""
+    tables = {name: restamp(frame, name, as_of) for name, frame in previous.tables.items()}
+    state = replace(previous, as_of=as_of, tables=tables)
+    return Refresh(tables, state, "incremental", "nothing changed", 0, 0, 0)
+
+
+# Read by the engine only to resolve identity, which a pass over known profiles skips.
+_IDENTITY_ONLY = ("ids", "previous_id")
+
+
+_THIN = ["seq", *MESSAGE_KEY, "type", "event", "timestamp", "group_id", *IDENTITY_COLUMNS]
+
+
+def _refresh_frame(events: Events) -> pl.DataFrame:
+    """The events as a frame: of a scan, only the message and identifier columns (every
+    message's); the passes' property columns are read later for their rows alone."""
+    if isinstance(events, pl.DataFrame):
+        return events
+    return events.select(list(dict.fromkeys(_THIN))).collect()
+
+
+def _pass_columns(columns: list[str], space: ir.Space) -> list[str]:
+    """The event columns an engine pass over known profiles reads: the message columns but
+    identifiers, and the property/context columns (flattened, or the JSON text where a path
+    has no column) the space names. Rows are gathered column by column, so every column left
+    out (raw JSON text, identifier lists) is time saved."""
+    flat = needed_flat_columns(space, set(columns))
+    json_text = [c for c, need in (("properties", flat.needs_properties),
+                                   ("context", flat.needs_context)) if need]  # fmt: skip
+    thin = [c for c in MESSAGE_COLUMNS if c not in _IDENTITY_ONLY]
+    return [*thin, *json_text, *sorted(flat.columns)]
+
+
+def _pass_events(
+    events: pl.DataFrame, scanned: Events, scope: _Scope, space: ir.Space
+) -> pl.DataFrame:
+    """The columns the passes read of their messages, with profile_id, user_part, account_part
+    (and the identifier columns as nulls: the engine selects them before it knows it may skip
+    identity). From a scan, the property columns are read for those rows alone: decoding
+    them costs about what reading them whole does, but only those rows are held."""
+    seqs = scope.candidates["seq"]
+    columns = _pass_columns(scanned.collect_schema().names(), space)
+    if isinstance(scanned, pl.DataFrame):
+        rows = rows_of(scanned, seqs, columns)
+    else:
+        wide = [c for c in columns if c not in events.columns]
+        rows = rows_of(events, seqs, [c for c in columns if c in events.columns])
+        read = scanned.select("seq", *wide).filter(pl.col("seq").is_in(seqs.implode())).collect()
+        if not read["seq"].equals(rows["seq"]):  # the scan is in seq order, each seq once
+            raise NeedsFull("the events scan is not in seq order")
+        rows = rows.hstack(read.drop("seq").get_columns()).select(columns)
+    skipped = (pl.lit(None, dtype=events.schema[c]).alias(c) for c in _IDENTITY_ONLY)
+    tags = scope.candidates.select("profile_id", "user_part", "account_part")
+    return rows.with_columns(*skipped, *tags.get_columns())
+
+
+def _run_passes(
+    pass_events: pl.DataFrame,
+    updates: pl.DataFrame,
+    known: pl.DataFrame,
+    anchors: pl.DataFrame | None,
+    definitions: Definitions,
+    space: ir.Space,
+    as_of: datetime,
+    keep_json: dict[str, list[str]],
+) -> dict[str, ComputeResult]:
+    """The user tables over every message of the profiles to recompute; the account tables
+    over the members of the accounts to recompute (only what `users:` nodes reach of their
+    user results). Profiles are known: no identity resolution (`delta.known`)."""
+    results: dict[str, ComputeResult] = {}
+    for part, part_space in (("user", user_space(space)), ("account", account_space(space))):
+        part_events = pass_events.filter(f"{part}_part").drop("user_part", "account_part")
+        part_updates = updates.filter(pl.col("seq").is_in(part_events["seq"].implode()))
+        results[part] = run_known(
+            part_events,
+            part_updates,
+            known,
+            definitions.space,
+            part_space,
+            as_of,
+            keep_json=keep_json,
+            with_user_traits=part == "user",
+            identities=anchors,
+        )
+    return results
+
+
+def _incremental(
+    scanned: Events,
+    trait_updates: pl.DataFrame,
+    definitions: Definitions,
+    as_of: datetime,
+    previous: EngineState,
+) -> Refresh:
+    assert previous.links is not None
+    t0 = previous.as_of
+    space = _compile(definitions, as_of)
+    reads = _Reads.of(space, _compile(definitions, t0))
+    clock = _Clock()
+    events = _refresh_frame(scanned)
+    clock.lap("read")
+    cur = current_messages(events, as_of, previous.messages)
+    clock.lap("keys")
+    resolved = _resolve_touched(events, cur, previous.links, definitions.space)
+    clock.lap("identity")
+    crossed = _crossed(resolved.frame, reads, t0, as_of, resolved.profiles.clear())
+    clock.lap("bands")
+    scope = _scope(resolved, cur.removed, previous.messages, crossed, reads.accounts)
+    if scope.empty and resolved.touched.len() == 0:
+        return _unchanged(previous, as_of)
+    identities = previous.tables["identities"]
     # Work that does not depend on the engine passes runs beside them (Polars releases the
     # GIL; a pass alone keeps about 1.3 of the 2 cores busy): the rows of the previous tables
     # that stay and the identifier links of the next state.
-    old_links = previous.links
     with ThreadPoolExecutor(max_workers=2) as pool:
-        kept = pool.submit(
-            kept_rows,
-            previous.tables,
-            identity_profiles=touched,
-            profiles=gone_profiles,
-            accounts=accounts,
-        )
-        links = pool.submit(
-            lambda: pl.concat(
-                [
-                    old_links.filter(~pl.col("profile_id").is_in(touched.implode())),
-                    _links(id_rows.lazy(), resolved.lazy()).collect(),
-                ]
-            )
-        )
+        kept = pool.submit(kept_rows, previous.tables, identity_profiles=resolved.touched,
+                           profiles=scope.gone_profiles, accounts=scope.accounts)  # fmt: skip
+        links = pool.submit(_next_links, previous.links, resolved)
         pass_updates = pool.submit(
-            lambda: trait_updates.filter(pl.col("seq").is_in(candidates["seq"].implode()))
+            lambda: trait_updates.filter(pl.col("seq").is_in(scope.candidates["seq"].implode()))
         )
-        pass_events = _rows(
-            events, candidates["seq"], engine_columns(events.columns, space)
-        ).with_columns(candidates.select("profile_id", "user_part", "account_part"))
-        known = _known(previous.tables["identities"], identity.identities, everyone, touched)
-        # `sample` nodes hash each profile's anchor identifier: hand the pass the real rows.
-        anchors = None
-        if uses_samples(space):
-            anchors = _profile_identities(
-                previous.tables["identities"], identity.identities, everyone, touched
-            )
+        pass_events = _pass_events(events, scanned, scope, space)
+        known = _known(identities, resolved.identity.identities, scope.everyone, resolved.touched)
+        anchors = _anchors(space, identities, resolved, scope)
         clock.lap("scope")
-        updates = pass_updates.result()
-        results: dict[str, ComputeResult] = {}
-        for part, part_space in (("user", user_space(space)), ("account", account_space(space))):
-            part_events = pass_events.filter(f"{part}_part").drop("user_part", "account_part")
-            part_updates = updates.filter(pl.col("seq").is_in(part_events["seq"].implode()))
-            results[part] = run_known(
-                part_events,
-                part_updates,
-                known,
-                definitions.space,
-                part_space,
-                as_of,
-                keep_json=previous.json_columns,
-                with_user_traits=part == "user",
-                identities=anchors,
-            )
+        results = _run_passes(pass_events, pass_updates.result(), known, anchors, definitions,
+                              space, as_of, previous.json_columns)  # fmt: skip
         clock.lap("engine")
-        new_rows = _recomputed_rows(
-            results["user"], results["account"], identity.identities, accounts
-        )
-        tables, json_columns = merge_tables(
-            kept.result(),
-            previous.json_columns,
-            new_rows,
-            {
-                "user_traits": results["user"].json_columns["user_traits"],
-                "account_traits": results["account"].json_columns["account_traits"],
-            },
-            space=space,
-            as_of=as_of,
-        )
+        tables, json_columns = _merged(kept.result(), previous, results, resolved, scope, space,
+                                       as_of)  # fmt: skip
         clock.lap("merge")
     state = EngineState(
         as_of=as_of,
         fingerprint=previous.fingerprint,
         tables=tables,
-        messages=frame.select(*MESSAGE_KEY, "profile_id", "group_id"),
+        messages=resolved.frame.select(*MESSAGE_KEY, "profile_id", "group_id"),
         json_columns=json_columns,
         links=links.result(),
     )
     clock.lap("state")
-    log.info(
-        "incremental: %d of %d messages, %d profiles, %d accounts recomputed",
-        pass_events.height,
-        frame.height,
-        profiles.len(),
-        accounts.len(),
+    stats = _refresh_stats(results, clock, resolved.profiles.len(), crossed[0].len())
+    return _refreshed(state, scope, pass_events.height, resolved.frame.height, stats)
+
+
+def _anchors(
+    space: ir.Space, identities: pl.DataFrame, resolved: _Resolved, scope: _Scope
+) -> pl.DataFrame | None:
+    """`sample` nodes hash each profile's anchor identifier: the pass gets the real rows."""
+    if not uses_samples(space):
+        return None
+    return _profile_identities(
+        identities, resolved.identity.identities, scope.everyone, resolved.touched
     )
-    return Refresh(
-        tables=tables,
-        state=state,
-        mode="incremental",
-        reason="",
-        profiles_recomputed=profiles.len(),
-        accounts_recomputed=accounts.len(),
-        messages_recomputed=pass_events.height,
-        stats={
-            **{f"user_pass_{k}": v for k, v in results["user"].stats.items()},
-            **{f"account_pass_{k}": v for k, v in results["account"].stats.items()},
-            **clock.laps,
-            "profiles_identity": new_profiles.len(),
-            "profiles_crossed": user_crossed.len(),
+
+
+def _refresh_stats(
+    results: dict[str, ComputeResult], clock: _Clock, profiles_identity: int, profiles_crossed: int
+) -> dict[str, Any]:
+    """Each pass's own figures, the step seconds and the profiles the refresh touched."""
+    return {
+        **{f"user_pass_{k}": v for k, v in results["user"].stats.items()},
+        **{f"account_pass_{k}": v for k, v in results["account"].stats.items()},
+        **clock.laps,
+        "profiles_identity": profiles_identity,
+        "profiles_crossed": profiles_crossed,
+    }
+
+
+def _refreshed(
+    state: EngineState, scope: _Scope, recomputed: int, messages: int, stats: dict[str, int]
+) -> Refresh:
+    """The outcome of an incremental refresh (logged: what it recomputed)."""
+    profiles, accounts = scope.profiles.len(), scope.accounts.len()
+    log.info("incremental: %d of %d messages, %d profiles, %d accounts recomputed",
+             recomputed, messages, profiles, accounts)  # fmt: skip
+    return Refresh(tables=state.tables, state=state, mode="incremental", reason="",
+                   profiles_recomputed=profiles, accounts_recomputed=accounts,
+                   messages_recomputed=recomputed, stats=stats)  # fmt: skip
+
+
+def _next_links(old: pl.DataFrame, resolved: _Resolved) -> pl.DataFrame:
+    """The next state's identifier links: the touched profiles' replaced by the new ones'."""
+    return pl.concat(
+        [
+            old.filter(~pl.col("profile_id").is_in(resolved.touched.implode())),
+            _links(resolved.rows.lazy(), resolved.identity.message_profiles.lazy()).collect(),
+        ]
+    )
+
+
+def _merged(
+    kept: dict[str, pl.DataFrame],
+    previous: EngineState,
+    results: dict[str, ComputeResult],
+    resolved: _Resolved,
+    scope: _Scope,
+    space: ir.Space,
+    as_of: datetime,
+) -> tuple[dict[str, pl.DataFrame], dict[str, list[str]]]:
+    """The previous tables' kept rows with the recomputed entities' rows merged in."""
+    new_rows = _recomputedrows(
+        results["user"], results["account"], resolved.identity.identities, scope.accounts
+    )
+    return merge_tables(
+        kept,
+        previous.json_columns,
+        new_rows,
+        {
+            "user_traits": results["user"].json_columns["user_traits"],
+            "account_traits": results["account"].json_columns["account_traits"],
         },
+        space=space,
+        as_of=as_of,
     )
 
 
@@ -675,7 +720,7 @@ class _Clock:
         self.last = now
 
 
-def _recomputed_rows(
+def _recomputedrows(
     users: ComputeResult,
     accounts_pass: ComputeResult,
     identities: pl.DataFrame,
@@ -701,54 +746,9 @@ def _recomputed_rows(
     }
 
 
-# --- state on disk ------------------------------------------------------------------------------
-
-
-def save_state(state: EngineState, directory: Path, *, tables_dir: str | None = None) -> None:
-    """Write the state into `directory` (a run's `_state` folder: the run's commit makes it
-    the state the next run reads, so it is never half written for a reader).
-
-    Args:
-        state: the state.
-        directory: an empty (or new) folder.
-        tables_dir: where the state's tables already are, relative to `directory` (a run's
-            own tables, `..`): they are then not written twice.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    if tables_dir is None:
-        for name, frame in state.tables.items():
-            frame.write_parquet(directory / f"{name}.parquet")
-    state.messages.write_parquet(directory / "messages.parquet")
-    if state.links is not None:
-        state.links.write_parquet(directory / "links.parquet")
-    meta = {
-        "as_of": state.as_of.isoformat(),
-        "fingerprint": state.fingerprint,
-        "json_columns": state.json_columns,
-        "tables_dir": tables_dir or ".",
-    }
-    (directory / "meta.json").write_bytes(orjson.dumps(meta))
-
-
-def load_state(directory: Path) -> EngineState | None:
-    """The state `save_state` wrote into `directory`, or None."""
-    if not (directory / "meta.json").exists():
-        return None
-    meta = orjson.loads((directory / "meta.json").read_bytes())
-    tables_dir = directory / meta.get("tables_dir", ".")
-    tables = {name: pl.read_parquet(tables_dir / f"{name}.parquet") for name in TABLES}
-    links = directory / "links.parquet"
-    return EngineState(
-        as_of=datetime.fromisoformat(meta["as_of"]),
-        fingerprint=meta["fingerprint"],
-        tables=tables,
-        messages=pl.read_parquet(directory / "messages.parquet"),
-        json_columns={k: list(v) for k, v in meta["json_columns"].items()},
-        links=pl.read_parquet(links) if links.exists() else None,
-    )
-
-
 __all__ = [
+    "TABLES",
+    "Events",
     "EngineState",
     "Refresh",
     "definition_hash",

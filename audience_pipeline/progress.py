@@ -21,13 +21,21 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StageEvent:
+    """A stage started or finished, or (``advance``) the running stage moved to ``completed`` of
+    ``total`` units, ``detail`` saying it in words (e.g. files, MB and MB/s of an ingest)."""
+
     name: str
-    state: Literal["start", "done"]
+    state: Literal["start", "advance", "done"]
     seconds: float = 0.0
+    completed: float = 0.0
+    total: float | None = None
+    detail: str = ""
 
 
 Listener = Callable[[StageEvent], None]
 _listeners: list[Listener] = []
+# Listeners that draw `advance` events themselves (a terminal bar), so callers need not log them.
+_drawing: list[Listener] = []
 
 
 def _notify(event: StageEvent) -> None:
@@ -86,14 +94,31 @@ class Laps:
         return ", ".join(f"{name} {seconds:.{digits}f}s" for name, seconds in self.seconds.items())
 
 
+def advance(completed: float, total: float | None, detail: str) -> bool:
+    """Tell listeners the running stage reached `completed` of `total`.
+
+    Returns whether a listener draws it (a progress bar), so the caller can skip logging the same
+    news as a line.
+    """
+    _notify(StageEvent("", "advance", completed=completed, total=total, detail=detail))
+    return bool(_drawing)
+
+
 @contextmanager
-def listening(listener: Listener) -> Iterator[None]:
-    """Call `listener` with every stage event while the block runs."""
+def listening(listener: Listener, draws_progress: bool = False) -> Iterator[None]:
+    """Call `listener` with every stage event while the block runs.
+
+    ``draws_progress``: the listener shows `advance` events itself (see `advance`).
+    """
     _listeners.append(listener)
+    if draws_progress:
+        _drawing.append(listener)
     try:
         yield
     finally:
         _listeners.remove(listener)
+        if draws_progress:
+            _drawing.remove(listener)
 
 
-__all__ = ["Laps", "Listener", "StageEvent", "Stages", "listening"]
+__all__ = ["Laps", "Listener", "StageEvent", "Stages", "advance", "listening"]

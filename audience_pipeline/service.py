@@ -411,11 +411,16 @@ def _refreshed(
     """The engine tables refreshed from the base run's state (`membership.refresh`)."""
     compute_fn = None if engine == "polars" else engine_compute(engine, dsn=dsn)
     ingested = loaded.ingested
-    engine_run = refresh_engine(ingested.events, ingested.trait_updates, definitions, as_of,
+    # A scan of the normalized events: the refresh reads only the columns it needs.
+    events = ingested.events if loaded.scan is None else loaded.scan
+    engine_run = refresh_engine(events, ingested.trait_updates, definitions, as_of,
                                 writer.base, writer.warehouse, compute_fn)  # fmt: skip
     state = engine_run.refresh.state
     tables = run_tables(engine_run, writer.base)
-    profiles = _message_profiles(ingested.events, state.messages) if loaded.staging else None
+    profiles = None
+    if loaded.staging:
+        keys = events.select("seq", "source", "line").lazy().collect()
+        profiles = _message_profiles(keys, state.messages)
     return _Computed(tables, state.json_columns, engine_run.refresh.stats, profiles, engine_run)
 
 
@@ -472,7 +477,7 @@ def run_compute(
         EmptyInput: no event read while the warehouse's last run had events (`allow_empty`
             overrides).
     """
-    lazy = engine == "polars" and not incremental  # a refresh reads every event in memory
+    lazy = engine == "polars"  # the normalized events stay on disk as a scan
     source = EventFiles(events, schema, keep_normalized, lazy=lazy)
     outcome = run(definitions_dir, source, out, as_of, engine=engine, dsn=dsn,
                   incremental=incremental, allow_empty=allow_empty, out_schema=out_schema)  # fmt: skip

@@ -1,14 +1,15 @@
-"""Where ingestion's CPU goes: each step of the per-line and the vectorized reader, per 100k lines.
+"""Where ingestion's CPU goes: each step of the readers (per-line, vectorized, native), per 100k lines.
 
     python benchmarks/ingest_steps.py benchmarks/data/events-10000000/events-0000.jsonl \
-        --lines 100000 [--repeat 3] [--write-parts]
+        --lines 100000 [--repeat 3] [--write-parts [--readers per_line native]] [--skip-steps]
 
 Reads the first --lines lines of one JSON-lines file (those that are JSON objects) and times,
-in this process, the steps the two readers are made of and the DuckDB / Polars primitives a
+in this process, the steps the readers are made of and the DuckDB / Polars primitives a
 vectorized reader could be built from. Prints one `step_cpu_s_per_100k: value` a line: CPU seconds (user + system of the whole
 process, DuckDB's and Polars' threads included; the median of --repeat runs) scaled to 100k
 lines, so figures taken on a loaded machine compare with each other. `--write-parts` also times
-`write_parts` of the whole file with each reader (one run each; parts go to a temporary folder).
+`write_parts` of the whole file with each reader of --readers (one run each; parts go to a
+temporary folder); `--skip-steps` leaves the steps out.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 from audience_pipeline.ingest.fast import FastReader, block_frame  # noqa: E402
+from audience_pipeline.ingest.native import NativeReader  # noqa: E402
 from audience_pipeline.ingest.normalize import Columns, Normalizer  # noqa: E402
 from audience_pipeline.ingest.parts import write_parts  # noqa: E402
-from audience_pipeline.ingest.reader import FAST_INGEST_ENV  # noqa: E402
+from audience_pipeline.ingest.reader import READER_ENV, READERS  # noqa: E402
 from audience_pipeline.spec.compile import load_space_ir  # noqa: E402
 from audience_pipeline.spec.models import SpaceConfig  # noqa: E402
 
@@ -132,12 +134,59 @@ def sql_steps(con: duckdb.DuckDBPyConnection, sample: Path) -> dict[str, str]:
     }
 
 
+def step_figures(lines: list[bytes], space: SpaceConfig, repeat: int) -> dict[str, float]:
+    """CPU seconds of each step over ``lines`` (medians of ``repeat`` runs), by step name."""
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        sample = Path(scratch) / "sample.jsonl"
+        sample.write_bytes(b"\n".join(lines) + b"\n")
+        figures["orjson_loads"] = timed(lambda: all(map(orjson.loads, lines)), repeat)
+        figures["per_line_normalizer"] = timed(lambda: per_line_normalizer(lines, space), repeat)
+        frame = block_frame(lines, first_line=1, first_seq=0)
+        figures["fast_block_frame"] = timed(
+            lambda: block_frame(lines, first_line=1, first_seq=0), repeat
+        )
+
+        build: list[float] = []
+
+        def fast_read() -> None:
+            reader = _TimedReader(space, "sample", build)
+            reader.read(frame.filter(pl.col("text").is_not_null()))
+            reader.close()
+
+        figures["fast_reader_read"] = timed(fast_read, repeat)
+        figures["fast_reader_build_of_which"] = statistics.median(build)
+
+        def native_read() -> None:
+            normalizer = Normalizer(space)
+            normalizer.cache_texts = True
+            reader = NativeReader(space, "sample", normalizer)
+            reader.read(frame.filter(pl.col("text").is_not_null()))
+            reader.close()
+
+        figures["native_reader_read"] = timed(native_read, repeat)
+        con = duckdb.connect()
+        con.register("lines", frame.select("text"))
+        for name, sql in sql_steps(con, sample).items():
+            params = {"paths": PATHS} if "$paths" in sql else None
+            figures[name] = timed(functools.partial(_fetch, con, sql, params), 1)
+        text = pl.col("text")
+        figures["polars_regex_key_skeleton"] = timed(
+            lambda: frame.select(text.str.replace_all(SKELETON, "${1}")), 1
+        )
+        con.close()
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("file", type=Path, help="a JSON-lines file")
     parser.add_argument("--lines", type=int, default=100_000, help="lines of the file's head")
     parser.add_argument("--repeat", type=int, default=3, help="runs per step (median)")
     parser.add_argument("--write-parts", action="store_true", help="time write_parts too")
+    parser.add_argument("--readers", nargs="+", choices=READERS, default=list(READERS),
+                        help="the readers --write-parts times")  # fmt: skip
+    parser.add_argument("--skip-steps", action="store_true", help="only --write-parts")
     parser.add_argument("--definitions", type=Path, default=ROOT / "definitions")
     args = parser.parse_args(argv)
     definitions, _ = load_space_ir(args.definitions, AS_OF)
@@ -151,51 +200,26 @@ def main(argv: list[str] | None = None) -> int:
     lines = [line for line in head if _is_object(line)]
     if not lines:
         parser.error(f"file: no line of {args.file} is a JSON object")
-    scale = 100_000 / len(lines)
-    figures: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        sample = Path(scratch) / "sample.jsonl"
-        sample.write_bytes(b"\n".join(lines) + b"\n")
-        figures["orjson_loads"] = timed(lambda: all(map(orjson.loads, lines)), args.repeat)
-        figures["per_line_normalizer"] = timed(
-            lambda: per_line_normalizer(lines, space), args.repeat
-        )
-        frame = block_frame(lines, first_line=1, first_seq=0)
-        figures["fast_block_frame"] = timed(
-            lambda: block_frame(lines, first_line=1, first_seq=0), args.repeat
-        )
-
-        build: list[float] = []
-
-        def fast_read() -> None:
-            reader = _TimedReader(space, "sample", build)
-            reader.read(frame.filter(pl.col("text").is_not_null()))
-            reader.close()
-
-        figures["fast_reader_read"] = timed(fast_read, args.repeat)
-        figures["fast_reader_build_of_which"] = statistics.median(build)
-        con = duckdb.connect()
-        con.register("lines", frame.select("text"))
-        for name, sql in sql_steps(con, sample).items():
-            params = {"paths": PATHS} if "$paths" in sql else None
-            figures[name] = timed(functools.partial(_fetch, con, sql, params), 1)
-        text = pl.col("text")
-        figures["polars_regex_key_skeleton"] = timed(
-            lambda: frame.select(text.str.replace_all(SKELETON, "${1}")), 1
-        )
-        con.close()
-    for name, seconds in figures.items():
-        print(f"{name}_cpu_s_per_100k: {seconds * scale:.3f}")
+    if not args.skip_steps:
+        figures = step_figures(lines, space, args.repeat)
+        scale = 100_000 / len(lines)
+        for name, seconds in figures.items():
+            print(f"{name}_cpu_s_per_100k: {seconds * scale:.3f}")
     if args.write_parts:
-        write_parts_figures(args.file, space)
+        write_parts_figures(args.file, space, args.readers)
     return 0
 
 
-def write_parts_figures(path: Path, space: SpaceConfig) -> None:
-    """CPU seconds of write_parts over the whole file, per-line reader then vectorized reader."""
-    before = os.environ.get(FAST_INGEST_ENV)
-    for label, flag in (("per_line", "0"), ("fast", "1")):
-        os.environ[FAST_INGEST_ENV] = flag
+# Figure names per reader (the vectorized reader's figures kept their first name, "fast").
+LABELS = {"per_line": "per_line", "native": "native", "vectorized": "fast"}
+
+
+def write_parts_figures(path: Path, space: SpaceConfig, readers: list[str]) -> None:
+    """CPU seconds of write_parts over the whole file with each reader, one run each."""
+    before = os.environ.get(READER_ENV)
+    for reader in readers:
+        os.environ[READER_ENV] = reader
+        label = LABELS[reader]
         directory = Path(tempfile.mkdtemp(prefix="ingest-steps-"))
         try:
             start = cpu_seconds()
@@ -207,9 +231,9 @@ def write_parts_figures(path: Path, space: SpaceConfig) -> None:
         print(f"write_parts_{label}_cpu_s: {seconds:.2f}")
         print(f"write_parts_{label}_cpu_s_per_100k: {seconds * 100_000 / parts.lines:.3f}")
     if before is None:
-        os.environ.pop(FAST_INGEST_ENV, None)
+        os.environ.pop(READER_ENV, None)
     else:
-        os.environ[FAST_INGEST_ENV] = before
+        os.environ[READER_ENV] = before
 
 
 if __name__ == "__main__":

@@ -29,8 +29,10 @@ profiling; no `ingest_mb_per_s` then).
 Ingestion is also compared with DuckDB reading the same files: `read_json` with typed columns
 (ids, event, timestamps as VARCHAR; properties, context, traits as JSON) written to one Parquet
 file, in this run (`ingest_vs_duckdb_read`: our ingest seconds / DuckDB's; medians of
---ingest-repeat runs each). `--ingest-only` stops after that; `--fast-ingest` turns the
-vectorized reader on (AUDIENCE_PIPELINE_FAST_INGEST=1) in the ingest child.
+--ingest-repeat runs each). `--ingest-only` stops after that; `--reader` picks the reader of
+JSON lines in the ingest child (AUDIENCE_PIPELINE_INGEST_READER: per_line, the default; native;
+vectorized, which `--fast-ingest` also picks); `--ingest-out DIR` writes the normalized tables
+there instead of benchmarks/data/normalized-<N> (shared data other jobs may be reading).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from audience_pipeline.engine.memory import DEFAULT_MEMORY_LIMIT, parse_size  # 
 from audience_pipeline.engine.source import scan_events  # noqa: E402
 from audience_pipeline.incremental import full_compute, refresh  # noqa: E402
 from audience_pipeline.ingest import ingest_to_parquet  # noqa: E402
+from audience_pipeline.ingest.reader import READERS  # noqa: E402
 from audience_pipeline.ingest.schema import EVENTS_COLUMNS, TRAIT_UPDATES_COLUMNS  # noqa: E402
 from audience_pipeline.ingest.storage import EVENTS_FILE, TRAIT_UPDATES_FILE  # noqa: E402
 from audience_pipeline.ir import nodes as ir  # noqa: E402
@@ -164,10 +167,10 @@ def duckdb_read_seconds(data: Path, out: Path) -> float:
 
 
 def ingest_in_child(
-    data: Path, normalized: Path, definitions: str, *, fast: bool = False
+    data: Path, normalized: Path, definitions: str, *, reader: str = "per_line"
 ) -> dict[str, float]:
     """Ingest `data` into `normalized` in a fresh process; its seconds and peak RSS."""
-    env = {**os.environ, "AUDIENCE_PIPELINE_FAST_INGEST": "1" if fast else "0"}
+    env = {**os.environ, "AUDIENCE_PIPELINE_INGEST_READER": reader}
     out = subprocess.run(
         [sys.executable, __file__, "--ingest-child", str(data), str(normalized), definitions],
         check=True, capture_output=True, text=True, env=env,
@@ -373,6 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ingest-only", action="store_true", help="stop after ingestion")
     parser.add_argument("--ingest-repeat", type=int, default=1, help="ingest runs (median)")
     parser.add_argument("--fast-ingest", action="store_true", help="the vectorized reader")
+    parser.add_argument("--reader", choices=READERS, default=None,
+                        help="the reader of JSON lines (default: per_line)")  # fmt: skip
+    parser.add_argument("--ingest-out", type=Path, default=None,
+                        help="normalized tables go here (with --ingest-only)")  # fmt: skip
     parser.add_argument("--skip-users", action="store_true", help="no users_only_s")
     parser.add_argument("--stages", action="store_true", help="compute's stage times (stderr)")
     parser.add_argument("--memory-limit", default=f"{DEFAULT_MEMORY_LIMIT >> 20}MB",
@@ -392,6 +399,11 @@ def main(argv: list[str] | None = None) -> int:
 
     definitions, space = load_space_ir(args.definitions, AS_OF)
     normalized = ROOT / "data" / f"normalized-{args.events}"
+    if args.ingest_out is not None:
+        if not args.ingest_only:
+            parser.error("--ingest-out: only with --ingest-only (compute reads normalized-<N>)")
+        normalized = args.ingest_out
+    reader = args.reader or ("vectorized" if args.fast_ingest else "per_line")
     if args.synthesize_from and not (normalized / ".complete").exists():
         source = ROOT / "data" / f"normalized-{args.synthesize_from}"
         synthesize(source, normalized, args.events // args.synthesize_from)
@@ -400,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         data = ensure_data(args.events, args.accounts)
         raw_bytes = sum(p.stat().st_size for p in data.glob("events-*"))
         runs = [
-            ingest_in_child(data, normalized, args.definitions, fast=args.fast_ingest)
+            ingest_in_child(data, normalized, args.definitions, reader=reader)
             for _ in range(args.ingest_repeat)
         ]
         ingest_stats = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
@@ -410,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
             duckdb_read_seconds(data, ROOT / "data" / "duckdb-read.parquet")
             for _ in range(args.ingest_repeat)
         )
+        print(f"reader: {reader}")
         print(f"raw_mb: {raw_bytes / 1e6:.0f}")
         print(f"ingest_s: {ingest_stats['seconds']:.1f}")
         print(f"ingest_cpu_s: {ingest_stats['cpu_s']:.1f}")

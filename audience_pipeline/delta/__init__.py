@@ -4,4 +4,6 @@
   can change a result when the as-of moves, and which events an account pass needs.
 - `known`: run the engine over messages whose profiles are already known (no identity graph).
 - `merge`: replace some entities' rows in the previous tables, as a full run would lay them out.
+- `keys`: which messages at the new as-of the previous state held (by source and line).
+- `state`: what a run leaves for the next one, and how it is kept on disk.
 """

@@ -256,34 +256,14 @@ def merge_tables(
         old_columns, new_columns = set(old_json.get(table, [])), new_json.get(table, set())
         return _traits(kept[table], new[table], entity, space, level, old_columns, new_columns)
 
-    # New profile ids never equal a kept one (a kept profile shares no value with the touched
-    # components), so merging on profile_id alone keeps the full order.
-    identity_order = ["profile_id", "id_type", "id_value"]
     # The tables merge independently and Polars releases the GIL while it copies: one thread
     # each keeps both cores busy (the sorted merges themselves run on one core).
     with ThreadPoolExecutor(max_workers=3) as pool:
         user = pool.submit(traits, "user_traits", "profile_id", "user")
         account = pool.submit(traits, "account_traits", "account_id", "account")
-        identities = pool.submit(
-            lambda: _stack(kept["identities"], new["identities"].sort(identity_order), "profile_id")
-        )
-        # The engine's order: user rows, then account rows, each by audience and entity.
-        memberships = pool.submit(
-            lambda: _merge_blocks(
-                *_conform(kept["memberships"], new["memberships"]),
-                blocks=["level", "audience_key"],
-                key="entity_id",
-                order=[pl.col("level") != "user", pl.col("audience_key"), pl.col("entity_id")],
-            )
-        )
-        account_users = pool.submit(
-            lambda: _merge_blocks(
-                *_conform(kept["account_user_memberships"], new["account_user_memberships"]),
-                blocks=["audience_key"],
-                key="account_id",
-                order=[pl.col("audience_key"), pl.col("account_id"), pl.col("profile_id")],
-            )
-        )
+        identities = pool.submit(_merged_identities, kept, new)
+        memberships = pool.submit(_merged_memberships, kept, new)
+        account_users = pool.submit(_merged_account_users, kept, new)
         out = {
             "identities": identities.result(),
             "memberships": memberships.result(),
@@ -294,6 +274,36 @@ def merge_tables(
         out["account_traits"], json["account_traits"] = account.result()
     tables = {name: restamp(out[name], name, as_of) for name in kept}
     return tables, json
+
+
+def _merged_identities(kept: dict[str, pl.DataFrame], new: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    # New profile ids never equal a kept one (a kept profile shares no value with the touched
+    # components), so merging on profile_id alone keeps the full order.
+    identity_order = ["profile_id", "id_type", "id_value"]
+    return _stack(kept["identities"], new["identities"].sort(identity_order), "profile_id")
+
+
+def _merged_memberships(
+    kept: dict[str, pl.DataFrame], new: dict[str, pl.DataFrame]
+) -> pl.DataFrame:
+    """In the engine's order: user rows, then account rows, each by audience and entity."""
+    return _merge_blocks(
+        *_conform(kept["memberships"], new["memberships"]),
+        blocks=["level", "audience_key"],
+        key="entity_id",
+        order=[pl.col("level") != "user", pl.col("audience_key"), pl.col("entity_id")],
+    )
+
+
+def _merged_account_users(
+    kept: dict[str, pl.DataFrame], new: dict[str, pl.DataFrame]
+) -> pl.DataFrame:
+    return _merge_blocks(
+        *_conform(kept["account_user_memberships"], new["account_user_memberships"]),
+        blocks=["audience_key"],
+        key="account_id",
+        order=[pl.col("audience_key"), pl.col("account_id"), pl.col("profile_id")],
+    )
 
 
 __all__ = ["NeedsFull", "kept_rows", "merge_tables", "restamp"]

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -112,14 +114,20 @@ def call_with_retries(
     sleep: Callable[[float], None] = time.sleep,
     what: str = "request",
 ) -> T:
-    """Run ``action`` until it succeeds, raises PermanentError, or runs out of attempts.
+    """Run ``action`` until it succeeds, raises PermanentError, or runs out of attempts
+    (tenacity's loop; the waits are `policy.delay`'s, drawn from `rng`, so a seeded `rng`
+    gives the same waits every time).
 
     Raises:
         DeliveryError: on a permanent error, or when every attempt failed transiently.
     """
+    if policy.max_attempts < 1:
+        msg = f"{what}: no attempts allowed"
+        raise DeliveryError(msg)
     stats = stats if stats is not None else RetryStats()
     rng = rng or random.Random()
-    for attempt in range(1, policy.max_attempts + 1):
+
+    def attempt() -> T:
         if limiter is not None:
             limiter.acquire()
         stats.attempts += 1
@@ -130,13 +138,36 @@ def call_with_retries(
             raise DeliveryError(msg) from error
         except TransientError as error:
             stats.errors.append(str(error))
-            if attempt == policy.max_attempts:
-                msg = f"{what} failed after {attempt} attempts: {error}"
-                raise DeliveryError(msg) from error
-            wait = policy.delay(attempt, error.retry_after, rng)
-            log.info("%s: %s; retry %d in %.2fs", what, error, attempt, wait)
-            stats.retries += 1
-            stats.waited += wait
-            sleep(wait)
-    msg = f"{what}: no attempts allowed"
-    raise DeliveryError(msg)
+            raise
+
+    def wait(state: RetryCallState) -> float:
+        if state.attempt_number >= policy.max_attempts:
+            return 0.0  # no wait follows the last attempt: keep `rng`'s draws for later calls
+        return policy.delay(state.attempt_number, _failure(state).retry_after, rng)
+
+    def before_sleep(state: RetryCallState) -> None:
+        seconds = state.upcoming_sleep
+        log.info("%s: %s; retry %d in %.2fs", what, _failure(state), state.attempt_number, seconds)
+        stats.retries += 1
+        stats.waited += seconds
+
+    retrying = Retrying(
+        stop=stop_after_attempt(policy.max_attempts),
+        wait=wait,
+        retry=retry_if_exception_type(TransientError),
+        sleep=sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    try:
+        return retrying(attempt)
+    except TransientError as error:
+        msg = f"{what} failed after {policy.max_attempts} attempts: {error}"
+        raise DeliveryError(msg) from error
+
+
+def _failure(state: RetryCallState) -> TransientError:
+    assert state.outcome is not None
+    error = state.outcome.exception()
+    assert isinstance(error, TransientError)
+    return error

@@ -19,7 +19,7 @@ from audience_pipeline.engine.buckets import (
     profile_bucket,
 )
 from audience_pipeline.engine.columns import ENTITY, EventColumns, needed_flat_columns
-from audience_pipeline.engine.latest import Latest, flat_scalar, owners_latest
+from audience_pipeline.engine.latest import Latest, owners_latest
 from audience_pipeline.engine.levels import Entities, Lap, evaluate_levels
 from audience_pipeline.engine.memory import memory_limit as process_memory_limit
 from audience_pipeline.engine.native import native_traits
@@ -46,9 +46,6 @@ log = logging.getLogger(__name__)
 MESSAGE_COLUMNS = ("seq", "message_id", "type", "event", "timestamp", "group_id")
 IDENTITY_COLUMNS = ("seq", "message_id", "type", "timestamp", "ids", "previous_id")
 LEVELS = ("user", "account")
-
-# The name tests/unit/test_engine_latest.py reads (moved to engine.latest with the levels' step).
-_flat_scalar = flat_scalar
 
 
 def compute(

@@ -8,6 +8,8 @@ step is one join per entity with time bounds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
@@ -42,6 +44,25 @@ def evaluate_funnel(
     as_of: datetime,
 ) -> pl.LazyFrame:
     """Entities (entity_id) for which the funnel holds."""
+    walk = _Walk(funnel, names, _resolver(names, traits), as_of,
+                 [c for c in traits.columns() if c in _schema_names(events)])  # fmt: skip
+    steps = funnel.steps
+    first = steps[0]
+    mask = name_mask(first.events) & window_mask(funnel.window, funnel.since, as_of)
+    if first.where is not None:
+        mask = mask & compile_predicate(first.where, walk.resolve)
+    keep_next = _parent_columns(steps[1], names)
+    reachable = events.filter(mask).select(ENTITY, "timestamp", *keep_next).unique()
+    for index, step in enumerate(steps[1:], start=1):
+        nxt = _parent_columns(steps[index + 1], names) if index + 1 < len(steps) else []
+        reachable = walk.step(step, events, reachable, nxt)
+        if not step.performed:  # a negative step is the last: `step` gave the entities
+            return reachable
+    return reachable.select(ENTITY).unique()
+
+
+def _resolver(names: ColumnNames, traits: TraitColumns) -> Callable[[ir.Expr], Typed]:
+    """Event references as the level's, `parent.*` as the previous step's event columns."""
     base = event_resolver(names, traits)
 
     def resolve(node: ir.Expr) -> Typed:
@@ -50,56 +71,75 @@ def evaluate_funnel(
             return TaggedValue(pl.col(PARENT + names.path_column(node.scope, node.path)))
         return base(node)
 
-    steps = funnel.steps
-    first = steps[0]
-    mask = name_mask(first.events) & window_mask(funnel.window, funnel.since, as_of)
-    if first.where is not None:
-        mask = mask & compile_predicate(first.where, resolve)
-    keep_next = _parent_columns(steps[1], names)
-    reachable = events.filter(mask).select(ENTITY, "timestamp", *keep_next).unique()
-    for index, step in enumerate(steps[1:], start=1):
-        candidates = events.filter(name_mask(step.events) & window_mask(None, funnel.since, as_of))
-        nxt = _parent_columns(steps[index + 1], names) if index + 1 < len(steps) else []
-        parent_cols = _parent_columns(step, names)
+    return resolve
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """One funnel's steps after the first, each from the previous step's reachable events."""
+
+    funnel: ir.Funnel
+    names: ColumnNames
+    resolve: Callable[[ir.Expr], Typed]
+    as_of: datetime
+    trait_columns: list[str]  # the trait columns on the events (a step's where may read them)
+
+    def step(
+        self, step: ir.FunnelStep, events: pl.LazyFrame, reachable: pl.LazyFrame, nxt: list[str]
+    ) -> pl.LazyFrame:
+        """The step's reachable events (entity_id, timestamp, the next step's parent columns
+        `nxt`); for a negative step, the entities for which the funnel holds."""
+        candidates = events.filter(
+            name_mask(step.events) & window_mask(None, self.funnel.since, self.as_of)
+        )
+        parent_cols = _parent_columns(step, self.names)
         prev = reachable.select(
             ENTITY,
             pl.col("timestamp").alias(PARENT + "timestamp"),
             *[pl.col(c).alias(PARENT + c) for c in parent_cols],
         ).unique()
-        cand_cols = sorted({*nxt, *(names.path_column(r.scope, r.path) for r in refs(step.where)
+        cand_cols = sorted({*nxt, *(self.names.path_column(r.scope, r.path) for r in refs(step.where)
                                     if not r.scope.startswith("parent") and r.scope != "trait")})  # fmt: skip
-        trait_cols = [c for c in traits.columns() if c in _schema_names(events)]
-        candidates = candidates.select(ENTITY, "timestamp", "seq", *cand_cols, *trait_cols)
+        candidates = candidates.select(ENTITY, "timestamp", "seq", *cand_cols, *self.trait_columns)
         if not parent_cols:
-            if step.where is not None:
-                candidates = candidates.filter(compile_predicate(step.where, resolve))
-            if not step.performed:
-                return _negative_asof(prev, candidates, step.within)
-            reachable = (
-                _positive_asof(prev, candidates, step.within)
-                .select(ENTITY, "timestamp", *nxt)
-                .unique()
-            )
-            continue
+            return self._by_asof(step, prev, candidates, nxt)
+        return self._by_pairs(step, prev, candidates, nxt, parent_cols)
+
+    def _by_asof(
+        self, step: ir.FunnelStep, prev: pl.LazyFrame, candidates: pl.LazyFrame, nxt: list[str]
+    ) -> pl.LazyFrame:
+        """A step whose where reads no parent column: one as-of join per entity decides."""
+        if step.where is not None:
+            candidates = candidates.filter(compile_predicate(step.where, self.resolve))
+        if not step.performed:
+            return _negative_asof(prev, candidates, step.within)
+        return (
+            _positive_asof(prev, candidates, step.within).select(ENTITY, "timestamp", *nxt).unique()
+        )
+
+    def _by_pairs(
+        self,
+        step: ir.FunnelStep,
+        prev: pl.LazyFrame,
+        candidates: pl.LazyFrame,
+        nxt: list[str],
+        parent_cols: list[str],
+    ) -> pl.LazyFrame:
+        """A step whose where reads the parent's columns: (parent, candidate) pairs filtered."""
         pair_mask = pl.col("timestamp") > pl.col(PARENT + "timestamp")
         if step.within is not None:
             limit = pl.col(PARENT + "timestamp") + pl.duration(seconds=step.within)
             pair_mask = pair_mask & (pl.col("timestamp") <= limit)
         if step.where is not None:
-            pair_mask = pair_mask & compile_predicate(step.where, resolve)
+            pair_mask = pair_mask & compile_predicate(step.where, self.resolve)
         pairs = prev.join(candidates, on=ENTITY, how="inner").filter(pair_mask)
-        if not step.performed:
-            # Negative last step: some reachable previous event has no matching event after it.
-            matched = pairs.select(
-                ENTITY, PARENT + "timestamp", *[PARENT + c for c in parent_cols]
-            ).unique()
-            unmatched = prev.join(
-                matched, on=[ENTITY, PARENT + "timestamp", *[PARENT + c for c in parent_cols]],
-                how="anti", nulls_equal=True,
-            )  # fmt: skip
-            return unmatched.select(ENTITY).unique()
-        reachable = pairs.select(ENTITY, "timestamp", *nxt).unique()
-    return reachable.select(ENTITY).unique()
+        if step.performed:
+            return pairs.select(ENTITY, "timestamp", *nxt).unique()
+        # Negative last step: some reachable previous event has no matching event after it.
+        keys = [ENTITY, PARENT + "timestamp", *[PARENT + c for c in parent_cols]]
+        matched = pairs.select(keys).unique()
+        unmatched = prev.join(matched, on=keys, how="anti", nulls_equal=True)
+        return unmatched.select(ENTITY).unique()
 
 
 def _within(within: int | None) -> pl.Expr:

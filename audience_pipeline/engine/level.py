@@ -61,9 +61,45 @@ def evaluate_level(
     trait_columns = TraitColumns(
         computed={t.key: STORAGE_BY_KIND[t.kind] for t in traits}, custom=set(custom_keys)
     )
-    computed_keys = set(trait_columns.computed)
+    needs = _Needs.of(traits, conditions, funnels, set(trait_columns.computed), custom_keys)
+    events = extract_paths(events, names, _wanted_refs(traits, conditions, funnels))
+    if needs.custom:
+        cols = [custom_column(k) for k in sorted(needs.custom)]
+        events = events.join(custom.select(ENTITY, *cols), on=ENTITY, how="left")
 
-    wanted = []
+    plan = LevelPlan(names, trait_columns, as_of, rank_scores=rank_scores)
+    for trait in traits:
+        plan.add_trait(trait)
+    for cond, col in needs.first_pass.items():
+        plan.add_event_condition(cond, col)
+    started = time.perf_counter()
+    result = plan.run(events, entities).collect()
+    log.debug("level plan: %.2fs", time.perf_counter() - started)
+    if overrides is not None:
+        given = [c for c in overrides.columns if c != ENTITY]
+        result = result.drop(given).join(overrides, on=ENTITY, how="left")
+
+    if needs.computed:
+        computed_frame = result.select(ENTITY, *[computed_column(t.key) for t in traits])
+        events = events.join(computed_frame.lazy(), on=ENTITY, how="left")
+    if needs.second_pass:
+        result = result.join(
+            _second_pass(needs.second_pass, events, entities, names, trait_columns, as_of),
+            on=ENTITY,
+            how="left",
+        )
+    result = _with_funnels(result, funnels, events, names, trait_columns, as_of)
+    result = result.join(
+        custom.collect() if isinstance(custom, pl.LazyFrame) else custom, on=ENTITY, how="left"
+    )
+    return LevelResult(result, trait_columns)
+
+
+def _wanted_refs(
+    traits: list[ir.Trait], conditions: dict[ir.EventCond, str], funnels: dict[ir.Funnel, str]
+) -> list[ir.Ref]:
+    """Every property and context path the level's traits, conditions and funnels read."""
+    wanted: list[ir.Ref] = []
     for trait in traits:
         wanted += refs(trait.where)
         if trait.property is not None:
@@ -73,57 +109,74 @@ def evaluate_level(
     for funnel in funnels:
         for step in funnel.steps:
             wanted += refs(step.where)
-    events = extract_paths(events, names, wanted)
+    return wanted
 
-    # Custom traits named by `trait.k` in a where are joined onto the events once.
-    needed_custom = set()
-    for trait in traits:
-        needed_custom |= _trait_refs(trait.where) & custom_keys
-    second_pass: dict[ir.EventCond, str] = {}
-    first_pass: dict[ir.EventCond, str] = {}
+
+@dataclass(frozen=True)
+class _Needs:
+    """What the level's nodes read besides the events: custom traits joined onto the events
+    once (named by `trait.k` in a where), and computed traits (then conditions reading them
+    run in a second pass, after the traits)."""
+
+    custom: set[str]
+    first_pass: dict[ir.EventCond, str]
+    second_pass: dict[ir.EventCond, str]
+    computed: bool  # some second-pass condition or funnel step reads a computed trait
+
+    @classmethod
+    def of(
+        cls,
+        traits: list[ir.Trait],
+        conditions: dict[ir.EventCond, str],
+        funnels: dict[ir.Funnel, str],
+        computed_keys: set[str],
+        custom_keys: set[str],
+    ) -> _Needs:
+        needed_custom = set()
+        for trait in traits:
+            needed_custom |= _trait_refs(trait.where) & custom_keys
+        second_pass: dict[ir.EventCond, str] = {}
+        first_pass: dict[ir.EventCond, str] = {}
+        for cond, col in conditions.items():
+            named = _trait_refs(cond.where)
+            needed_custom |= (named - computed_keys) & custom_keys
+            (second_pass if named & computed_keys else first_pass)[cond] = col
+        funnel_traits = set()
+        for funnel in funnels:
+            for step in funnel.steps:
+                funnel_traits |= _trait_refs(step.where)
+        needed_custom |= (funnel_traits - computed_keys) & custom_keys
+        computed = bool(second_pass) or bool(funnel_traits & computed_keys)
+        return cls(needed_custom, first_pass, second_pass, computed)
+
+
+def _second_pass(
+    conditions: dict[ir.EventCond, str],
+    events: pl.LazyFrame,
+    entities: pl.LazyFrame,
+    names: ColumnNames,
+    traits: TraitColumns,
+    as_of: datetime,
+) -> pl.DataFrame:
+    """The event conditions whose where reads a computed trait (joined onto the events)."""
+    plan = LevelPlan(names, traits, as_of)
     for cond, col in conditions.items():
-        named = _trait_refs(cond.where)
-        needed_custom |= (named - computed_keys) & custom_keys
-        (second_pass if named & computed_keys else first_pass)[cond] = col
-    funnel_traits = set()
-    for funnel in funnels:
-        for step in funnel.steps:
-            funnel_traits |= _trait_refs(step.where)
-    needed_custom |= (funnel_traits - computed_keys) & custom_keys
-    if needed_custom:
-        cols = [custom_column(k) for k in sorted(needed_custom)]
-        events = events.join(custom.select(ENTITY, *cols), on=ENTITY, how="left")
-
-    plan = LevelPlan(names, trait_columns, as_of, rank_scores=rank_scores)
-    for trait in traits:
-        plan.add_trait(trait)
-    for cond, col in first_pass.items():
         plan.add_event_condition(cond, col)
-    started = time.perf_counter()
-    result = plan.run(events, entities).collect()
-    log.debug("level plan: %.2fs", time.perf_counter() - started)
-    if overrides is not None:
-        given = [c for c in overrides.columns if c != ENTITY]
-        result = result.drop(given).join(overrides, on=ENTITY, how="left")
+    return plan.run(events, entities.select(ENTITY)).collect()
 
-    computed_frame = result.select(ENTITY, *[computed_column(t.key) for t in traits])
-    needs_computed = bool(second_pass) or bool(funnel_traits & computed_keys)
-    if needs_computed:
-        events = events.join(computed_frame.lazy(), on=ENTITY, how="left")
-    if second_pass:
-        plan2 = LevelPlan(names, trait_columns, as_of)
-        for cond, col in second_pass.items():
-            plan2.add_event_condition(cond, col)
-        more = plan2.run(events, entities.select(ENTITY)).collect()
-        result = result.join(more, on=ENTITY, how="left")
 
+def _with_funnels(
+    result: pl.DataFrame,
+    funnels: dict[ir.Funnel, str],
+    events: pl.LazyFrame,
+    names: ColumnNames,
+    traits: TraitColumns,
+    as_of: datetime,
+) -> pl.DataFrame:
+    """One boolean column per funnel: does it hold for the entity?"""
     started = time.perf_counter()
     for funnel, col in funnels.items():
-        holds = evaluate_funnel(funnel, events, names, trait_columns, as_of).collect()
+        holds = evaluate_funnel(funnel, events, names, traits, as_of).collect()
         result = result.with_columns(pl.col(ENTITY).is_in(holds[ENTITY].implode()).alias(col))
     log.debug("funnels: %.2fs", time.perf_counter() - started)
-
-    result = result.join(
-        custom.collect() if isinstance(custom, pl.LazyFrame) else custom, on=ENTITY, how="left"
-    )
-    return LevelResult(result, trait_columns)
+    return result

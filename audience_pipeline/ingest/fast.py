@@ -195,88 +195,35 @@ class FastReader:
         admitted: dict[str, Shape],
     ) -> pl.DataFrame:
         column = {path: f"v{i}" for i, path in enumerate(paths)}
-        presence = _presence_table(admitted, orders)
-        frame = frame.join(presence, on="structure", how="left")
+        frame = frame.join(_presence_table(admitted, orders), on="structure", how="left")
 
         def value(path: Path) -> pl.Expr:
             return pl.col(column[path])
 
-        msg_type = _string(value(("type",)))
-        is_track = msg_type == "track"
-        is_page = msg_type.is_in(["page", "screen"])
-        event_text = _string(value(("event",)))
-        timestamp = _timestamp(_string(value(("timestamp",))))
-        received = _timestamp(_string(value(("receivedAt",))))
-        raw_ts = value(("timestamp",))
-        raw_received = value(("receivedAt",))
-        ts_ok = (
-            pl.when(_is_json_string(raw_ts))
-            .then(timestamp.is_not_null())
-            .otherwise(_is_json_string(raw_received) & received.is_not_null())
-        )
-        received_ok = ~_is_json_string(raw_received) | received.is_not_null()
+        fields = _Fields.of(value)
         slots = self._identifier_slots(value)
-        previous = _strip(_string(value(("previousId",))))
-        previous = (
-            pl.when(previous.str.to_lowercase().is_in(self._blocked)).then(None).otherwise(previous)
-        )
-        ascii_ids = pl.all_horizontal(
-            [
-                ~_string(value(tuple(dotted.split("."))))
-                .str.contains(r"[^\x00-\x7f]")
-                .fill_null(False)
-                for spec in self.space.identifiers
-                for dotted in spec.paths
-            ]
-            + [~_string(value(("previousId",))).str.contains(r"[^\x00-\x7f]").fill_null(False)]
-        )
-        text = pl.col("text")
-        accept = (
-            msg_type.is_in(list(FAST_TYPES)).fill_null(False)
-            & (text.str.count_matches('":', literal=True) == pl.col("_keys"))
-            & ~text.str.contains("\\u", literal=True)
-            & ~text.str.contains(_ODD_TEXT)
-            & ~text.str.contains(_ODD_NUMBER)
-            & ~text.str.contains(_ODD_SYNTAX)
-            & ts_ok.fill_null(False)
-            & received_ok.fill_null(False)
-            & (~is_track | (event_text.str.len_bytes() > 0).fill_null(False))
-            & pl.any_horizontal([slot.is_not_null() for _, slot in slots])
-            & ascii_ids
-        )
-        frame = frame.filter(accept)
+        frame = frame.filter(self._accept(fields, value, slots))
         frame = frame.with_columns(
             [slot.alias(f"_id{index}") for index, (_, slot) in enumerate(slots)]
         )
         frame = frame.with_columns(_id_lists(frame, [id_type for id_type, _ in slots]))
-        kinds: dict[Path, set[str]] = {}
-        held: dict[Path, int] = {}
-        for shape in admitted.values():
-            for path, kind in (shape.kinds or {}).items():
-                kinds.setdefault(path, set()).add(kind)
-                held[path] = held.get(path, 0) + 1
-        everywhere = {path for path, count in held.items() if count == len(admitted)}
-        layout = _Layout(kinds, everywhere)
+        layout = _layout(admitted)
         properties = self._object_text(
-            "properties", orders["properties"].paths, value, is_page, layout
+            "properties", orders["properties"].paths, value, fields.is_page, layout
         )
         context = self._object_text("context", orders["context"].paths, value, None, layout)
         events = frame.select(
             pl.col("seq").cast(pl.Int64),
             _string(value(("messageId",))).alias("message_id"),
-            msg_type.alias("type"),
-            pl.when(is_track)
-            .then(event_text)
-            .when(msg_type == "page")
-            .then(pl.lit(CALL_EVENT_NAMES["page"]))
-            .when(msg_type == "screen")
-            .then(pl.lit(CALL_EVENT_NAMES["screen"]))
-            .otherwise(None)
-            .alias("event"),
-            pl.when(_is_json_string(raw_ts)).then(timestamp).otherwise(received).alias("timestamp"),
-            received.alias("received_at"),
+            fields.msg_type.alias("type"),
+            fields.event_name().alias("event"),
+            fields.event_timestamp().alias("timestamp"),
+            fields.received.alias("received_at"),
             pl.col("_ids").alias("ids"),
-            pl.when(msg_type == "alias").then(previous).otherwise(None).alias("previous_id"),
+            pl.when(fields.msg_type == "alias")
+            .then(self._previous_id(value))
+            .otherwise(None)
+            .alias("previous_id"),
             pl.lit(None, pl.String).alias("group_id"),
             properties.alias("properties"),
             context.alias("context"),
@@ -284,6 +231,42 @@ class FastReader:
             pl.col("line").cast(pl.Int64),
         )
         return events.select(pl.col(name).cast(dtype) for name, dtype in EVENTS_COLUMNS.items())
+
+    def _previous_id(self, value: Callable[[Path], pl.Expr]) -> pl.Expr:
+        previous = _strip(_string(value(("previousId",))))
+        return (
+            pl.when(previous.str.to_lowercase().is_in(self._blocked)).then(None).otherwise(previous)
+        )
+
+    def _accept(
+        self,
+        fields: _Fields,
+        value: Callable[[Path], pl.Expr],
+        slots: list[tuple[str, pl.Expr]],
+    ) -> pl.Expr:
+        """Lines this reader takes exactly; the rest go to the per-line normalizer."""
+        id_paths = [
+            tuple(dotted.split(".")) for spec in self.space.identifiers for dotted in spec.paths
+        ]
+        ascii_ids = pl.all_horizontal(
+            [
+                ~_string(value(path)).str.contains(r"[^\x00-\x7f]").fill_null(False)
+                for path in [*id_paths, ("previousId",)]
+            ]
+        )
+        text = pl.col("text")
+        return (
+            fields.msg_type.is_in(list(FAST_TYPES)).fill_null(False)
+            & (text.str.count_matches('":', literal=True) == pl.col("_keys"))
+            & ~text.str.contains("\\u", literal=True)
+            & ~text.str.contains(_ODD_TEXT)
+            & ~text.str.contains(_ODD_NUMBER)
+            & ~text.str.contains(_ODD_SYNTAX)
+            & fields.timestamps_ok()
+            & (~fields.is_track | (fields.event_text.str.len_bytes() > 0).fill_null(False))
+            & pl.any_horizontal([slot.is_not_null() for _, slot in slots])
+            & ascii_ids
+        )
 
     def _identifier_slots(self, value: Callable[[Path], pl.Expr]) -> list[tuple[str, pl.Expr]]:
         """(id type, text) per slot, in the order normalize.identifiers sorts them.
@@ -468,3 +451,70 @@ def _timestamp(text: pl.Expr) -> pl.Expr:
     ).fill_null(0) * sign
     micros = base.dt.epoch("us") + fraction - offset_minutes * 60_000_000
     return micros.cast(pl.Int64).cast(UTC_US)
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """Expressions over one chunk's extracted top-level fields, shared by accept and select."""
+
+    msg_type: pl.Expr
+    event_text: pl.Expr
+    raw_ts: pl.Expr
+    raw_received: pl.Expr
+    timestamp: pl.Expr
+    received: pl.Expr
+
+    @classmethod
+    def of(cls, value: Callable[[Path], pl.Expr]) -> _Fields:
+        return cls(
+            msg_type=_string(value(("type",))),
+            event_text=_string(value(("event",))),
+            raw_ts=value(("timestamp",)),
+            raw_received=value(("receivedAt",)),
+            timestamp=_timestamp(_string(value(("timestamp",)))),
+            received=_timestamp(_string(value(("receivedAt",)))),
+        )
+
+    @property
+    def is_track(self) -> pl.Expr:
+        return self.msg_type == "track"
+
+    @property
+    def is_page(self) -> pl.Expr:
+        return self.msg_type.is_in(["page", "screen"])
+
+    def timestamps_ok(self) -> pl.Expr:
+        """A parseable timestamp (or receivedAt in its place), and receivedAt parseable if given."""
+        ts_ok = (
+            pl.when(_is_json_string(self.raw_ts))
+            .then(self.timestamp.is_not_null())
+            .otherwise(_is_json_string(self.raw_received) & self.received.is_not_null())
+        )
+        received_ok = ~_is_json_string(self.raw_received) | self.received.is_not_null()
+        return ts_ok.fill_null(False) & received_ok.fill_null(False)
+
+    def event_name(self) -> pl.Expr:
+        return (
+            pl.when(self.is_track)
+            .then(self.event_text)
+            .when(self.msg_type == "page")
+            .then(pl.lit(CALL_EVENT_NAMES["page"]))
+            .when(self.msg_type == "screen")
+            .then(pl.lit(CALL_EVENT_NAMES["screen"]))
+            .otherwise(None)
+        )
+
+    def event_timestamp(self) -> pl.Expr:
+        return pl.when(_is_json_string(self.raw_ts)).then(self.timestamp).otherwise(self.received)
+
+
+def _layout(admitted: dict[str, Shape]) -> _Layout:
+    """The kinds each path takes across the admitted shapes, and the paths every shape has."""
+    kinds: dict[Path, set[str]] = {}
+    held: dict[Path, int] = {}
+    for shape in admitted.values():
+        for path, kind in (shape.kinds or {}).items():
+            kinds.setdefault(path, set()).add(kind)
+            held[path] = held.get(path, 0) + 1
+    everywhere = {path for path, count in held.items() if count == len(admitted)}
+    return _Layout(kinds, everywhere)

@@ -114,6 +114,73 @@ ROW_FIELDS = (
 )
 
 
+class _Unusable(Exception):
+    """A message the normalizer quarantines, with SPEC's reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# One message's row (ROW_FIELDS), identifiers (rank, value, type) and trait rows.
+_Normalized = tuple[tuple[Any, ...], list[tuple[int, str, str]], list[tuple[str, str, str]]]
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A context or properties object; anything else counts as empty."""
+    return value if type(value) is dict else {}
+
+
+def _timestamps(message: dict[str, Any]) -> tuple[int, int | None]:
+    """``(timestamp, receivedAt)`` in microseconds; timestamp falls back to receivedAt."""
+    received = timestamp_us(message.get("receivedAt"))
+    raw_ts = message.get("timestamp")
+    if raw_ts is not None:
+        ts = timestamp_us(raw_ts)
+        if ts is None:
+            raise _Unusable(timestamp_problem(raw_ts))
+        return ts, received
+    if received is None:
+        raise _Unusable(MISSING_TIMESTAMP)
+    return received, received
+
+
+def _event_name(message: dict[str, Any], msg_type: str) -> str | None:
+    """A track's event (required), or the name SPEC gives page and screen calls."""
+    if msg_type != "track":
+        return CALL_EVENT_NAMES.get(msg_type)
+    event = message.get("event")
+    if type(event) is not str or not event:
+        raise _Unusable(TRACK_WITHOUT_EVENT)
+    return event
+
+
+def _group_id(message: dict[str, Any]) -> str:
+    group_id = value_text(message.get("groupId"))
+    if not group_id:
+        raise _Unusable(GROUP_WITHOUT_GROUP_ID)
+    return group_id
+
+
+def _traits(
+    message: dict[str, Any], msg_type: str, context: dict[str, Any]
+) -> dict[str, Any] | None:
+    """An identify's traits over its context.traits, or a group's own traits."""
+    if msg_type == "identify":
+        traits: dict[str, Any] = {}
+        context_traits = context.get("traits")
+        if type(context_traits) is dict:
+            traits.update(context_traits)
+        own = message.get("traits")
+        if type(own) is dict:
+            traits.update(own)  # traits win over context.traits, even with a null
+        return traits
+    if msg_type == "group":
+        own = message.get("traits")
+        return own if type(own) is dict else None
+    return None
+
+
 class Columns:
     """Rows of one chunk as tuples (one append per message; transposed once per chunk)."""
 
@@ -195,7 +262,7 @@ class Normalizer:
         found.sort()
         return found
 
-    def _previous_id(self, message: dict[str, Any]) -> str | None:
+    def previous_id(self, message: dict[str, Any]) -> str | None:
         previous = message.get("previousId")
         if self.fast_json and _maybe_inexact(previous):
             raise InexactInteger
@@ -209,98 +276,64 @@ class Normalizer:
 
         Nothing is written to ``cols`` when a reason is returned (the caller owns the raw text).
         """
-        if type(message) is not dict:
-            return NOT_AN_OBJECT
-        msg_type = message.get("type")
-        if type(msg_type) is not str or msg_type not in _MESSAGE_TYPES:
-            return UNKNOWN_TYPE
-        is_group = msg_type == "group"
-        ids = self.identifiers(message, is_group)
-        if not ids:
-            return NO_IDENTIFIER
-        received = timestamp_us(message.get("receivedAt"))
-        raw_ts = message.get("timestamp")
-        if raw_ts is not None:
-            ts = timestamp_us(raw_ts)
-            if ts is None:
-                return timestamp_problem(raw_ts)
-        elif received is None:
-            return MISSING_TIMESTAMP
-        else:
-            ts = received
-        event: str | None = None
-        if msg_type == "track":
-            event = message.get("event")
-            if type(event) is not str or not event:
-                return TRACK_WITHOUT_EVENT
-        else:
-            event = CALL_EVENT_NAMES.get(msg_type)
-        group_id: str | None = None
-        if is_group:
-            group_value = message.get("groupId")
-            group_id = value_text(group_value)
-            if not group_id:
-                return GROUP_WITHOUT_GROUP_ID
-
-        context = message.get("context")
-        if type(context) is not dict:
-            context = {}
-        properties = message.get("properties")
-        if type(properties) is not dict:
-            properties = {}
-        if event is not None and msg_type != "track":
-            properties = _fill_page_properties(message, properties, context)
-
-        message_id = message.get("messageId")
-        if message_id is not None and type(message_id) is not str:
-            message_id = value_text(message_id)
-        previous_id = self._previous_id(message) if msg_type == "alias" else None
-
-        traits: dict[str, Any] | None = None
-        if msg_type == "identify":
-            traits = {}
-            context_traits = context.get("traits")
-            if type(context_traits) is dict:
-                traits.update(context_traits)
-            own = message.get("traits")
-            if type(own) is dict:
-                traits.update(own)  # traits win over context.traits, even with a null
-        elif is_group:
-            own = message.get("traits")
-            traits = own if type(own) is dict else None
-        # Lone surrogates, infinities and deep nesting cannot be stored (ingest/limits.py).
-        problem = message_problem(message, exact_check=not self.fast_json)
-        if problem is not None:
-            return problem
-        # Everything that can fail (odd values) runs before the first append, so an exception
-        # never leaves the columns misaligned.
-        properties_text = self._flat_text(properties)
-        context_text = self._flat_text(context)
-        trait_rows = _trait_rows(traits) if traits else []
-
-        cols.rows.append(
-            (
-                seq,
-                message_id,
-                msg_type,
-                event,
-                ts,
-                received,
-                previous_id,
-                group_id,
-                properties_text,
-                context_text,
-                line,
-            )
-        )
+        try:
+            row, ids, trait_items = self._row(message, seq, line)
+        except _Unusable as unusable:
+            return unusable.reason
+        cols.rows.append(row)
         cols.id_counts.append(len(ids))
         for _, id_value, id_type in ids:
             cols.id_types.append(id_type)
             cols.id_values.append(id_value)
-        if trait_rows:
-            kind = "account" if is_group else "user"
-            cols.traits.extend([(seq, kind, key, raw, tagged) for key, raw, tagged in trait_rows])
+        if trait_items:
+            kind = "account" if row[2] == "group" else "user"
+            cols.traits.extend([(seq, kind, key, raw, tagged) for key, raw, tagged in trait_items])
         return None
+
+    def _row(self, message: Any, seq: int, line: int) -> _Normalized:
+        """The row (ROW_FIELDS), identifiers and trait rows of one message; `_Unusable` if not.
+
+        The checks run in SPEC's order of quarantine reasons, and everything that can fail (odd
+        values) runs before anything is appended, so the columns never go out of step.
+        """
+        if type(message) is not dict:
+            raise _Unusable(NOT_AN_OBJECT)
+        msg_type = message.get("type")
+        if type(msg_type) is not str or msg_type not in _MESSAGE_TYPES:
+            raise _Unusable(UNKNOWN_TYPE)
+        ids = self.identifiers(message, msg_type == "group")
+        if not ids:
+            raise _Unusable(NO_IDENTIFIER)
+        ts, received = _timestamps(message)
+        event = _event_name(message, msg_type)
+        group_id = _group_id(message) if msg_type == "group" else None
+        context = _object(message.get("context"))
+        properties = _object(message.get("properties"))
+        if event is not None and msg_type != "track":
+            properties = fill_page_properties(message, properties, context)
+        message_id = message.get("messageId")
+        if message_id is not None and type(message_id) is not str:
+            message_id = value_text(message_id)
+        previous_id = self.previous_id(message) if msg_type == "alias" else None
+        traits = _traits(message, msg_type, context)
+        # Lone surrogates, infinities and deep nesting cannot be stored (ingest/limits.py).
+        problem = message_problem(message, exact_check=not self.fast_json)
+        if problem is not None:
+            raise _Unusable(problem)
+        row = (
+            seq,
+            message_id,
+            msg_type,
+            event,
+            ts,
+            received,
+            previous_id,
+            group_id,
+            self._flat_text(properties),
+            self._flat_text(context),
+            line,
+        )
+        return row, ids, trait_rows(traits) if traits else []
 
     def _flat_text(self, value: dict[str, Any]) -> str:
         """``dumps(flat_tag_dict(value))``; the same object again is a dict lookup.
@@ -328,7 +361,7 @@ class Normalizer:
 _MAX_CACHED_TEXTS = 4096
 
 
-def _fill_page_properties(
+def fill_page_properties(
     message: dict[str, Any], properties: dict[str, Any], context: dict[str, Any]
 ) -> dict[str, Any]:
     """Page/screen calls: `name` and context.page's `url`/`path` fill missing properties."""
@@ -347,7 +380,7 @@ def _fill_page_properties(
     return {**properties, **fills}
 
 
-def _trait_rows(traits: dict[str, Any]) -> list[tuple[str, str, str]]:
+def trait_rows(traits: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(key, raw JSON, tagged JSON) of each non-null trait."""
     return [
         (key, dumps(value), tagged_text(value))

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from audience_pipeline.progress import advance
+
 logger = logging.getLogger("audience_pipeline.ingest")
 
 
@@ -44,8 +46,11 @@ ProgressCallback = Callable[[Progress], None]
 
 
 def log_progress(progress: Progress) -> None:
-    """The default listener: one INFO line per report."""
-    logger.info("%s", progress.describe())
+    """The default listener: the running stage advances (a bar on the CLI's terminal), and where
+    nothing draws it, one INFO line per report."""
+    line = progress.describe()
+    if not advance(progress.bytes_done, progress.bytes_total, line):
+        logger.info("%s", line)
 
 
 @dataclass

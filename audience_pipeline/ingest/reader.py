@@ -25,6 +25,7 @@ from audience_pipeline.ingest.files import (
 )
 from audience_pipeline.ingest.frames import events_frame, quarantine_frame, trait_updates_frame
 from audience_pipeline.ingest.limits import NESTED_TOO_DEEP
+from audience_pipeline.ingest.native import NativeReader, supported
 from audience_pipeline.ingest.normalize import INVALID_JSON, Columns, InexactInteger, Normalizer
 from audience_pipeline.ingest.schema import (
     EVENTS_COLUMNS,
@@ -38,7 +39,13 @@ logger = logging.getLogger(__name__)
 
 CHUNK_LINES = 500_000
 FAST_BLOCK_BYTES = 1 << 25  # a block of lines the vectorized reader takes at once
+NATIVE_BLOCK_BYTES = 1 << 25  # a block of lines the native reader takes at once
 FAST_INGEST_ENV = "AUDIENCE_PIPELINE_FAST_INGEST"
+READER_ENV = "AUDIENCE_PIPELINE_INGEST_READER"
+READERS = ("native", "per_line", "vectorized")
+# The per-line reader stays the default: on this project's data the native one is exact but not
+# faster yet (docs/benchmarks.md, "Ingestion").
+DEFAULT_READER = "per_line"
 UNREADABLE_FILE = "unreadable file: "
 DAMAGED_REST = "unreadable rest of file: "
 
@@ -59,10 +66,30 @@ class FileResult:
 def fast_reader_enabled() -> bool:
     """Whether JSON lines go through the vectorized reader (``AUDIENCE_PIPELINE_FAST_INGEST=1``).
 
-    Off by default: on this project's 2-core machine it is exact but not yet faster than the
-    per-line path (docs/benchmarks.md, "Ingestion").
+    Off by default: on this project's 2-core machine it is exact but slower than the per-line
+    path (docs/benchmarks.md, "Ingestion").
     """
     return os.environ.get(FAST_INGEST_ENV, "") == "1"
+
+
+def reader_name(fast: bool | None = None, reader: str | None = None) -> str:
+    """Which reader takes JSON lines: one of :data:`READERS`.
+
+    ``reader`` names it; ``fast`` True / False asks for the vectorized / per-line reader; else
+    ``AUDIENCE_PIPELINE_INGEST_READER`` names it (``AUDIENCE_PIPELINE_FAST_INGEST=1``: the
+    vectorized one), and the default is :data:`DEFAULT_READER`. All give the same tables; they
+    differ in speed.
+    """
+    if reader is not None:
+        return reader
+    if fast is not None:
+        return "vectorized" if fast else "per_line"
+    chosen = os.environ.get(READER_ENV, "")
+    if chosen in READERS:
+        return chosen
+    if chosen:
+        logger.warning("%s=%s: not one of %s; using the default", READER_ENV, chosen, READERS)
+    return "vectorized" if fast_reader_enabled() else DEFAULT_READER
 
 
 def _reject_constant(name: str) -> Any:
@@ -90,6 +117,7 @@ class _Chunks:
         self.cols = Columns()
         self.blank = 0  # blank lines seen (they take a line number, no seq)
         self.fast: list[pl.DataFrame] = []  # events rows of the vectorized reader
+        self.fast_traits: list[pl.DataFrame] = []  # trait update rows built elsewhere too
         self.fast_rows = 0
 
     def add_events(self, frame: pl.DataFrame) -> None:
@@ -97,6 +125,11 @@ class _Chunks:
         if frame.height:
             self.fast.append(frame)
             self.fast_rows += frame.height
+
+    def add_traits(self, frame: pl.DataFrame) -> None:
+        """Trait update rows built elsewhere; merged by seq (stable) at flush."""
+        if frame.height:
+            self.fast_traits.append(frame)
 
     def maybe_flush(self) -> None:
         if len(self.cols) + self.fast_rows >= self.chunk_lines:
@@ -112,8 +145,14 @@ class _Chunks:
         elif frames:
             self.sink("events", pl.concat(frames).sort("seq"))
         self.fast, self.fast_rows = [], 0
+        traits = self.fast_traits
         if cols.traits:
-            self.sink("trait_updates", trait_updates_frame(cols))
+            traits.append(trait_updates_frame(cols))
+        if len(traits) == 1:
+            self.sink("trait_updates", traits[0])
+        elif traits:
+            self.sink("trait_updates", pl.concat(traits).sort("seq", maintain_order=True))
+        self.fast_traits = []
         if cols.quarantined:
             self.sink("quarantine", quarantine_frame(cols, self.source))
         self.cols = Columns()
@@ -228,6 +267,35 @@ def _read_lines_fast(
     return seq
 
 
+def _read_lines_native(
+    path: Path, space: SpaceConfig, normalizer: Normalizer, chunks: _Chunks
+) -> int:
+    """The native reader (:mod:`.native`); lines it leaves go through the normalizer."""
+    reader = NativeReader(space, chunks.source, normalizer)
+    seq = 0
+    line = 0
+    try:
+        for block in line_blocks(path, block_bytes=NATIVE_BLOCK_BYTES):
+            frame = block_frame(block, first_line=line + 1, first_seq=seq)
+            line += len(block)
+            seq += frame.height
+            chunks.blank += len(block) - frame.height
+            taken = reader.read(frame.filter(pl.col("text").is_not_null()))
+            rest = frame.filter(~pl.col("seq").is_in(taken.taken.implode()))
+            cols = chunks.cols
+            for seq_no, line_no, raw in rest.select("seq", "line", "raw").iter_rows():
+                _line_reason(normalizer, raw, seq_no, line_no, cols)
+            chunks.add_events(taken.events)
+            chunks.add_traits(taken.trait_updates)
+            chunks.maybe_flush()
+    except DamagedFileError as exc:
+        _quarantine_damage(chunks.cols, exc, line + 1)
+        seq += 1
+    finally:
+        reader.close()
+    return seq
+
+
 def _read_parquet(path: Path, normalizer: Normalizer, chunks: _Chunks) -> int:
     line = 0
     for rows in parquet_rows(path):
@@ -248,6 +316,7 @@ def read_chunks(
     sink: Sink,
     *,
     fast: bool | None = None,
+    reader: str | None = None,
 ) -> tuple[int, int, pl.DataFrame | None]:
     """Read and normalize one file, handing its rows to ``sink`` a chunk at a time.
 
@@ -260,15 +329,18 @@ def read_chunks(
     normalizer = Normalizer(space)
     normalizer.cache_texts = not is_parquet(path)
     chunks = _Chunks(source, chunk_lines, sink)
-    if fast is None:
-        fast = fast_reader_enabled()
+    which = reader_name(fast, reader)
+    if which == "native" and not supported(space):
+        which = "per_line"
     # The loop allocates millions of small acyclic objects; cyclic GC passes over them are waste.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         if is_parquet(path):
             lines = _read_parquet(path, normalizer, chunks)
-        elif fast:
+        elif which == "native":
+            lines = _read_lines_native(path, space, normalizer, chunks)
+        elif which == "vectorized":
             lines = _read_lines_fast(path, space, normalizer, chunks)
         else:
             lines = _read_lines(path, normalizer, chunks)
@@ -301,6 +373,7 @@ def read_file(
     source: str | None = None,
     chunk_lines: int = CHUNK_LINES,
     fast: bool | None = None,
+    reader: str | None = None,
 ) -> FileResult:
     """Read and normalize one file into memory; an unreadable file gives one quarantine row.
 
@@ -309,8 +382,10 @@ def read_file(
         space: identifier rules.
         source: the name recorded in ``source`` columns (default: the path as given).
         chunk_lines: rows per intermediate DataFrame.
-        fast: JSON lines through the vectorized reader (:mod:`.fast`), the per-line normalizer
-            taking what it leaves; default: :func:`fast_reader_enabled`. Same result either way.
+        fast: True: JSON lines through the vectorized reader (:mod:`.fast`); False: through the
+            per-line normalizer; default: :func:`reader_name`.
+            Same result either way.
+        reader: one of :data:`READERS` (wins over ``fast``).
 
     Returns:
         The file's rows with file-local ``seq``.
@@ -324,6 +399,7 @@ def read_file(
         chunk_lines,
         lambda table, frame: parts[table].append(frame),
         fast=fast,
+        reader=reader,
     )
     if unreadable is not None:
         parts = {table: [] for table in TABLES}

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from audience_pipeline.engines import ComputeFn
-from audience_pipeline.incremental import Refresh, load_state, refresh, save_state
+from audience_pipeline.incremental import Events, Refresh, load_state, refresh, save_state
 from audience_pipeline.membership.diff import membership_changes, membership_history
 from audience_pipeline.membership.registry import REGISTRY_FILE, Changes, Registry
 from audience_pipeline.membership.snapshots import take_snapshot
@@ -56,7 +56,7 @@ class EngineRun:
 
 
 def run_engine(
-    events: pl.DataFrame,
+    events: Events,
     trait_updates: pl.DataFrame,
     definitions_dir: str | Path,
     as_of: datetime,
@@ -78,7 +78,7 @@ def run_engine(
 
 
 def refresh_engine(
-    events: pl.DataFrame,
+    events: Events,
     trait_updates: pl.DataFrame,
     definitions: Definitions,
     as_of: datetime,

@@ -43,33 +43,15 @@ def assemble_result(
     account_latest: pl.DataFrame = prepared["account_latest"]  # type: ignore[assignment]
     user_frame = _frame_or_empty(frames, "user", profiles, "profile_id")
     account_frame = _frame_or_empty(frames, "account", accounts, "account_id")
-    user_audiences = [a for a in space_ir.audiences if a.level == "user"]
-    account_audiences = [a for a in space_ir.audiences if a.level == "account"]
     rows = pl.concat([
-        memberships(user_frame, user_audiences, "user", as_of),
-        memberships(account_frame, account_audiences, "account", as_of),
+        memberships(user_frame, _audiences(space_ir, "user"), "user", as_of),
+        memberships(account_frame, _audiences(space_ir, "account"), "account", as_of),
     ])  # fmt: skip
-    user_keys = set(user_latest["key"].unique().to_list())
-    account_keys = set(account_latest["key"].unique().to_list())
-    user_traits, user_json = native_traits(
-        user_frame.sort(ENTITY), user_latest, "profile_id", space_ir, "user", user_keys,
-        user_audiences,
-    )  # fmt: skip
-    account_traits, account_json = native_traits(
-        account_frame.sort(ENTITY), account_latest, "account_id", space_ir, "account",
-        account_keys, account_audiences,
-    )  # fmt: skip
     sql: MatchedSqlTraits | None = prepared["sql_traits"]  # type: ignore[assignment]
-    if sql is not None:
-        user_traits, more = expand_columns(user_traits.rename({ENTITY: "profile_id"}), "profile_id",
-                                           sql.rows["user"], sql.fields["user"])  # fmt: skip
-        user_traits = user_traits.rename({"profile_id": ENTITY})
-        user_json = (user_json - set(sql.fields["user"])) | more
-        account_traits, more = expand_columns(account_traits.rename({ENTITY: "account_id"}),
-                                              "account_id", sql.rows["account"],
-                                              sql.fields["account"])  # fmt: skip
-        account_traits = account_traits.rename({"account_id": ENTITY})
-        account_json = (account_json - set(sql.fields["account"])) | more
+    user_traits, user_json = _traits_table(user_frame, user_latest, "profile_id", space_ir,
+                                           "user", sql)  # fmt: skip
+    account_traits, account_json = _traits_table(account_frame, account_latest, "account_id",
+                                                 space_ir, "account", sql)  # fmt: skip
     stats = {
         "messages": int(prepared["messages"]),  # type: ignore[call-overload]
         **(sql.stats() if sql is not None else {}),
@@ -88,3 +70,27 @@ def assemble_result(
         stats=stats,
         json_columns={"user_traits": user_json, "account_traits": account_json},
     )
+
+
+def _audiences(space_ir: ir.Space, level: str) -> list[ir.Audience]:
+    return [a for a in space_ir.audiences if a.level == level]
+
+
+def _traits_table(
+    frame: pl.DataFrame,
+    latest: pl.DataFrame,
+    owner: str,
+    space_ir: ir.Space,
+    level: str,
+    sql: MatchedSqlTraits | None,
+) -> tuple[pl.DataFrame, set[str]]:
+    """One level's traits table (entity_id, native columns; SQL traits as `<key>.<field>`
+    columns) and its JSON-text columns."""
+    keys = set(latest["key"].unique().to_list())
+    traits, json_columns = native_traits(frame.sort(ENTITY), latest, owner, space_ir, level,
+                                         keys, _audiences(space_ir, level))  # fmt: skip
+    if sql is None:
+        return traits, json_columns
+    traits, more = expand_columns(traits.rename({ENTITY: owner}), owner, sql.rows[level],
+                                  sql.fields[level])  # fmt: skip
+    return traits.rename({owner: ENTITY}), (json_columns - set(sql.fields[level])) | more

@@ -45,59 +45,66 @@ def chain_steps(query: exp.Expr) -> tuple[list[tuple[str, exp.Expr]], exp.Expr, 
         return [], query, {}
     final = query.copy()
     final.set("with_", None)
-    ctes = [(cte.alias_or_name, cte.this) for cte in with_.expressions]
-    readers = _readers(ctes, final)
-    shared = {name: STEP_PREFIX + name for name, _ in ctes if len(readers[name]) >= TABLE_READERS}
+    chain = _Chain([(cte.alias_or_name, cte.this) for cte in with_.expressions], final)
+    steps = [(chain.shared[name], chain.with_inlined(chain.bodies[name])) for name in chain.steps]
+    last_read = {}
+    for name in chain.steps:
+        runs = [run for run in map(chain.statement_of, chain.readers[name]) if run is not None]
+        last_read[chain.shared[name]] = max(runs, default=len(chain.steps))
+    return steps, chain.with_inlined(final.transform(chain.to_table)), last_read
 
-    def to_table(node: exp.Expr) -> exp.Expr:
-        if isinstance(node, exp.Table) and not node.args.get("db") and node.name in shared:
-            renamed = relation(shared[node.name])
+
+class _Chain:
+    """A query's CTEs: which are shared (tables of their own), and each body with shared CTEs
+    read as tables."""
+
+    def __init__(self, ctes: list[tuple[str, exp.Expr]], final: exp.Expr) -> None:
+        self.ctes = ctes
+        self.readers = _readers(ctes, final)
+        self.shared = {name: STEP_PREFIX + name for name, _ in ctes
+                       if len(self.readers[name]) >= TABLE_READERS}  # fmt: skip
+        self.bodies = {name: body.transform(self.to_table) for name, body in ctes}
+        self.inline = {name for name, _ in ctes if name not in self.shared and self.readers[name]}
+        self.order = [name for name, _ in ctes]
+        self.steps = [name for name, _ in ctes if name in self.shared]
+        self.step_index = {name: index for index, name in enumerate(self.steps)}
+
+    def to_table(self, node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Table) and not node.args.get("db") and node.name in self.shared:
+            renamed = relation(self.shared[node.name])
             alias = node.args.get("alias") or exp.TableAlias(this=exp.to_identifier(node.name))
             renamed.set("alias", alias)
             return renamed
         return node
 
-    bodies = {name: body.transform(to_table) for name, body in ctes}
-    inline = {name for name, _ in ctes if name not in shared and readers[name]}
-    order = [name for name, _ in ctes]
-
-    def with_inlined(body: exp.Expr) -> exp.Expr:
+    def with_inlined(self, body: exp.Expr) -> exp.Expr:
+        """`body` with the single-reader CTEs it reads (transitively) as its own WITH."""
         needed: set[str] = set()
         pending = [body]
         while pending:
             for table in pending.pop().find_all(exp.Table):
-                if table.name in inline and table.name not in needed:
+                if table.name in self.inline and table.name not in needed:
                     needed.add(table.name)
-                    pending.append(bodies[table.name])
+                    pending.append(self.bodies[table.name])
         if not needed:
             return body
-        chain = [exp.CTE(this=bodies[n].copy(), alias=exp.TableAlias(this=exp.to_identifier(n)))
-                 for n in order if n in needed]  # fmt: skip
+        chain = [exp.CTE(this=self.bodies[n].copy(), alias=exp.TableAlias(this=exp.to_identifier(n)))
+                 for n in self.order if n in needed]  # fmt: skip
         body = body.copy()
         body.set("with_", exp.With(expressions=chain))
         return body
 
-    steps_names = [name for name, _ in ctes if name in shared]
-    step_index = {name: index for index, name in enumerate(steps_names)}
-
-    def statement_of(index: int) -> int | None:
+    def statement_of(self, index: int) -> int | None:
         """The statement that runs body `index`: its own if a table, else its reader's; None
         for a CTE nothing reads (never run)."""
-        while index < len(ctes):
-            name = ctes[index][0]
-            if name in step_index:
-                return step_index[name]
-            if not readers[name]:
+        while index < len(self.ctes):
+            name = self.ctes[index][0]
+            if name in self.step_index:
+                return self.step_index[name]
+            if not self.readers[name]:
                 return None
-            index = readers[name][0]
-        return len(steps_names)
-
-    steps = [(shared[name], with_inlined(bodies[name])) for name in steps_names]
-    last_read = {}
-    for name in steps_names:
-        runs = [run for run in map(statement_of, readers[name]) if run is not None]
-        last_read[shared[name]] = max(runs, default=len(steps_names))
-    return steps, with_inlined(final.transform(to_table)), last_read
+            index = self.readers[name][0]
+        return len(self.steps)
 
 
 def run_in_steps(execute: Callable[[exp.Expr], None], query: exp.Expr, target: str) -> None:

@@ -1,4 +1,5 @@
-"""Progress of long work: a Rich spinner per stage on a terminal, plain lines elsewhere."""
+"""Progress of long work: a Rich spinner per stage on a terminal (a bar with the detail once the
+stage reports how far it is, as ingestion does per file), plain lines elsewhere."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from audience_pipeline.progress import StageEvent, listening
 from audience_pipeline.terminal.logs import stderr_console
@@ -26,16 +34,19 @@ def show_stages(enabled: bool = True) -> Iterator[None]:
     columns = (
         SpinnerColumn(finished_text="[green]✓"),
         TextColumn("{task.description}"),
+        BarColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console) as progress, listening(_RichStages(progress)):
+    progress = Progress(*columns, console=console)
+    with progress, listening(_RichStages(progress), draws_progress=True):
         yield
 
 
 def _plain_line(event: StageEvent) -> None:
+    # `advance` news is already a log line where nothing draws a bar (see progress.advance).
     if event.state == "start":
         click.echo(f"{event.name} ...", err=True)
-    else:
+    elif event.state == "done":
         click.echo(f"{event.name} done in {event.seconds:.2f} s", err=True)
 
 
@@ -43,15 +54,30 @@ class _RichStages:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.tasks: dict[str, TaskID] = {}
+        self.running: tuple[str, TaskID] | None = None
 
     def __call__(self, event: StageEvent) -> None:
         if event.state == "start":
-            self.tasks[event.name] = self.progress.add_task(event.name, total=None)
+            started = self.progress.add_task(event.name, total=None)
+            self.tasks[event.name] = started
+            self.running = (event.name, started)
+            return
+        if event.state == "advance":
+            self._advance(event)
             return
         task = self.tasks.pop(event.name, None)
         if task is not None:
             label = f"{event.name} ({event.seconds:.1f} s)"
             self.progress.update(task, total=1, completed=1, description=label)
+
+    def _advance(self, event: StageEvent) -> None:
+        if self.running is None:
+            return
+        name, task = self.running
+        if name not in self.tasks:
+            return
+        label = event.detail or name
+        self.progress.update(task, total=event.total, completed=event.completed, description=label)
 
 
 __all__ = ["show_stages"]

@@ -9,12 +9,18 @@ shell: `cd <warehouse> && duckdb -readonly warehouse.duckdb`).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
 from sqlglot import exp
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_incrementing,
+)
 
 from audience_pipeline.warehouse.layout import CATALOG, is_table_name, table_file
 from audience_pipeline.warehouse.runs import Run
@@ -48,21 +54,28 @@ def register_views(
     if not views:
         return True
     warehouse.mkdir(parents=True, exist_ok=True)
-    for attempt in range(attempts):
-        try:
-            con = connect_catalog(warehouse, read_only=False)
-        except duckdb.IOException as error:  # another process holds the file
-            log.info("catalog busy (%s), retrying", error)
-            time.sleep(0.2 * (attempt + 1))
-            continue
-        try:
-            for name, query in views.items():
-                con.execute(view_statement(name, query))
-            return True
-        finally:
-            con.close()
-    log.warning("could not register views %s: %s is locked", sorted(views), warehouse / CATALOG)
-    return False
+    # Another process may hold the file for a moment: wait 0.2 s, 0.4 s, ... between attempts.
+    retrying = Retrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_incrementing(start=0.2, increment=0.2),
+        retry=retry_if_exception_type(duckdb.IOException),
+        before_sleep=lambda state: log.info(
+            "catalog busy (%s), retrying", state.outcome.exception() if state.outcome else None
+        ),
+    )
+    try:
+        con = retrying(connect_catalog, warehouse, read_only=False) if attempts > 0 else None
+    except RetryError:
+        con = None
+    if con is None:
+        log.warning("could not register views %s: %s is locked", sorted(views), warehouse / CATALOG)
+        return False
+    try:
+        for name, query in views.items():
+            con.execute(view_statement(name, query))
+        return True
+    finally:
+        con.close()
 
 
 def existing_views(warehouse: Path) -> dict[str, str]:

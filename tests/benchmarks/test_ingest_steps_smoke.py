@@ -45,3 +45,16 @@ def test_every_step_prints_a_figure(capsys: pytest.CaptureFixture[str]) -> None:
     per_line = int(figures["write_parts_per_line_events"])
     assert per_line > 0
     assert int(figures["write_parts_fast_events"]) == per_line
+
+
+@pytest.mark.slow
+def test_the_native_reader_writes_the_same_events(capsys: pytest.CaptureFixture[str]) -> None:
+    events = ROOT / "tests" / "fixtures" / "smoke" / "events.jsonl"
+    argv = [str(events), "--skip-steps", "--write-parts", "--readers", "per_line", "native"]
+    assert _ingest_steps().main(argv) == 0
+    figures = dict(
+        line.split(": ", 1) for line in capsys.readouterr().out.splitlines() if ": " in line
+    )
+    per_line = int(figures["write_parts_per_line_events"])
+    assert per_line > 0
+    assert int(figures["write_parts_native_events"]) == per_line

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from audience_pipeline.demo.generate import generate
+from audience_pipeline.engine.source import scan_events
 from audience_pipeline.incremental import (
     TABLES,
     full_compute,
@@ -27,7 +28,7 @@ from audience_pipeline.incremental import (
     refresh,
     save_state,
 )
-from audience_pipeline.ingest import ingest
+from audience_pipeline.ingest import ingest, write_normalized
 from audience_pipeline.spec.loader import load_definitions
 from audience_pipeline.spec.models import Definitions
 from tests.agreement import Scenario, write_scenario
@@ -68,6 +69,11 @@ def test_incremental_equals_full(drawn: tuple, hours_back: int, rnd: object) -> 
         _assert_same(got.tables, want.tables)
         again = refresh(data.events, data.trait_updates, definitions, as_of, got.state)
         _assert_same(again.tables, want.tables)
+        # From a scan of the normalized events (as the CLI hands them): the same tables.
+        write_normalized(data, Path(tmp) / "normalized")
+        scan = scan_events(Path(tmp) / "normalized")
+        scanned = refresh(scan, data.trait_updates, definitions, as_of, previous)
+        _assert_same(scanned.tables, want.tables)
 
 
 # --- the demo definitions, day by day --------------------------------------------------------

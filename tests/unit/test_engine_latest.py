@@ -8,7 +8,7 @@ import polars as pl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audience_pipeline.engine.compute import _flat_scalar
+from audience_pipeline.engine.latest import flat_scalar
 
 
 @given(st.lists(st.one_of(st.text(), st.none()), max_size=20))
@@ -19,7 +19,7 @@ def test_flat_scalar_equals_the_json_reader(texts: list[str | None]) -> None:
         {"t": tagged, "r": ["raw"] * len(tagged)},
         schema=pl.Schema({"t": pl.String, "r": pl.String}),
     )
-    got = frame.select(_flat_scalar(pl.col("t"), pl.col("r")))["t"]
+    got = frame.select(flat_scalar(pl.col("t"), pl.col("r")))["t"]
     reader = pl.col("t").str.json_path_match("$")
     starts = pl.col("t").str.starts_with('"')
     want = frame.select(pl.when(starts).then(reader).otherwise(pl.lit("o") + pl.col("r")))["t"]

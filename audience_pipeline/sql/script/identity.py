@@ -53,6 +53,19 @@ def identity_steps(space: SpaceConfig, dialect: SqlDialect, id_paths: list[IdPat
     types = {rank: lit(t) for t, rank in ranks.items()}
     limit_of = {rank: lit(limits[t]) for t, rank in ranks.items()}
     fallback = lit(ranks[alias_fallback_type(space)])
+    return [
+        *_link_steps(id_paths, fallback),
+        *_node_steps(types),
+        *_component_steps(),
+        *_whole_steps(dialect, limit_of),
+        *_sequential_steps(dialect, limit_of, len(id_paths) + 1),
+        *_profile_steps(),
+    ]
+
+
+def _link_steps(id_paths: list[IdPath], fallback: exp.Expr) -> list[Step]:
+    """Each message's identifiers (``ap_id_occ``) and aliases' previousIds as typed links
+    (``ap_id_links``: rank of the message, type rank, value)."""
     occurrences = [
         select(
             "SELECT seq, __t AS trank, __v AS value FROM ap_msgs WHERE __v IS NOT NULL",
@@ -64,7 +77,7 @@ def identity_steps(space: SpaceConfig, dialect: SqlDialect, id_paths: list[IdPat
     union: exp.Query = occurrences[0]
     for part in occurrences[1:]:
         union = exp.union(union, part, distinct=True)
-    steps: list[Step] = [
+    return [
         Table("ap_id_rank", select(
             "SELECT seq, type, previous_id, ROW_NUMBER() OVER (ORDER BY timestamp, "
             "message_id IS NULL, message_id, seq) - 1 AS rank FROM ap_msgs")),
@@ -85,6 +98,12 @@ def identity_steps(space: SpaceConfig, dialect: SqlDialect, id_paths: list[IdPat
             "SELECT rank, trank, value FROM ap_id_occ UNION ALL "
             "SELECT a.rank, CASE WHEN t.rank < a.rank THEN t.trank ELSE a.trank END AS trank, "
             "a.value FROM ap_id_alias a JOIN typed t ON t.value = a.value")),
+    ]  # fmt: skip
+
+
+def _node_steps(types: Mapping[int, exp.Expr]) -> list[Step]:
+    """One node per distinct identifier, and the edges between the nodes of one message."""
+    return [
         Table("ap_id_nodes", select(
             "SELECT DENSE_RANK() OVER (ORDER BY trank, value) AS node, trank, __types AS id_type, "
             "value AS id_value FROM (SELECT DISTINCT trank, value FROM ap_id_links) d",
@@ -99,6 +118,12 @@ def identity_steps(space: SpaceConfig, dialect: SqlDialect, id_paths: list[IdPat
             "SELECT DISTINCT a, b FROM (SELECT m.first AS a, l.node AS b FROM ap_id_link_nodes l "
             "JOIN ap_id_messages m ON m.rank = l.rank UNION ALL SELECT l.node AS a, m.first AS b "
             "FROM ap_id_link_nodes l JOIN ap_id_messages m ON m.rank = l.rank) e WHERE a <> b")),
+    ]  # fmt: skip
+
+
+def _component_steps() -> list[Step]:
+    """Connected components of the identifier graph (``ap_id_label``: node, label)."""
+    return [
         Table("ap_id_label", select("SELECT node, node AS label FROM ap_id_nodes")),
         Loop(
             body=(
@@ -115,6 +140,12 @@ def identity_steps(space: SpaceConfig, dialect: SqlDialect, id_paths: list[IdPat
             name="identity components",
             rounds=16,  # min-label with pointer jumping: a handful of rounds on real data
         ),
+    ]  # fmt: skip
+
+
+def _whole_steps(dialect: SqlDialect, limit_of: Mapping[int, exp.Expr]) -> list[Step]:
+    """The components no limit bites (``ap_id_bitten``) get one profile each (``ap_id_whole``)."""
+    return [
         Table("ap_id_bitten", select(
             "SELECT DISTINCT comp FROM (SELECT l.label AS comp, n.trank, COUNT(*) AS n "
             "FROM ap_id_nodes n JOIN ap_id_label l ON l.node = n.node GROUP BY l.label, n.trank) c "
@@ -127,7 +158,13 @@ def identity_steps(space: SpaceConfig, dialect: SqlDialect, id_paths: list[IdPat
             "SELECT f.comp, __pid AS profile_id FROM firsts f JOIN ap_id_nodes n "
             "ON n.node = f.first WHERE f.k = 1",
             __pid=profile_id(dialect, exp.column("id_type", "n"), exp.column("id_value", "n")))),
-        *_sequential_steps(dialect, limit_of, len(id_paths) + 1),
+    ]  # fmt: skip
+
+
+def _profile_steps() -> list[Step]:
+    """Every message's profile and every profile's identifiers, from whole and bitten
+    components alike."""
+    return [
         Table("ap_msg_profiles", select(
             "SELECT m.seq, w.profile_id FROM ap_id_messages m JOIN ap_id_label l "
             "ON l.node = m.first JOIN ap_id_whole w ON w.comp = l.label "
@@ -141,7 +178,6 @@ def identity_steps(space: SpaceConfig, dialect: SqlDialect, id_paths: list[IdPat
             "JOIN ap_id_nodes n ON n.node = o.node JOIN ap_sq_pids p ON p.comp = o.comp "
             "AND p.prof = o.prof")),
     ]  # fmt: skip
-    return steps
 
 
 def _sequential_steps(dialect: SqlDialect, limit_of: Mapping[int, exp.Expr],

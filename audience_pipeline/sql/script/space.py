@@ -8,6 +8,7 @@ tables have the columns and types of the Polars engine's (`docs/tables.md`), wri
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlglot import exp
@@ -236,14 +237,22 @@ def _memberships(space: ir.Space, frames: dict[str, str]) -> exp.Query:
 
 def output_steps(staging: Staging, space: ir.Space, frames: dict[str, str],
                  out_schema: str) -> list[Step]:  # fmt: skip
-    d = staging.dialect
-    ts = d.timestamp_type
+    """The output schema's tables from the staged level frames: memberships against the
+    previous run's (changes, history), traits, identities; memberships written last."""
 
     def out(name: str) -> str:
         return f"{out_schema}.{name}"
 
-    user_audiences = [a for a in space.audiences if a.level == "user"]
-    account_audiences = [a for a in space.audiences if a.level == "account"]
+    return [
+        *_schema_steps(staging.dialect, out_schema, out),
+        *_change_steps(staging.dialect, space, frames, out),
+        *_table_steps(staging, space, frames, out),
+    ]
+
+
+def _schema_steps(d: SqlDialect, out_schema: str, out: Callable[[str], str]) -> list[Step]:
+    """The output schema, and the two tables a run reads back (created empty the first time)."""
+    ts = d.timestamp_type
     create_schema = exp.Create(this=exp.to_table(out_schema), kind="SCHEMA", exists=True)
     keep: list[Step] = [Statement(create_schema)]
     for name, columns in (
@@ -255,8 +264,14 @@ def output_steps(staging: Staging, space: ir.Space, frames: dict[str, str],
             exp.ColumnDef(this=exp.to_identifier(n), kind=exp.DataType.build(t, dialect=d.sqlglot_dialect))
             for n, t in (part.split(" ", 1) for part in columns.split(", "))])  # fmt: skip
         keep.append(Statement(exp.Create(this=schema, kind="TABLE", exists=True)))
-    steps: list[Step] = [*keep]
-    steps += [
+    return keep
+
+
+def _change_steps(d: SqlDialect, space: ir.Space, frames: dict[str, str],
+                  out: Callable[[str], str]) -> list[Step]:  # fmt: skip
+    """This run's memberships (``ap_members``), its changes and the history they extend."""
+    ts = d.timestamp_type
+    return [
         Table("ap_prev_members", exp.select("audience_key", "level", "entity_id")
               .from_(exp.to_table(out("memberships")))),
         Table("ap_prev_history", exp.select("audience_key", "level", "entity_id", "valid_from",
@@ -278,6 +293,15 @@ def output_steps(staging: Staging, space: ir.Space, frames: dict[str, str],
             f"h.entity_id UNION ALL SELECT audience_key, level, entity_id, {AS_OF} AS valid_from, "
             f"CAST(NULL AS {ts}) AS valid_to FROM ap_changes WHERE change = 'entered'",
         )),
+    ]  # fmt: skip
+
+
+def _table_steps(staging: Staging, space: ir.Space, frames: dict[str, str],
+                 out: Callable[[str], str]) -> list[Step]:  # fmt: skip
+    """The output tables, each written whole."""
+    user_audiences = [a for a in space.audiences if a.level == "user"]
+    account_audiences = [a for a in space.audiences if a.level == "account"]
+    return [
         Table(out("identities"), select("SELECT profile_id, id_type, id_value FROM ap_identities"),
               temporary=False),
         Table(out("user_traits"), _traits_table(staging, space, "user", frames.get("user"),
@@ -296,4 +320,3 @@ def output_steps(staging: Staging, space: ir.Space, frames: dict[str, str],
         # Memberships last: a reader that sees this run's memberships sees its other tables.
         Table(out("memberships"), select("SELECT * FROM ap_members"), temporary=False),
     ]  # fmt: skip
-    return steps
