@@ -211,13 +211,40 @@ def compute_in_child(normalized: Path, definitions: str, memory_limit: int, *,
     return stats
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _log_stages() -> None:
+    """Log compute's stage times to stderr, each with the largest RSS seen since the stage
+    before (sampled every 50 ms by a thread), so the peak can be placed in a stage."""
+    import logging
+    import threading
+
+    peak = [0.0]
+
+    def sample() -> None:
+        while True:
+            peak[0] = max(peak[0], _rss_mb())
+            time.sleep(0.05)
+
+    def with_peak(record: logging.LogRecord) -> bool:
+        record.msg = f"{record.msg} (peak {max(peak[0], _rss_mb()):.0f} MB)"
+        peak[0] = 0.0
+        return True
+
+    threading.Thread(target=sample, daemon=True).start()
+    logging.basicConfig(format="%(relativeCreated)8.0f ms %(message)s")
+    logging.getLogger().handlers[0].addFilter(with_peak)
+    for name in ("audience_pipeline.engine.compute", "audience_pipeline.engine.buckets",
+                 "audience_pipeline.identity.graph"):  # fmt: skip
+        logging.getLogger(name).setLevel(logging.DEBUG)
+
+
 def _compute_child(normalized: str, definitions_root: str, limit: str, which: str) -> int:
     if os.environ.get("BENCH_STAGES"):
-        import logging
-
-        logging.basicConfig(format="%(relativeCreated)8.0f ms %(message)s")
-        for name in ("audience_pipeline.engine.compute", "audience_pipeline.engine.buckets"):
-            logging.getLogger(name).setLevel(logging.DEBUG)
+        _log_stages()
     definitions, space = load_space_ir(definitions_root, AS_OF)
     if which == "users":
         space = users_only(space)

@@ -43,16 +43,8 @@ from audience_pipeline.tables.result import KNOWN_TYPES, ComputeResult
 
 log = logging.getLogger(__name__)
 
-MESSAGE_COLUMNS = (
-    "seq",
-    "message_id",
-    "type",
-    "event",
-    "timestamp",
-    "ids",
-    "previous_id",
-    "group_id",
-)
+MESSAGE_COLUMNS = ("seq", "message_id", "type", "event", "timestamp", "group_id")
+IDENTITY_COLUMNS = ("seq", "message_id", "type", "timestamp", "ids", "previous_id")
 LEVELS = ("user", "account")
 
 
@@ -127,15 +119,15 @@ def _compute(
     lap = _stage_timer()
     # Only the columns some stage reads, cut before filtering: the filter copies what it keeps.
     flat = needed_flat_columns(space, set(events.collect_schema().names()))
-    messages, in_time = _messages_in_time(events, as_of)
+    in_time = _in_time(events, as_of)
     if identity is None:
-        identity = resolve_identities(
-            messages.select("seq", "message_id", "type", "timestamp", "ids", "previous_id"),
-            space_config,
-        )
+        # A lazy input: identity reads its identifier columns in streaming passes, as integers.
+        lazy = events.lazy() if in_time is None else events.lazy().filter(in_time)
+        identity = resolve_identities(lazy.select(IDENTITY_COLUMNS), space_config)
     lap("identity")
-    coded = _coded_messages(messages.drop("ids", "previous_id"), identity)  # only identity reads
-    del messages  # ids and previous_id (the widest columns)
+    # messageIds only for a processing order the identity did not give (a caller's identity).
+    thin = [c for c in MESSAGE_COLUMNS if c != "message_id" or identity.order is None]
+    coded = _coded_messages(_messages_in_time(events, in_time, thin), identity)
     owners = _owners(coded, identity, trait_updates, sql_traits, space_config, lap)
     n_messages = coded.messages.height
     user_events = _user_events(events, coded, in_time, flat, space, bucketing)
@@ -170,23 +162,30 @@ def _compute(
     )
 
 
-def _messages_in_time(
-    events: pl.DataFrame | pl.LazyFrame, as_of: datetime
-) -> tuple[pl.DataFrame, pl.Expr | None]:
-    """The thin message columns of the messages at or before as-of, and the filter that keeps
-    them (None when every message is in time).
+def _in_time(events: pl.DataFrame | pl.LazyFrame, as_of: datetime) -> pl.Expr | None:
+    """The filter that keeps the messages at or before as-of (None: every message is)."""
+    in_time = pl.col("timestamp") <= as_of
+    if isinstance(events, pl.LazyFrame):
+        return in_time
+    late = events.height and events["timestamp"].max() > as_of  # type: ignore[operator]
+    return in_time if late else None
 
-    Identity, profiles and trait updates read only these; the wide property columns are cut
-    once, for the track/page/screen events alone (a filter copies what it keeps).
+
+def _messages_in_time(
+    events: pl.DataFrame | pl.LazyFrame, in_time: pl.Expr | None, columns: list[str]
+) -> pl.DataFrame:
+    """The thin message columns of the messages at or before as-of.
+
+    Profiles and trait updates read only these (identity read its own columns); the wide
+    property columns are cut once, for the track/page/screen events alone (a filter copies what
+    it keeps).
     """
     if isinstance(events, pl.LazyFrame):
-        in_time = pl.col("timestamp") <= as_of
-        return events.select(*MESSAGE_COLUMNS).filter(in_time).collect(engine="streaming"), in_time
-    messages = events.select(*MESSAGE_COLUMNS)
-    if messages.height and messages["timestamp"].max() > as_of:  # type: ignore[operator]
-        in_time = pl.col("timestamp") <= as_of
-        return messages.filter(in_time), in_time
-    return messages, None
+        lazy = events.select(columns)
+        lazy = lazy if in_time is None else lazy.filter(in_time)
+        return lazy.collect(engine="streaming")
+    messages = events.select(columns)
+    return messages if in_time is None else messages.filter(in_time)
 
 
 @dataclass(frozen=True)
@@ -221,7 +220,7 @@ def _coded_messages(messages: pl.DataFrame, identity: IdentityResult) -> _Coded:
     else:
         messages = messages.with_columns(processing_rank(messages).alias(ORDER))
     # The processing order is all that messageIds were read for (no level reads them).
-    return _Coded(messages.drop("message_id"), names, aligned)
+    return _Coded(messages.drop("message_id", strict=False), names, aligned)
 
 
 def _universe(identity: IdentityResult, coded: _Coded) -> pl.DataFrame:
@@ -467,7 +466,9 @@ def _event_plan(
         wide_events = wide_events.collect().lazy()
         return thin.lazy().join(wide_events, on="seq", how="left", maintain_order="left")
     # Streamed: the thin frame is the join's small side, the scan's wide rows flow past it.
-    return wide_events.join(thin.lazy(), on="seq", how="inner").select(*thin.columns, *wide)
+    # Forced: with `auto` the streaming join may hold the scan's side instead.
+    joined = wide_events.join(thin.lazy(), on="seq", how="inner", build_side="force_right")
+    return joined.select(*thin.columns, *wide)
 
 
 def _profile_codes(identity: IdentityResult) -> tuple[pl.Series, pl.Series]:

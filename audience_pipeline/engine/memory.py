@@ -15,11 +15,13 @@ from audience_pipeline import limits
 DEFAULT_MEMORY_LIMIT = 6 << 30  # leaves room under 8 GiB for Python, the libraries and writes
 MIN_MEMORY_LIMIT = 256 << 20
 
-# jemalloc (Polars' allocator) keeps freed pages for a while by default; a run that frees one
-# stage's tables before the next allocates would then hold both. Returning them at once costs
-# little. Only read when Polars is first imported: `audience_pipeline/__init__.py` sets it.
+# jemalloc (Polars' allocator) keeps freed pages for 0.5-1 s by default; a run that frees one
+# stage's tables before the next allocates would then hold both. Returning them at once (0 ms)
+# cost a page fault on every reallocation (about 40% of a 10M run's CPU was system time); 250 ms
+# keeps pages between a stage's steps: 13% less CPU at 10M, peak 4.7 GB (docs/benchmarks.md).
+# Only read when Polars is first imported: `audience_pipeline/__init__.py` sets it.
 ALLOCATOR_ENV = "_RJEM_MALLOC_CONF"
-ALLOCATOR_SETTING = "dirty_decay_ms:0,muzzy_decay_ms:0"
+ALLOCATOR_SETTING = "dirty_decay_ms:250,muzzy_decay_ms:250"
 
 
 def parse_size(text: str) -> int:
@@ -58,7 +60,7 @@ def memory_limit() -> int:
 
 
 def configure_allocator() -> None:
-    """Have jemalloc hand freed pages back at once, unless the caller set it otherwise.
+    """Have jemalloc hand freed pages back soon (`ALLOCATOR_SETTING`), unless the caller set it.
 
     Effective only before Polars is first imported (the package's `__init__` calls it).
     """

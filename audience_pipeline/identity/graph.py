@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from audience_pipeline.identity.components import connected_components
-from audience_pipeline.identity.prepare import Prepared, prepare
+from audience_pipeline.identity.encode import encode
+from audience_pipeline.identity.prepare import COLUMNS, Prepared, prepare_coded
 from audience_pipeline.identity.result import (
     IDENTITIES_SCHEMA,
     MESSAGE_PROFILES_SCHEMA,
@@ -52,11 +53,9 @@ def _whole_components(
     creators = (
         messages.group_by("comp")
         .agg(pl.col("first").get(pl.col("rank").arg_min()))
-        .join(
-            prepared.nodes.select(first="node", id_type="id_type", id_value="id_value"),
-            on="first",
-        )
+        .join(prepared.nodes.select(first="node", trank="trank", vcode="vcode"), on="first")
     )
+    creators = prepared.named(creators)
     keys = creators.select(key=pl.format("{}:{}", "id_type", "id_value"))["key"].to_list()
     pids = creators.select(
         "comp",
@@ -64,7 +63,7 @@ def _whole_components(
         code=pl.int_range(0, pl.len(), dtype=pl.Int64),
     )
     message_profiles = messages.join(pids, on="comp").select("seq", "profile_id", "code")
-    identities = nodes.join(pids, on="comp").select(IDENTITIES_SCHEMA.names())
+    identities = prepared.named(nodes.join(pids, on="comp")).select(IDENTITIES_SCHEMA.names())
     return message_profiles, identities, pids.get_column("profile_id")
 
 
@@ -89,15 +88,19 @@ def sequential_components(
     used = prepared.nodes.join(
         lists.select(pl.col("node").explode()).unique(), on="node", how="semi"
     )
-    ident: dict[int, Identifier] = {
-        node: (t, v) for node, t, v in used.select("node", "id_type", "id_value").iter_rows()
-    }
+    named = prepared.named(used).select("node", "id_type", "id_value")
+    ident: dict[int, Identifier] = {node: (t, v) for node, t, v in named.iter_rows()}
     ordered = [[ident[node] for node in nodes] for nodes in lists["node"].to_list()]
     outcome = link_in_order(ordered, type_limits(space))
     log.debug("identity: %d sequential steps", len(ordered))
     identities = pl.DataFrame(outcome.identities, schema=IDENTITIES_SCHEMA, orient="row")
-    owners = identities.join(prepared.nodes, on=["id_type", "id_value"]).select(
-        first="node", profile_id="profile_id"
+    node_of = {pair: node for node, pair in ident.items()}
+    owners = pl.DataFrame(
+        {
+            "first": [node_of[(t, v)] for _, t, v in outcome.identities],
+            "profile_id": identities["profile_id"],
+        },
+        schema={"first": pl.Int64, "profile_id": pl.String},
     )
     message_profiles = messages.join(owners, on="first", how="left").select(
         MESSAGE_PROFILES_SCHEMA.names()
@@ -135,14 +138,20 @@ def _with_sequential(
     )
 
 
-def resolve_identities(messages: pl.DataFrame, space: SpaceConfig) -> IdentityResult:
+def _step(clock: Laps, name: str) -> None:
+    log.debug("identity step %s: %.2fs", name, clock.lap(name))
+
+
+def resolve_identities(messages: pl.DataFrame | pl.LazyFrame, space: SpaceConfig) -> IdentityResult:
     """Resolve messages to profiles (SPEC sections 2 and 5a), vectorized.
 
     Gives exactly what `resolve_sequential` gives, with Python steps only for the messages of
     identifier-graph components where some limit bites.
 
     Args:
-        messages: already cut at as-of; columns ``seq`` (Int64, unique), ``message_id``
+        messages: already cut at as-of (a frame, or a lazy scan: then its columns are read in
+            a few streaming passes, `identity.encode`, and the identifier strings are never
+            held whole); columns ``seq`` (Int64, unique), ``message_id``
             (String, nullable), ``type``, ``timestamp`` (Datetime UTC), ``ids`` (List of
             Struct{id_type, id_value}; normalized, at least one per message unless the message
             is an alias with a previousId), ``previous_id`` (String, nullable; read on alias
@@ -154,15 +163,21 @@ def resolve_identities(messages: pl.DataFrame, space: SpaceConfig) -> IdentityRe
         identifier, and counts: ``profiles``, ``components``, ``sequential_components`` and
         ``sequential_messages``.
     """
-    if messages.height == 0:
-        return empty_result()
     clock = Laps()
-    prepared = prepare(messages, space)
+    coded = encode(messages.lazy().select(COLUMNS), space)
+    if coded.messages.height == 0:
+        return empty_result()
+    _step(clock, "encode")
+    prepared = prepare_coded(coded, space)
+    del coded
+    _step(clock, "prepare")
     # messages is indexed by rank, so a gather finds each link's first identifier.
     edges = prepared.links.select(
         a=prepared.messages["first"].gather(prepared.links["rank"]), b=pl.col("node")
     )
     label = connected_components(prepared.nodes.height, edges)
+    del edges
+    _step(clock, "components")
     bitten = _bitten_components(prepared, label)
     msgs = prepared.messages.with_columns(comp=label.gather(prepared.messages["first"]))
     nodes = prepared.nodes.with_columns(comp=label.gather(prepared.nodes["node"]))
@@ -171,9 +186,11 @@ def resolve_identities(messages: pl.DataFrame, space: SpaceConfig) -> IdentityRe
     whole_nodes = nodes.join(bitten, on="comp", how="anti")
     parts = _Parts(*_whole_components(prepared, whole_msgs, whole_nodes),
                    whole_msgs["comp"].n_unique())  # fmt: skip
+    _step(clock, "whole components")
     seq_msgs = msgs.join(bitten, on="comp", how="semi")
     if seq_msgs.height:
         parts = _with_sequential(parts, *sequential_components(prepared, seq_msgs, space))
+    _step(clock, "sequential components")
     parts_mp, parts_id, names = parts.profiles, parts.identities, parts.names
     stats = {
         "profiles": parts.n,
@@ -182,7 +199,7 @@ def resolve_identities(messages: pl.DataFrame, space: SpaceConfig) -> IdentityRe
         "sequential_messages": seq_msgs.height,
     }
     log.info("identity: %d messages, %d profiles, %d components (%d sequential, %d messages) "
-             "in %.2fs", messages.height, *stats.values(), clock.total)  # fmt: skip
+             "in %.2fs", prepared.messages.height, *stats.values(), clock.total)  # fmt: skip
     parts_mp = parts_mp.sort("seq")
     return IdentityResult(
         message_profiles=parts_mp.select(MESSAGE_PROFILES_SCHEMA.names()),

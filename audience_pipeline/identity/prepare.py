@@ -1,5 +1,8 @@
 """Messages in processing order, with each message's identifiers as numbered graph nodes.
 
+The input comes coded (`identity.encode`): identifier values as integer codes in string order,
+so the graph is built on integers and strings come back only for the output's identifiers.
+
 Alias calls are typed here with joins instead of a running dictionary: a previousId takes the type
 it had in the earliest message (in processing order) that held the value, if that message comes
 before the alias; else the fallback type. The earliest holder may itself be an alias whose
@@ -9,10 +12,11 @@ type, which is what the occurrence table below records for it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
+from audience_pipeline.identity.encode import Coded, encode
 from audience_pipeline.identity.result import alias_fallback_type, type_limits, type_ranks
 from audience_pipeline.spec.models import SpaceConfig
 
@@ -28,15 +32,27 @@ class Prepared:
             first identifier), sorted by ``rank``.
         links: ``rank``, ``node``: every identifier of every message, previousId included
             (a pair may repeat).
-        nodes: ``node``, ``trank`` (type rank), ``id_type``, ``id_value``; node ids follow
-            (type rank, value) order, so a message's first identifier is its smallest node.
+        nodes: ``node``, ``trank`` (type rank), ``vcode`` (the value's code in ``values``);
+            node ids follow (type rank, value) order, so a message's first identifier is its
+            smallest node. `prepare` adds ``id_type`` and ``id_value`` (the SQL resolvers read
+            them); `named` gives them for any frame of nodes.
         limits: ``trank``, ``limit``.
+        values: the distinct identifier values, sorted (``values[vcode]``).
+        types: the identifier type of each type rank (``types[trank]``).
     """
 
     messages: pl.DataFrame
     links: pl.DataFrame
     nodes: pl.DataFrame
     limits: pl.DataFrame
+    values: pl.Series
+    types: pl.Series
+
+    def named(self, nodes: pl.DataFrame) -> pl.DataFrame:
+        """`nodes` (with ``trank`` and ``vcode``) with ``id_type`` and ``id_value`` added."""
+        return nodes.with_columns(
+            id_type=self.types.gather(nodes["trank"]), id_value=self.values.gather(nodes["vcode"])
+        )
 
 
 def processing_rank(messages: pl.DataFrame) -> pl.Series:
@@ -63,95 +79,67 @@ def processing_rank(messages: pl.DataFrame) -> pl.Series:
     return positions.clone().scatter(order, positions).alias("rank")
 
 
-def _check_types(id_types: pl.Series, ranks: dict[str, int]) -> None:
-    unknown = sorted(set(id_types.unique().drop_nulls().to_list()) - set(ranks))
-    if unknown:
-        msg = f"identifier types not in the space: {unknown}"
-        raise ValueError(msg)
-
-
-def _alias_links(
-    ordered: pl.DataFrame, occurrences: pl.DataFrame, fallback: int, n_types: int
-) -> pl.DataFrame:
-    """``rank``, ``trank``, ``id_value`` of every alias's previousId, typed."""
-    aliases = ordered.filter(
-        (pl.col("type") == "alias") & pl.col("previous_id").is_not_null()
-    ).select("rank", id_value=pl.col("previous_id"))
+def _alias_links(coded: Coded, fallback: int, n_types: int) -> pl.DataFrame:
+    """``rank``, ``trank``, ``vcode`` of every alias's previousId, typed."""
+    aliases = coded.aliases.with_columns(trank=pl.lit(fallback, dtype=pl.Int64))
+    aliases = aliases.select("rank", "trank", "vcode")
     if aliases.height == 0:
-        return aliases.with_columns(trank=pl.lit(fallback, dtype=pl.Int64)).select(
-            "rank", "trank", "id_value"
-        )
+        return aliases
     held = pl.concat(
-        [
-            occurrences.join(aliases.select("id_value").unique(), on="id_value", how="semi"),
-            aliases.with_columns(trank=pl.lit(fallback, dtype=pl.Int64)).select(
-                "rank", "trank", "id_value"
-            ),
-        ]
+        [coded.occurrences.join(aliases.select("vcode").unique(), on="vcode", how="semi"), aliases]
     )
     # One min over rank * n_types + trank gives the earliest holder and, within it, the
     # highest-priority type the value had there.
-    earliest = held.group_by("id_value").agg(key=(pl.col("rank") * n_types + pl.col("trank")).min())
+    earliest = held.group_by("vcode").agg(key=(pl.col("rank") * n_types + pl.col("trank")).min())
     return (
-        aliases.join(earliest, on="id_value", how="left")
+        aliases.join(earliest, on="vcode", how="left")
         .with_columns(
             trank=pl.when(pl.col("key") // n_types < pl.col("rank"))
             .then(pl.col("key") % n_types)
             .otherwise(pl.lit(fallback, dtype=pl.Int64))
         )
-        .select("rank", "trank", "id_value")
+        .select("rank", "trank", "vcode")
     )
 
 
-def _numbered(held: pl.DataFrame, ranks: dict[str, int]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Each distinct identifier numbered (`node`) with the ranks of the messages holding it, and
-    the nodes: node, trank, id_type, id_value."""
-    # Group the occurrences by identifier, sort only the distinct identifiers, and number them:
-    # far cheaper than a dense rank (a sort) over every occurrence's (type rank, value) strings.
-    grouped = (
-        held.group_by("trank", "id_value")
-        .agg("rank")
-        .sort("trank", "id_value")
-        .with_row_index("node")
-        .with_columns(pl.col("node").cast(pl.Int64))
-    )
-    types = pl.DataFrame(
-        {"trank": list(ranks.values()), "id_type": list(ranks)},
-        schema={"trank": pl.Int64, "id_type": pl.String},
-    )
-    nodes = grouped.join(types, on="trank", how="left", maintain_order="left").select(
-        "node", "trank", "id_type", "id_value"
-    )
-    return grouped, nodes
+def _numbered(keys: pl.Series, size: int) -> tuple[pl.Series, pl.Series]:
+    """Node of each key (dense, in key order) and the key of each node.
+
+    Keys are below `size` (type rank * values + value code: a few per distinct value), so one
+    array marks the keys present and its running count numbers them, without a sort or a hash
+    table over every occurrence.
+    """
+    present = pl.zeros(size, dtype=pl.UInt8, eager=True).scatter(keys, 1)
+    node_of = (present.cum_sum() - 1).cast(pl.Int64)
+    return node_of.gather(keys), (present == 1).arg_true().cast(pl.Int64)
 
 
-def prepare(messages: pl.DataFrame, space: SpaceConfig) -> Prepared:
-    """Order messages, type alias previousIds and number the identifiers.
+def prepare_coded(coded: Coded, space: SpaceConfig) -> Prepared:
+    """Type alias previousIds and number the identifiers of coded messages.
 
     Args:
-        messages: the identity input (see `resolve_identities`).
+        coded: the identity input as integers (`identity.encode.encode`).
         space: identifier types, priorities and limits.
 
     Returns:
-        The graph input; raises ValueError on a message without identifiers or an unknown type.
+        The graph input; raises ValueError on a message without identifiers.
     """
     ranks = type_ranks(space)
-    ordered = messages.select(COLUMNS).with_columns(rank=processing_rank(messages))
-    exploded = ordered.select("rank", "ids").explode("ids").unnest("ids")
-    exploded = exploded.filter(pl.col("id_value").is_not_null())
-    _check_types(exploded["id_type"], ranks)
-    occurrences = exploded.select(
-        "rank",
-        trank=pl.col("id_type").replace_strict(ranks, return_dtype=pl.Int64),
-        id_value=pl.col("id_value"),
-    )
     fallback = ranks[alias_fallback_type(space)]
-    aliased = _alias_links(ordered, occurrences, fallback, len(ranks))
-    grouped, nodes = _numbered(pl.concat([occurrences, aliased]), ranks)
+    held = pl.concat([coded.occurrences, _alias_links(coded, fallback, len(ranks))])
+    n_values = max(1, coded.values.len())
+    keys = held.select(key=pl.col("trank") * n_values + pl.col("vcode").cast(pl.Int64))["key"]
+    node, node_keys = _numbered(keys, len(ranks) * n_values)
+    del keys
     # Not deduplicated: a repeated (message, identifier) only repeats a graph edge; the
     # sequential path dedupes the few messages it takes.
-    links = grouped.select("rank", "node").explode("rank")
+    links = pl.DataFrame({"rank": held["rank"], "node": node})
+    del held, node
+    nodes = pl.DataFrame({"node": pl.int_range(0, node_keys.len(), dtype=pl.Int64, eager=True),
+                          "trank": node_keys // n_values,
+                          "vcode": (node_keys % n_values).cast(pl.UInt32)})  # fmt: skip
     firsts = links.group_by("rank").agg(first=pl.col("node").min())
+    ordered = coded.messages
     if firsts.height != ordered.height:
         missing = ordered.join(firsts, on="rank", how="anti")["seq"].head(5).to_list()
         msg = f"messages without any identifier (seq {missing})"
@@ -170,4 +158,22 @@ def prepare(messages: pl.DataFrame, space: SpaceConfig) -> Prepared:
         {"trank": [ranks[t] for t in limit_of], "limit": list(limit_of.values())},
         schema={"trank": pl.Int64, "limit": pl.Int64},
     )
-    return Prepared(message_frame, links, nodes, limits)
+    types = pl.Series("id_type", sorted(ranks, key=ranks.__getitem__), dtype=pl.String)
+    return Prepared(message_frame, links, nodes, limits, coded.values, types)
+
+
+def prepare(messages: pl.DataFrame, space: SpaceConfig) -> Prepared:
+    """Order messages, type alias previousIds and number the identifiers.
+
+    Args:
+        messages: the identity input (see `resolve_identities`).
+        space: identifier types, priorities and limits.
+
+    Returns:
+        The graph input, its nodes named (``id_type``, ``id_value``); raises ValueError on a
+        message without identifiers or an unknown type.
+    """
+    prepared = prepare_coded(encode(messages.select(COLUMNS).lazy(), space), space)
+    # Int64 codes: the SQL resolvers load these frames into tables of the usual integer types.
+    nodes = prepared.named(prepared.nodes).with_columns(pl.col("vcode").cast(pl.Int64))
+    return replace(prepared, nodes=nodes)
