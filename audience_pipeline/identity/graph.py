@@ -171,12 +171,7 @@ def resolve_identities(messages: pl.DataFrame | pl.LazyFrame, space: SpaceConfig
     prepared = prepare_coded(coded, space)
     del coded
     _step(clock, "prepare")
-    # messages is indexed by rank, so a gather finds each link's first identifier.
-    edges = prepared.links.select(
-        a=prepared.messages["first"].gather(prepared.links["rank"]), b=pl.col("node")
-    )
-    label = connected_components(prepared.nodes.height, edges)
-    del edges
+    label = _component_labels(prepared)
     _step(clock, "components")
     bitten = _bitten_components(prepared, label)
     msgs = prepared.messages.with_columns(comp=label.gather(prepared.messages["first"]))
@@ -200,12 +195,26 @@ def resolve_identities(messages: pl.DataFrame | pl.LazyFrame, space: SpaceConfig
     }
     log.info("identity: %d messages, %d profiles, %d components (%d sequential, %d messages) "
              "in %.2fs", prepared.messages.height, *stats.values(), clock.total)  # fmt: skip
-    parts_mp = parts_mp.sort("seq")
+    return _identity_result(prepared, parts_mp.sort("seq"), parts_id, names, stats)
+
+
+def _component_labels(prepared: Prepared) -> pl.Series:
+    """Each node's component: messages are indexed by rank, so a gather finds each link's first
+    identifier, and every link joins it to the message's other nodes."""
+    edges = prepared.links.select(
+        a=prepared.messages["first"].gather(prepared.links["rank"]), b=pl.col("node")
+    )
+    return connected_components(prepared.nodes.height, edges)
+
+
+def _identity_result(prepared: Prepared, message_profiles: pl.DataFrame,
+                     identities: pl.DataFrame, names: pl.Series | None,
+                     stats: dict[str, int]) -> IdentityResult:  # fmt: skip
     return IdentityResult(
-        message_profiles=parts_mp.select(MESSAGE_PROFILES_SCHEMA.names()),
-        identities=parts_id.sort(IDENTITIES_SCHEMA.names()),
+        message_profiles=message_profiles.select(MESSAGE_PROFILES_SCHEMA.names()),
+        identities=identities.sort(IDENTITIES_SCHEMA.names()),
         stats=stats,
         order=prepared.messages.select("seq", "rank").sort("seq").get_column("rank"),
-        codes=parts_mp.get_column("code"),
+        codes=message_profiles.get_column("code"),
         code_names=names,
     )
