@@ -178,22 +178,10 @@ def read_segment_warehouse(
         ``warehouse:<schema>.<table>``.
     """
     space = space or SpaceConfig()
-    source = _Source(connection_or_dsn, schema)
-    try:
-        tables = source.tables()
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            sources: dict[str, str] = {}
-            for index, table in enumerate(t for t in CALL_TABLES if t in tables):
-                messages = [to_message(table, row) for row in source.rows(table)]
-                if table == "tracks":
-                    messages = _with_event_properties(source, tables, messages)
-                path = folder / f"{index}_{table}.jsonl"
-                path.write_bytes(b"".join(orjson.dumps(m) + b"\n" for m in messages))
-                sources[str(path)] = f"warehouse:{schema}.{table}"
-            result = ingest(folder, space, workers=1)
-    finally:
-        source.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        sources = write_message_files(connection_or_dsn, schema, folder)
+        result = ingest(folder, space, workers=1)
     renamed = {"source": pl.col("source").replace(sources)}
     return IngestResult(
         events=result.events.with_columns(**renamed),
@@ -201,6 +189,27 @@ def read_segment_warehouse(
         quarantine=result.quarantine.with_columns(**renamed),
         stats=result.stats,
     )
+
+
+def write_message_files(connection_or_dsn: Any, schema: str, folder: Path) -> dict[str, str]:
+    """Segment's call tables as message files in `folder` (one JSON-lines file per table, in
+    the order `ingest` reads them); returns each file's path -> ``warehouse:<schema>.<table>``,
+    the source name its rows carry. Every engine that reads Segment's tables as messages goes
+    through here, so they see the same messages."""
+    source = _Source(connection_or_dsn, schema)
+    sources: dict[str, str] = {}
+    try:
+        tables = source.tables()
+        for index, table in enumerate(t for t in CALL_TABLES if t in tables):
+            messages = [to_message(table, row) for row in source.rows(table)]
+            if table == "tracks":
+                messages = _with_event_properties(source, tables, messages)
+            path = folder / f"{index}_{table}.jsonl"
+            path.write_bytes(b"".join(orjson.dumps(m) + b"\n" for m in messages))
+            sources[str(path)] = f"warehouse:{schema}.{table}"
+    finally:
+        source.close()
+    return sources
 
 
 def _with_event_properties(source: _Source, tables: set[str],

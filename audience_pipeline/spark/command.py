@@ -17,11 +17,6 @@ def spark_compute_command(events: str, definitions: str, as_of: datetime, out: s
     run = compute_spark(events, definitions, as_of, out, master=master, schema=schema,
                         tables_database=tables_database, allow_empty=allow_empty)  # fmt: skip
     print(f"as of {run.as_of.isoformat()} -> {run.out} (spark)")
-    if run.skipped:
-        print(
-            "  note: kind: sql traits are not computed from Segment's tables on Spark: "
-            + ", ".join(run.skipped)
-        )
     for name, rows in run.tables.items():
         print(f"  {name}: {rows} rows")
     print("  time: " + ", ".join(f"{k} {v:.2f}s" for k, v in run.seconds.items()))

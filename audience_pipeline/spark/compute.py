@@ -27,14 +27,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 from sqlglot import exp
 
 from audience_pipeline.compile_sql import build_script
 from audience_pipeline.identity.result import limits_by_rank
 from audience_pipeline.ingest.files import discover
+from audience_pipeline.ingest.segment_warehouse import write_message_files
 from audience_pipeline.limits import memory_limit_bytes
 from audience_pipeline.membership.diff import membership_changes, membership_history
+from audience_pipeline.query import duckdb_identifier, duckdb_string
 from audience_pipeline.segment_tables import CALL_TABLES
 from audience_pipeline.spark.steps import run_steps
 from audience_pipeline.spec.compile import load_space_ir
@@ -60,7 +63,6 @@ class SparkRun:
     as_of: datetime
     tables: dict[str, int]
     seconds: dict[str, float] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)  # `kind: sql` traits left out
 
 
 def spark_session(master: str | None = None, warehouse_dir: str | None = None) -> Any:
@@ -160,7 +162,6 @@ class _Computed:
     json_columns: dict[str, set[str]] = field(default_factory=dict)
     messages: int | None = None
     rounds: int = 0
-    skipped: list[str] = field(default_factory=list)
 
 
 def _from_warehouse(spark: Any, source: str | Path, definitions_dir: str | Path,
@@ -173,8 +174,7 @@ def _from_warehouse(spark: Any, source: str | Path, definitions_dir: str | Path,
     rounds = run_steps(spark, script, _limits(definitions_dir))
     frames = {name: _frame(spark, f"{OUT_DATABASE}.{name}") for name in OUTPUT_TABLES}
     messages = int(spark.sql(_MESSAGES_QUERY).collect()[0][0] or 0)
-    return _Computed(_shaped(frames), messages=messages, rounds=rounds,
-                     skipped=sql_trait_keys(definitions_dir))  # fmt: skip
+    return _Computed(_shaped(frames), messages=messages, rounds=rounds)
 
 
 # The staged rows' messages: usable, one per message id (as `ingest` counts them; a fixed
@@ -203,6 +203,53 @@ def _from_messages(spark: Any, source: str | Path, definitions_dir: str | Path,
               "quarantine": run.quarantine}  # fmt: skip
     log.info("spark read: %s", run.stats)
     return _Computed(tables, result.json_columns, run.stats.get("messages"), run.rounds)
+
+
+def _from_warehouse_messages(spark: Any, source: str | Path, definitions_dir: str | Path,
+                             as_of: datetime, schema: str | None, base: Run | None,
+                             scratch: Path) -> _Computed:  # fmt: skip
+    """Segment's tables for a space with `kind: sql` traits: the tables become message files as
+    `compute --events-schema` makes them (`ingest.segment_warehouse.write_message_files`, on
+    the driver), and the executors read those as any message files; quarantine rows name the
+    table they came from. Slower than the whole-space script, whose SQL has no SQL traits."""
+    tables = _tables_folder(spark, source, schema, scratch)
+    messages = scratch / "segment-messages"
+    messages.mkdir()
+    label = schema or SOURCE_DATABASE
+    with duckdb.connect() as con:
+        _parquet_views(con, label, tables)
+        sources = write_message_files(con, label, messages)
+    computed = _from_messages(spark, messages, definitions_dir, as_of, base)
+    quarantine = computed.tables["quarantine"]
+    renamed = quarantine.with_columns(pl.col("source").replace(sources))
+    return _Computed({**computed.tables, "quarantine": renamed}, computed.json_columns,
+                     computed.messages, computed.rounds)  # fmt: skip
+
+
+def _tables_folder(spark: Any, source: str | Path, schema: str | None, scratch: Path) -> Path:
+    """A folder of Segment's tables as Parquet: the given one, or the schema's tables of the
+    Spark catalog written there."""
+    if schema is None:
+        return Path(source)
+    folder = scratch / "segment-tables"
+    for table in spark.catalog.listTables(schema):
+        frame = spark.table(f"{_quote(schema)}.{_quote(table.name)}")
+        frame.write.parquet(str(folder / f"{table.name.lower()}.parquet"))
+    return folder
+
+
+def _parquet_views(con: duckdb.DuckDBPyConnection, schema: str, folder: Path) -> None:
+    """One DuckDB view per table of `folder` (a ``.parquet`` file or a folder of parts)."""
+    con.execute(f"CREATE SCHEMA {duckdb_identifier(schema)}")
+    for path in sorted(folder.iterdir()):
+        if not (path.suffix == ".parquet" or path.is_dir()):
+            continue
+        name = path.name.removesuffix(".parquet").lower()
+        files = str(path / "**" / "*.parquet") if path.is_dir() else str(path)
+        con.execute(
+            f"CREATE VIEW {duckdb_identifier(schema)}.{duckdb_identifier(name)} AS "
+            f"SELECT * FROM read_parquet({duckdb_string(files)})"
+        )
 
 
 def _keep_tables(spark: Any, out: Path, database: str, tables: dict[str, pl.DataFrame]) -> None:
@@ -264,7 +311,10 @@ def compute_spark(source: str | Path, definitions_dir: str | Path, as_of: dateti
         scratch = Path(tempfile.mkdtemp(prefix="ap-spark-"))
         spark = session or spark_session(master, str(scratch / "warehouse"))
         try:
-            if schema or is_warehouse_folder(Path(source)):
+            if (schema or is_warehouse_folder(Path(source))) and sql_trait_keys(definitions_dir):
+                computed = _from_warehouse_messages(spark, source, definitions_dir, as_of, schema,
+                                                    run.base, scratch)  # fmt: skip
+            elif schema or is_warehouse_folder(Path(source)):
                 computed = _from_warehouse(spark, source, definitions_dir, as_of, schema,
                                            run.base)  # fmt: skip
             else:
@@ -285,14 +335,13 @@ def compute_spark(source: str | Path, definitions_dir: str | Path, as_of: dateti
         run.commit(as_of=as_of, json_columns=computed.json_columns, messages=computed.messages)
     timings["write"] = time.perf_counter() - started
     log.info("spark compute: %d loop rounds, %s", computed.rounds, timings)
-    return SparkRun(out, as_of, {n: f.height for n, f in computed.tables.items()}, timings,
-                    computed.skipped)  # fmt: skip
+    return SparkRun(out, as_of, {n: f.height for n, f in computed.tables.items()}, timings)
 
 
 def sql_trait_keys(definitions_dir: str | Path) -> list[str]:
     """The space's `kind: sql` traits: their queries are DuckDB SQL over the run's messages,
-    which the whole-space script does not run (docs/sql.md), so a run from Segment's tables
-    leaves them out (from message files they are computed: `from_messages.sql_trait_rows`)."""
+    which the whole-space script does not build (docs/sql.md), so a run from Segment's tables
+    with one reads those tables as messages instead (`_from_warehouse_messages`)."""
     definitions, _ = load_definitions(str(definitions_dir))
     return sorted(t.key for t in definitions.traits if t.kind == "sql")
 

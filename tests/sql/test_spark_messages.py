@@ -159,8 +159,7 @@ def test_sql_traits_agree_with_polars(spark: Any, tmp_path: Path) -> None:
     generate(events, events=3000, seed=5, gzip=False, workers=1, files=2)
     definitions = ROOT / "definitions"
     service.run_compute(events, definitions, DEFAULT_AS_OF, tmp_path / "polars")
-    run = compute_spark(events, definitions, DEFAULT_AS_OF, tmp_path / "spark", session=spark)
-    assert run.skipped == []
+    compute_spark(events, definitions, DEFAULT_AS_OF, tmp_path / "spark", session=spark)
     tables = {}
     for name in ("user_traits", "account_traits", "memberships", "account_user_memberships"):
         want = pl.read_parquet(tmp_path / "polars" / f"{name}.parquet")
@@ -172,3 +171,34 @@ def test_sql_traits_agree_with_polars(spark: Any, tmp_path: Path) -> None:
         assert traits[column].drop_nulls().len() > 0  # the SQL traits reached some profiles
     crm = tables["memberships"].filter(pl.col("audience_key") == "crm_pro_without_recent_orders")
     assert crm.height > 0
+
+
+def test_sql_traits_from_segment_tables_in_the_catalog(spark: Any, tmp_path: Path) -> None:
+    """Segment's tables as Spark tables of a database (`--events-schema`), with `kind: sql`
+    traits: the same tables as from the same tables in a Parquet folder, quarantine rows
+    naming the Segment table they came from."""
+    from audience_pipeline.spark.compute import compute_spark, register_folder
+    from tests.support.segment_tables import segment_frames
+
+    generate(tmp_path / "events", events=800, seed=3, gzip=False, workers=1)
+    folder = tmp_path / "segment"
+    folder.mkdir()
+    for name, frame in segment_frames(tmp_path / "events").items():
+        frame.write_parquet(folder / f"{name}.parquet")
+    register_folder(spark, folder, database="seg_catalog")
+    definitions = ROOT / "definitions"
+    compute_spark(folder, definitions, DEFAULT_AS_OF, tmp_path / "from_folder", session=spark)
+    compute_spark(folder, definitions, DEFAULT_AS_OF, tmp_path / "from_catalog", session=spark,
+                  schema="seg_catalog")  # fmt: skip
+    for name in ("user_traits", "memberships", "identities"):
+        want = pl.read_parquet(tmp_path / "from_folder" / f"{name}.parquet")
+        got = pl.read_parquet(tmp_path / "from_catalog" / f"{name}.parquet")
+        assert_frame_equal(got, want, check_exact=False)
+    assert (
+        pl.read_parquet(tmp_path / "from_catalog" / "user_traits.parquet")["crm.plan"]
+        .drop_nulls()
+        .len()
+        > 0
+    )
+    sources = pl.read_parquet(tmp_path / "from_catalog" / "quarantine.parquet")["source"]
+    assert all(s.startswith("warehouse:seg_catalog.") for s in sources.to_list())
