@@ -25,7 +25,7 @@ from audience_pipeline.ingest.files import (
 )
 from audience_pipeline.ingest.frames import events_frame, quarantine_frame, trait_updates_frame
 from audience_pipeline.ingest.limits import NESTED_TOO_DEEP
-from audience_pipeline.ingest.native import NativeReader, supported
+from audience_pipeline.ingest.native import Block, NativeReader, supported
 from audience_pipeline.ingest.normalize import INVALID_JSON, Columns, InexactInteger, Normalizer
 from audience_pipeline.ingest.schema import (
     EVENTS_COLUMNS,
@@ -38,8 +38,7 @@ from audience_pipeline.spec.models import SpaceConfig
 logger = logging.getLogger(__name__)
 
 CHUNK_LINES = 500_000
-FAST_BLOCK_BYTES = 1 << 25  # a block of lines the vectorized reader takes at once
-NATIVE_BLOCK_BYTES = 1 << 25  # a block of lines the native reader takes at once
+BLOCK_BYTES = 1 << 25  # a block of lines the vectorized and native readers take at once
 FAST_INGEST_ENV = "AUDIENCE_PIPELINE_FAST_INGEST"
 READER_ENV = "AUDIENCE_PIPELINE_INGEST_READER"
 READERS = ("native", "per_line", "vectorized")
@@ -244,27 +243,15 @@ def _read_lines_fast(
 ) -> int:
     """The vectorized reader (:mod:`.fast`); lines it leaves go through the normalizer."""
     reader = FastReader(space, chunks.source)
-    seq = 0
-    line = 0
+
+    def read(lines: pl.DataFrame) -> Block:
+        events = reader.read(lines)  # it takes no identify or group: no trait rows
+        return Block(events, empty_frame(TRAIT_UPDATES_COLUMNS), events.get_column("seq"))
+
     try:
-        for block in line_blocks(path, block_bytes=FAST_BLOCK_BYTES):
-            frame = block_frame(block, first_line=line + 1, first_seq=seq)
-            line += len(block)
-            seq += frame.height
-            chunks.blank += len(block) - frame.height
-            events = reader.read(frame.filter(pl.col("text").is_not_null()))
-            cols = chunks.cols
-            rest = frame.filter(~pl.col("seq").is_in(events.get_column("seq").implode()))
-            for seq_no, line_no, raw in rest.select("seq", "line", "raw").iter_rows():
-                _line_reason(normalizer, raw, seq_no, line_no, cols)
-            chunks.add_events(events)
-            chunks.maybe_flush()
-    except DamagedFileError as exc:
-        _quarantine_damage(chunks.cols, exc, line + 1)
-        seq += 1
+        return _read_blocks(path, read, normalizer, chunks)
     finally:
         reader.close()
-    return seq
 
 
 def _read_lines_native(
@@ -272,15 +259,26 @@ def _read_lines_native(
 ) -> int:
     """The native reader (:mod:`.native`); lines it leaves go through the normalizer."""
     reader = NativeReader(space, chunks.source, normalizer)
+    try:
+        return _read_blocks(path, reader.read, normalizer, chunks)
+    finally:
+        reader.close()
+
+
+def _read_blocks(
+    path: Path, read: Callable[[pl.DataFrame], Block], normalizer: Normalizer, chunks: _Chunks
+) -> int:
+    """Blocks of lines through a columnar reader (`read`); the lines it does not take, the
+    per-line normalizer decides (kept or quarantined), so every line is accounted for."""
     seq = 0
     line = 0
     try:
-        for block in line_blocks(path, block_bytes=NATIVE_BLOCK_BYTES):
+        for block in line_blocks(path, block_bytes=BLOCK_BYTES):
             frame = block_frame(block, first_line=line + 1, first_seq=seq)
             line += len(block)
             seq += frame.height
             chunks.blank += len(block) - frame.height
-            taken = reader.read(frame.filter(pl.col("text").is_not_null()))
+            taken = read(frame.filter(pl.col("text").is_not_null()))
             rest = frame.filter(~pl.col("seq").is_in(taken.taken.implode()))
             cols = chunks.cols
             for seq_no, line_no, raw in rest.select("seq", "line", "raw").iter_rows():
@@ -291,8 +289,6 @@ def _read_lines_native(
     except DamagedFileError as exc:
         _quarantine_damage(chunks.cols, exc, line + 1)
         seq += 1
-    finally:
-        reader.close()
     return seq
 
 
