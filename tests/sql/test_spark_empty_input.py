@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -87,16 +86,6 @@ def test_no_input_file_is_refused_before_spark_starts(
     after = open_run(warehouse)
     assert after is not None and after.run_id == before.run_id  # nothing replaced
     assert _polars_refuses(events, warehouse)  # the Polars engine refuses the same input
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from audience_pipeline.spark.compute import spark_session
-
-    session = spark_session("local[2]", str(tmp_path_factory.mktemp("spark") / "warehouse"))
-    session.conf.set("spark.sql.shuffle.partitions", "2")
-    yield session
-    session.stop()
 
 
 @pytest.mark.slow

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import tempfile
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,16 +37,6 @@ pytestmark = [
 
 ROOT = Path(__file__).resolve().parents[2]
 SQL_SPACE = Path(__file__).parent / "space"
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from audience_pipeline.spark.compute import spark_session
-
-    session = spark_session("local[2]", str(tmp_path_factory.mktemp("spark") / "warehouse"))
-    session.conf.set("spark.sql.shuffle.partitions", "2")
-    yield session
-    session.stop()
 
 
 def _both(spark: Any, events: Path, defs: Path,
