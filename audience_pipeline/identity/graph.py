@@ -100,7 +100,7 @@ def sequential_components(
             "first": [node_of[(t, v)] for _, t, v in outcome.identities],
             "profile_id": identities["profile_id"],
         },
-        schema={"first": pl.Int64, "profile_id": pl.String},
+        schema={"first": messages.schema["first"], "profile_id": pl.String},
     )
     message_profiles = messages.join(owners, on="first", how="left").select(
         MESSAGE_PROFILES_SCHEMA.names()
@@ -214,7 +214,8 @@ def _identity_result(prepared: Prepared, message_profiles: pl.DataFrame,
         message_profiles=message_profiles.select(MESSAGE_PROFILES_SCHEMA.names()),
         identities=identities.sort(IDENTITIES_SCHEMA.names()),
         stats=stats,
-        order=prepared.messages.select("seq", "rank").sort("seq").get_column("rank"),
+        # Int64 as `processing_rank` gives it (the engine's order column either way).
+        order=prepared.messages.select("seq", "rank").sort("seq").get_column("rank").cast(pl.Int64),
         codes=message_profiles.get_column("code"),
         code_names=names,
     )
