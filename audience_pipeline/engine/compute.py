@@ -28,6 +28,7 @@ from audience_pipeline.engine.traitvalues import computed_column
 from audience_pipeline.identity import IdentityResult, resolve_identities
 from audience_pipeline.identity.prepare import processing_rank
 from audience_pipeline.ir import nodes as ir
+from audience_pipeline.ir.naming import audience_column
 from audience_pipeline.ir.walk import iter_conditions
 from audience_pipeline.message_types import EVENT_TYPES
 from audience_pipeline.progress import Laps
@@ -146,6 +147,7 @@ def _compute(
     user_frame, account_frame = _levels(space, as_of, owners, user_events, flat, spill, anchors,
                                         lap)  # fmt: skip
     del user_events  # no later stage reads events
+    user_frame = _table_columns(user_frame, space, "user")
     tables = _Tables.of(user_frame, account_frame, owners, names, space, as_of)
     lap("memberships")
     tables.traits(owners, space, keep_json, with_user_traits)
@@ -334,6 +336,7 @@ class _ThinEvents:
     messages: int
     names: list[str]  # the Enum's categories: every event name of the events and the space
     aligned: bool
+    profiles: int  # profile codes are 0..profiles-1
 
 
 def _thin_events(coded: _Coded, space: ir.Space, *, lazy: bool) -> _ThinEvents:
@@ -352,11 +355,13 @@ def _thin_events(coded: _Coded, space: ir.Space, *, lazy: bool) -> _ThinEvents:
             .scatter(at, messages.get_column("profile_id")),
             ORDER: pl.zeros(span, dtype=pl.Int64, eager=True).scatter(at, messages.get_column(ORDER)),
         })  # fmt: skip
-        return _ThinEvents(frame, first, n_events, messages.height, names, coded.aligned)
+        return _ThinEvents(frame, first, n_events, messages.height, names, coded.aligned,
+                           coded.names.len())  # fmt: skip
     thin = messages.filter(is_event).select("profile_id", "timestamp", "seq", ORDER, "event")
     # Event names as an Enum: the dozens of name masks compare small integers, not strings.
     thin = thin.with_columns(pl.col("event").cast(pl.Enum(names)))
-    return _ThinEvents(thin, None, n_events, messages.height, names, coded.aligned)
+    return _ThinEvents(thin, None, n_events, messages.height, names, coded.aligned,
+                       coded.names.len())  # fmt: skip
 
 
 def _dense(seqs: pl.Series) -> bool:
@@ -399,7 +404,8 @@ def _user_events(
         )
     else:
         plan = _event_plan(events, thin.frame, keep, wide, aligned=thin.aligned and spill is None)
-    return BucketedEvents(plan.rename({"profile_id": ENTITY}), count, profile_bucket(count),
+    return BucketedEvents(plan.rename({"profile_id": ENTITY}), count,
+                          profile_bucket(count, thin.profiles),
                           spill / "users" if spill else None)  # fmt: skip
 
 
@@ -537,6 +543,14 @@ class _Tables:
         self.account_traits, more = expand_columns(self.account_traits, "account_id",
                                                    sql.rows["account"], sql.fields["account"])  # fmt: skip
         self.account_json = (self.account_json - set(sql.fields["account"])) | more
+
+
+def _table_columns(frame: pl.DataFrame, space: ir.Space, level: str) -> pl.DataFrame:
+    """The level frame's columns the output tables read (entity, computed traits, audiences):
+    the leaves' and custom traits' columns (most of a wide frame) go before the tables."""
+    keep = [ENTITY, *(computed_column(t.key) for t in space.traits if t.level == level),
+            *(audience_column(a.key) for a in space.audiences if a.level == level)]  # fmt: skip
+    return frame.select(list(dict.fromkeys(keep)))
 
 
 def _level_audiences(space: ir.Space) -> dict[str, list[ir.Audience]]:
