@@ -151,6 +151,7 @@ def _compute(
     tables = _Tables.of(user_frame, account_frame, owners, names, space, as_of)
     lap("memberships")
     tables.traits(owners, space, keep_json, with_user_traits)
+    tables.release()
     lap("native traits")
     stats = {
         "messages": n_messages,
@@ -509,6 +510,11 @@ class _Tables:
         ])  # fmt: skip
         return cls(user_frame, account_frame, _with_ids(owners.latest.users, "profile_id", names),
                    memberships, _account_user_memberships(memberships, members))  # fmt: skip
+
+    def release(self) -> None:
+        """Let the level frames and latest traits go once the traits tables are built (the
+        result's sorts and message profiles come after)."""
+        self.user_frame = self.account_frame = self.user_latest = pl.DataFrame()
 
     def traits(
         self,
