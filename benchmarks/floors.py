@@ -7,6 +7,7 @@ in this process, medians of --repeat runs, wall and CPU seconds:
 
 - `floor`: `benchmarks/run.py`'s hand-written group-by of 10 traits (it groups messages by their
   first identifier value: no identity resolution);
+- `pairs_numbered`: the distinct (type, value) identifier pairs of every message, alone;
 - `identity_read`: the first step every exact identity resolution takes (SPEC 3: every identifier
   of a message joins its profile): every (message, identifier) pair read and each distinct
   (type, value) numbered, then one label-propagation round (each message takes the smallest
@@ -39,9 +40,9 @@ from audience_pipeline.spec.compile import load_space_ir  # noqa: E402
 from benchmarks.run import AS_OF, floor_plan  # noqa: E402
 
 
-def identity_read_plan(events: Path) -> pl.LazyFrame:
-    """Every (message, identifier) numbered, then one round of smallest-code labels."""
-    pairs = (
+def identifier_pairs(events: Path) -> pl.LazyFrame:
+    """Every (message, identifier) pair: seq, id_type, id_value."""
+    return (
         pl.scan_parquet(events)
         .select("seq", "ids")
         .explode("ids")
@@ -49,6 +50,16 @@ def identity_read_plan(events: Path) -> pl.LazyFrame:
             "seq", pl.col("ids").struct.field("id_type"), pl.col("ids").struct.field("id_value")
         )
     )
+
+
+def pairs_numbered_plan(events: Path) -> pl.LazyFrame:
+    """The distinct (type, value) pairs alone: the dictionary every identity needs."""
+    return identifier_pairs(events).select("id_type", "id_value").unique().select(pl.len())
+
+
+def identity_read_plan(events: Path) -> pl.LazyFrame:
+    """Every (message, identifier) numbered, then one round of smallest-code labels."""
+    pairs = identifier_pairs(events)
     codes = pairs.select("id_type", "id_value").unique().with_row_index("code")
     coded = pairs.join(codes, on=["id_type", "id_value"]).select("seq", "code")
     first = coded.group_by("seq").agg(pl.col("code").min().alias("label"))
@@ -75,6 +86,7 @@ def main() -> None:
     floor = floor_plan(normalized, space)
     plans = {
         "floor": floor,
+        "pairs_numbered": pairs_numbered_plan(normalized / "events.parquet"),
         "identity_read": identity_read_plan(normalized / "events.parquet"),
     }
     figures = {name: timed(plan.collect, args.repeat) for name, plan in plans.items()}
