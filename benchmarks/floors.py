@@ -15,7 +15,7 @@ in this process, medians of --repeat runs, wall and CPU seconds:
   this is the part no implementation can skip.
 
 It prints each figure and its ratio to the floor, so `compute_vs_floor`'s goal can be read
-against what identity and the full trait list cost by themselves.
+against what the first step of identity resolution costs by itself.
 """
 
 from __future__ import annotations
