@@ -19,7 +19,9 @@ logger = logging.getLogger("audience_pipeline.ingest")
 
 @dataclass(frozen=True)
 class Progress:
-    """Where an ingestion run is: ``stage`` is "read" (files), "assemble" or "done"."""
+    """Where an ingestion run is: ``stage`` is "read" (files; ``bytes_done`` counts the bytes
+    read so far within files too), "assemble" or "done"; or "export" (Segment's warehouse
+    tables becoming messages: ``files_*`` count tables, ``rows_*`` their rows)."""
 
     stage: str
     files_done: int
@@ -27,14 +29,33 @@ class Progress:
     bytes_done: int
     bytes_total: int
     seconds: float
+    rows_done: int = 0
+    rows_total: int = 0
 
     @property
     def mb_per_s(self) -> float:
         """Input megabytes (10^6, on disk) read per second so far."""
         return self.bytes_done / 1e6 / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def rows_per_s(self) -> float:
+        """Warehouse rows exported per second so far."""
+        return self.rows_done / self.seconds if self.seconds > 0 else 0.0
+
+    def completed(self) -> tuple[float, float]:
+        """(done, total) in this stage's unit: rows while exporting, else bytes."""
+        if self.stage == "export":
+            return self.rows_done, self.rows_total
+        return self.bytes_done, self.bytes_total
+
     def describe(self) -> str:
         """One plain line, e.g. ``ingest read: 3/8 files, 1,089.2/2,903.4 MB, 41.2 MB/s, 26.4 s``."""
+        if self.stage == "export":
+            return (
+                f"ingest export: {self.files_done}/{self.files_total} tables, "
+                f"{self.rows_done:,}/{self.rows_total:,} rows, {self.rows_per_s:,.0f} rows/s, "
+                f"{self.seconds:.1f} s"
+            )
         return (
             f"ingest {self.stage}: {self.files_done}/{self.files_total} files, "
             f"{self.bytes_done / 1e6:,.1f}/{self.bytes_total / 1e6:,.1f} MB, "
@@ -49,7 +70,8 @@ def log_progress(progress: Progress) -> None:
     """The default listener: the running stage advances (a bar on the CLI's terminal), and where
     nothing draws it, one INFO line per report."""
     line = progress.describe()
-    if not advance(progress.bytes_done, progress.bytes_total, line):
+    done, total = progress.completed()
+    if not advance(done, total, line):
         logger.info("%s", line)
 
 
