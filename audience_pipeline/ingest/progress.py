@@ -12,9 +12,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from audience_pipeline.progress import advance
+from audience_pipeline.progress import advance, drawing
 
 logger = logging.getLogger("audience_pipeline.ingest")
+
+# Reports within a file: to a bar at most this often; as lines at most one per LINE_SECONDS or
+# per tenth of the input (a 7 GB file gives about ten lines, not one per block).
+BAR_SECONDS = 0.1
+LINE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -77,16 +82,33 @@ def log_progress(progress: Progress) -> None:
 
 @dataclass
 class Tracker:
-    """Counts files and bytes as they finish and reports each step to a callback."""
+    """Counts files and bytes as they are read and reports to a callback: each file done (a
+    tenth of the files or bytes, or LINE_SECONDS, since the last report, or the last file),
+    and bytes read within files (to a bar every BAR_SECONDS, else as lines as rarely)."""
 
     sizes: list[int]
     callback: ProgressCallback = log_progress
     files_done: int = 0
-    bytes_done: int = 0
     start: float = field(default_factory=time.perf_counter)
+    finished_bytes: int = 0
+    partial: dict[int, int] = field(default_factory=dict)  # file index -> bytes read so far
+    _last_time: float = field(default=-1.0, repr=False)
+    _last_tenths: tuple[int, int] = field(default=(-1, -1), repr=False)
+
+    @property
+    def bytes_done(self) -> int:
+        """Bytes of the files read so far (whole files and the parts read of running ones)."""
+        return self.finished_bytes + sum(self.partial.values())
+
+    def reset(self) -> None:
+        """Start counting again (reading starts over)."""
+        self.files_done = self.finished_bytes = 0
+        self.partial.clear()
 
     def report(self, stage: str) -> None:
         """Send the current state, tagged with ``stage``."""
+        now = time.perf_counter()
+        self._last_time, self._last_tenths = now, self._tenths()
         self.callback(
             Progress(
                 stage,
@@ -94,15 +116,43 @@ class Tracker:
                 len(self.sizes),
                 self.bytes_done,
                 sum(self.sizes),
-                time.perf_counter() - self.start,
+                now - self.start,
             )
         )
+
+    def _tenths(self) -> tuple[int, int]:
+        total_bytes, total_files = sum(self.sizes), len(self.sizes)
+        return (
+            self.bytes_done * 10 // total_bytes if total_bytes else 10,
+            self.files_done * 10 // total_files if total_files else 10,
+        )
+
+    def _due(self, seconds: float) -> bool:
+        now = time.perf_counter()
+        if now - self._last_time >= seconds:
+            return True
+        done, last = self._tenths(), self._last_tenths
+        return done[0] > last[0] or done[1] > last[1]
 
     def file_done(self, index: int) -> None:
         """One more file read (``index`` into ``sizes``)."""
         self.files_done += 1
-        self.bytes_done += self.sizes[index]
-        self.report("read")
+        self.partial.pop(index, None)
+        self.finished_bytes += self.sizes[index]
+        if self.files_done == len(self.sizes) or self._due(
+            BAR_SECONDS if drawing() else LINE_SECONDS
+        ):
+            self.report("read")
+
+    def file_progress(self, index: int, read: int) -> None:
+        """File ``index`` has ``read`` of its bytes read (a file read in one go says nothing
+        here: its `file_done` does)."""
+        size = self.sizes[index]
+        if read >= size or read <= self.partial.get(index, 0):
+            return
+        self.partial[index] = read
+        if self._due(BAR_SECONDS if drawing() else LINE_SECONDS):
+            self.report("read")
 
 
 def show_on_stderr() -> None:
