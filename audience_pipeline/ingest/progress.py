@@ -71,6 +71,24 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
+@dataclass
+class Pace:
+    """When a report is worth sending: to a bar every BAR_SECONDS; as a line once a tenth more
+    of the work is done or LINE_SECONDS passed since the last."""
+
+    _last_time: float = -1e9
+    _last_tenth: int = -1
+
+    def due(self, done: float, total: float) -> bool:
+        now = time.perf_counter()
+        tenth = int(done * 10 // total) if total else 10
+        wait = BAR_SECONDS if drawing() else LINE_SECONDS
+        if now - self._last_time < wait and tenth <= self._last_tenth:
+            return False
+        self._last_time, self._last_tenth = now, tenth
+        return True
+
+
 def log_progress(progress: Progress) -> None:
     """The default listener: the running stage advances (a bar on the CLI's terminal), and where
     nothing draws it, one INFO line per report."""

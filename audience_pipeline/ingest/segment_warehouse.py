@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 import polars as pl
 
-from audience_pipeline.ingest.progress import Progress, ProgressCallback, log_progress
+from audience_pipeline.ingest.progress import Pace, Progress, ProgressCallback, log_progress
 from audience_pipeline.ingest.result import IngestResult
 from audience_pipeline.ingest.run import ingest
 from audience_pipeline.ingest.warehouse_source import BATCH_ROWS, Warehouse
@@ -159,9 +159,12 @@ def read_segment_warehouse(
     report = progress or log_progress
     started = time.perf_counter()
 
+    pace = Pace()
+
     def exported(tables_done: int, tables: int, rows_done: int, rows: int) -> None:
-        seconds = time.perf_counter() - started
-        report(Progress("export", tables_done, tables, 0, 0, seconds, rows_done, rows))
+        if tables_done == tables or pace.due(rows_done, rows):
+            seconds = time.perf_counter() - started
+            report(Progress("export", tables_done, tables, 0, 0, seconds, rows_done, rows))
 
     with tempfile.TemporaryDirectory(prefix="audience-pipeline-warehouse-") as tmp:
         folder = Path(tmp)

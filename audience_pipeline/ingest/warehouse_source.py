@@ -69,7 +69,7 @@ class Warehouse:
             self._owned.append(self.con)
             # Our own connection: a sort or join larger than this spills to the scratch folder.
             self.con.execute(f"SET temp_directory = {literal(str(scratch / 'spill'))}")
-            self.con.execute("SET memory_limit = '2GB'")
+            self.con.execute("SET memory_limit = '1GB'")
             self.catalog = "src"
             if self.pg is None:
                 self.con.execute(f"ATTACH {literal(connection_or_dsn)} AS src (READ_ONLY)")
