@@ -10,6 +10,7 @@ tables in schema ``segment``. Then, each in a fresh child process (so its peak R
 - ``jsonl``: `ingest` of the JSON-lines files (what `compute --events DIR` does);
 - ``events_schema``: `read_segment_warehouse` of the database (what `compute --events-schema
   segment` does): tables -> message lines (DuckDB) -> the same ingestion;
+- ``export``: the tables -> message files step alone (`write_message_files`: its own memory);
 - with ``--reference``: the path before streaming (tests/support/segment_reference.py: tables
   loaded whole, one message per row in Python), then the same ingestion.
 
@@ -75,6 +76,17 @@ def _child(mode: str, source: str) -> dict[str, float]:
         result = ingest(source, SpaceConfig())
     elif mode == "events_schema":
         result = read_segment_warehouse(source, "segment", progress=lambda _: None)
+    elif mode == "export":
+        from audience_pipeline.ingest.segment_warehouse import write_message_files
+
+        with tempfile.TemporaryDirectory() as tmp:
+            write_message_files(source, "segment", Path(tmp))
+            written = [p.read_bytes().count(b"\n") for p in Path(tmp).glob("*.jsonl")]
+            size = sum(p.stat().st_size for p in Path(tmp).glob("*.jsonl"))
+        seconds = time.perf_counter() - start
+        return {"seconds": seconds, "lines": sum(written), "messages": 0, "mb": size / 1e6,
+                "peak_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_reader_mb": 0.0}  # fmt: skip
     else:
         from tests.support.segment_reference import write_message_files
 
@@ -111,7 +123,7 @@ def main() -> None:
         print(json.dumps(_child(*args.child)))
         return
     folder, database = _prepare(args.events, args.data)
-    modes = ["jsonl", "events_schema", *(["reference"] if args.reference else [])]
+    modes = ["jsonl", "events_schema", "export", *(["reference"] if args.reference else [])]
     results = {}
     for mode in modes:
         source = folder if mode == "jsonl" else database
