@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from audience_pipeline.delta.identity import continue_identity, typed_values
 from audience_pipeline.delta.keys import MESSAGE_KEY, Current, current_messages, in_time, rows_of
 from audience_pipeline.delta.known import run_known
 from audience_pipeline.delta.merge import NeedsFull, kept_rows, merge_tables, restamp
@@ -204,17 +205,16 @@ def _message_state(messages: pl.LazyFrame, profiles: pl.LazyFrame) -> pl.LazyFra
 
 
 def _links(messages: pl.LazyFrame, profiles: pl.LazyFrame) -> pl.LazyFrame:
-    """value, profile_id: each identifier value a profile's messages hold (type ignored on
-    purpose: a superset of the identifier graph's edges; an alias's previousId included)."""
-    values = pl.concat(
-        [
-            messages.select(
-                "seq", value=pl.col("ids").list.eval(pl.element().struct.field("id_value"))
-            ).explode("value"),
-            messages.select("seq", value=pl.col("previous_id")),
-        ]
-    ).drop_nulls()
-    return values.join(profiles, on="seq", how="inner").select("value", "profile_id").unique()
+    """value, id_type, profile_id: each identifier value a profile's messages hold, with the
+    type it was given (null for an alias's previousId). A superset of the identifier graph's
+    edges (types ignored there); the types tell a later refresh the type a previousId was
+    first seen as (`delta.identity`)."""
+    values = typed_values(messages)
+    return (
+        values.join(profiles, on="seq", how="inner")
+        .select("value", "id_type", "profile_id")
+        .unique()
+    )
 
 
 def refresh(
@@ -264,8 +264,8 @@ def _full_reason(
 ) -> str | None:
     if previous is None:
         return "no previous state"
-    if previous.links is None:
-        return "state without identifier links (written by an older version)"
+    if previous.links is None or "id_type" not in previous.links.columns:
+        return "state without typed identifier links (written by an older version)"
     if previous.fingerprint != definitions_fingerprint(definitions):
         return "definitions changed"
     if as_of < previous.as_of:
@@ -350,23 +350,51 @@ class _Resolved:
 
     frame: pl.DataFrame  # `_Current.frame` with the re-resolved messages' profile_id
     touched: pl.Series  # previous profiles whose component gained or lost a message
-    rows: pl.DataFrame  # IDENTITY_COLUMNS of the re-resolved messages
+    rows: pl.DataFrame | None  # IDENTITY_COLUMNS of the re-resolved messages (None: continued)
     identity: IdentityResult  # their resolution
     profiles: pl.Series  # the profiles they now form
+    links: pl.DataFrame | None = None  # the next links, when identity was continued
+
+
+def _identity_rows(scanned: Events, seqs: pl.Series) -> pl.DataFrame:
+    """IDENTITY_COLUMNS of the messages with these seqs, in seq order. From a scan, only the
+    row groups holding them are decoded (seq is sorted: their statistics rule the others out),
+    so a day of new messages, stored together, costs a few row groups, not every message."""
+    if isinstance(scanned, pl.DataFrame):
+        return rows_of(scanned, seqs, IDENTITY_COLUMNS)
+    wanted = seqs.unique()
+    rows = scanned.filter(pl.col("seq").is_in(wanted.implode())).select(IDENTITY_COLUMNS).collect()
+    if rows.height != wanted.len() or not rows["seq"].is_sorted():
+        raise NeedsFull("the events scan is not in seq order")
+    return rows
 
 
 def _resolve_touched(
-    events: pl.DataFrame, cur: Current, links: pl.DataFrame, config: SpaceConfig
+    scanned: Events, cur: Current, previous: EngineState, config: SpaceConfig
 ) -> _Resolved:
-    """Resolve again the new messages and every previous profile sharing an identifier value
-    with them (or having lost a message), as whole components."""
-    fresh_rows = rows_of(events, cur.fresh, ["ids", "previous_id"])
-    touched = _closure(links, _values(fresh_rows), cur.removed["profile_id"].unique())
+    """Identity after the new messages: continued from the previous profiles when it provably
+    equals resolving again (`delta.identity`); else the new messages and every previous
+    profile sharing an identifier value with them (or having lost a message) resolved again,
+    as whole components."""
+    assert previous.links is not None
+    fresh_rows = _identity_rows(scanned, cur.fresh)
+    identities = previous.tables["identities"]
+    if cur.removed.height == 0:
+        continued = continue_identity(fresh_rows, cur.frame, identities, previous.links, config,
+                                      previous.as_of)  # fmt: skip
+        if continued is not None:
+            return _Resolved(
+                frame=_replace_profiles(cur.frame, continued.identity.message_profiles),
+                touched=continued.touched,
+                rows=None,
+                identity=continued.identity,
+                profiles=continued.profiles,
+                links=continued.links,
+            )
+    touched = _closure(previous.links, _values(fresh_rows), cur.removed["profile_id"].unique())
     in_touched = pl.col("profile_id").is_in(touched.implode())
-    id_seqs = pl.concat(
-        [cur.fresh, cur.frame.select("seq", "profile_id").filter(in_touched)["seq"]]
-    )
-    rows = rows_of(events, id_seqs, IDENTITY_COLUMNS)
+    old_seqs = cur.frame.select("seq", "profile_id").filter(in_touched)["seq"]
+    rows = pl.concat([fresh_rows, _identity_rows(scanned, old_seqs)]).sort("seq")
     identity = resolve_identities(rows.select(IDENTITY_COLUMNS), config)
     resolved = identity.message_profiles
     return _Resolved(
@@ -501,7 +529,9 @@ def _unchanged(previous: EngineState, as_of: datetime) -> Refresh:
 _IDENTITY_ONLY = ("ids", "previous_id")
 
 
-_THIN = ["seq", *MESSAGE_KEY, "type", "event", "timestamp", "group_id", *IDENTITY_COLUMNS]
+# Every message's thin columns; identifiers (and messageIds, wide random text) are read for
+# the messages that need them alone (`_identity_rows`, `_pass_events`).
+_THIN = ["seq", *MESSAGE_KEY, "type", "event", "timestamp", "group_id", "previous_id"]
 
 
 def _refresh_frame(events: Events) -> pl.DataFrame:
@@ -542,7 +572,8 @@ def _pass_events(
         if not read["seq"].equals(rows["seq"]):  # the scan is in seq order, each seq once
             raise NeedsFull("the events scan is not in seq order")
         rows = rows.hstack(read.drop("seq").get_columns()).select(columns)
-    skipped = (pl.lit(None, dtype=events.schema[c]).alias(c) for c in _IDENTITY_ONLY)
+    schema = scanned.collect_schema()
+    skipped = (pl.lit(None, dtype=schema[c]).alias(c) for c in _IDENTITY_ONLY)
     tags = scope.candidates.select("profile_id", "user_part", "account_part")
     return rows.with_columns(*skipped, *tags.get_columns())
 
@@ -594,7 +625,7 @@ def _incremental(
     clock.lap("read")
     cur = current_messages(events, as_of, previous.messages)
     clock.lap("keys")
-    resolved = _resolve_touched(events, cur, previous.links, definitions.space)
+    resolved = _resolve_touched(scanned, cur, previous, definitions.space)
     clock.lap("identity")
     crossed = _crossed(resolved.frame, reads, t0, as_of, resolved.profiles.clear())
     clock.lap("bands")
@@ -631,7 +662,8 @@ def _incremental(
         links=links.result(),
     )
     clock.lap("state")
-    stats = _refresh_stats(results, clock, resolved.profiles.len(), crossed[0].len())
+    stats = _refresh_stats(results, clock, resolved.profiles.len(), crossed[0].len(),
+                           resolved.rows is None)  # fmt: skip
     return _refreshed(state, scope, pass_events.height, resolved.frame.height, stats)
 
 
@@ -647,7 +679,11 @@ def _anchors(
 
 
 def _refresh_stats(
-    results: dict[str, ComputeResult], clock: _Clock, profiles_identity: int, profiles_crossed: int
+    results: dict[str, ComputeResult],
+    clock: _Clock,
+    profiles_identity: int,
+    profiles_crossed: int,
+    continued: bool,
 ) -> dict[str, Any]:
     """Each pass's own figures, the step seconds and the profiles the refresh touched."""
     return {
@@ -656,6 +692,7 @@ def _refresh_stats(
         **clock.laps,
         "profiles_identity": profiles_identity,
         "profiles_crossed": profiles_crossed,
+        "identity_continued": int(continued),
     }
 
 
@@ -673,6 +710,9 @@ def _refreshed(
 
 def _next_links(old: pl.DataFrame, resolved: _Resolved) -> pl.DataFrame:
     """The next state's identifier links: the touched profiles' replaced by the new ones'."""
+    if resolved.links is not None:
+        return resolved.links
+    assert resolved.rows is not None
     return pl.concat(
         [
             old.filter(~pl.col("profile_id").is_in(resolved.touched.implode())),
