@@ -53,6 +53,7 @@ from audience_pipeline.delta.reads import (
     user_space,
 )
 from audience_pipeline.delta.state import TABLES, EngineState, load_state, save_state
+from audience_pipeline.delta.ties import current_ties, full_ties, next_ties, pass_order
 from audience_pipeline.engine.columns import needed_flat_columns
 from audience_pipeline.engine.compute import KNOWN_TYPES, MESSAGE_COLUMNS, ComputeResult, compute
 from audience_pipeline.engines import ComputeFn
@@ -178,6 +179,7 @@ def full_compute(
         messages=state_messages,
         json_columns={k: sorted(v) for k, v in result.json_columns.items()},
         links=links,
+        ties=full_ties(events, as_of),
     )
     return Refresh(
         tables=result.tables(),
@@ -264,8 +266,8 @@ def _full_reason(
 ) -> str | None:
     if previous is None:
         return "no previous state"
-    if previous.links is None or "id_type" not in previous.links.columns:
-        return "state without typed identifier links (written by an older version)"
+    if previous.links is None or "id_type" not in previous.links.columns or previous.ties is None:
+        return "state without typed identifier links or ties (written by an older version)"
     if previous.fingerprint != definitions_fingerprint(definitions):
         return "definitions changed"
     if as_of < previous.as_of:
@@ -356,28 +358,31 @@ class _Resolved:
     links: pl.DataFrame | None = None  # the next links, when identity was continued
 
 
-def _identity_rows(scanned: Events, seqs: pl.Series) -> pl.DataFrame:
-    """IDENTITY_COLUMNS of the messages with these seqs, in seq order. From a scan, only the
-    row groups holding them are decoded (seq is sorted: their statistics rule the others out),
-    so a day of new messages, stored together, costs a few row groups, not every message."""
+def _scan_rows(scanned: Events, seqs: pl.Series, columns: list[str]) -> pl.DataFrame:
+    """These columns (seq first) of the messages with these seqs, in seq order. From a scan,
+    only the row groups holding them are decoded (seq is sorted: their statistics rule the
+    others out), so a day of new messages, stored together, costs a few row groups."""
     if isinstance(scanned, pl.DataFrame):
-        return rows_of(scanned, seqs, IDENTITY_COLUMNS)
+        return rows_of(scanned, seqs, columns)
     wanted = seqs.unique()
-    rows = scanned.filter(pl.col("seq").is_in(wanted.implode())).select(IDENTITY_COLUMNS).collect()
+    rows = scanned.filter(pl.col("seq").is_in(wanted.implode())).select(columns).collect()
     if rows.height != wanted.len() or not rows["seq"].is_sorted():
         raise NeedsFull("the events scan is not in seq order")
     return rows
 
 
 def _resolve_touched(
-    scanned: Events, cur: Current, previous: EngineState, config: SpaceConfig
+    scanned: Events,
+    cur: Current,
+    fresh_rows: pl.DataFrame,
+    previous: EngineState,
+    config: SpaceConfig,
 ) -> _Resolved:
     """Identity after the new messages: continued from the previous profiles when it provably
     equals resolving again (`delta.identity`); else the new messages and every previous
     profile sharing an identifier value with them (or having lost a message) resolved again,
     as whole components."""
     assert previous.links is not None
-    fresh_rows = _identity_rows(scanned, cur.fresh)
     identities = previous.tables["identities"]
     if cur.removed.height == 0:
         continued = continue_identity(fresh_rows, cur.frame, identities, previous.links, config,
@@ -394,7 +399,8 @@ def _resolve_touched(
     touched = _closure(previous.links, _values(fresh_rows), cur.removed["profile_id"].unique())
     in_touched = pl.col("profile_id").is_in(touched.implode())
     old_seqs = cur.frame.select("seq", "profile_id").filter(in_touched)["seq"]
-    rows = pl.concat([fresh_rows, _identity_rows(scanned, old_seqs)]).sort("seq")
+    old_rows = _scan_rows(scanned, old_seqs, IDENTITY_COLUMNS)
+    rows = pl.concat([fresh_rows, old_rows]).sort("seq")
     identity = resolve_identities(rows.select(IDENTITY_COLUMNS), config)
     resolved = identity.message_profiles
     return _Resolved(
@@ -525,6 +531,7 @@ def _unchanged(previous: EngineState, as_of: datetime) -> Refresh:
     return Refresh(tables, state, "incremental", "nothing changed", 0, 0, 0)
 
 
+_ORDER = "_processing_order"  # a pass message's place in SPEC's processing order
 # Read by the engine only to resolve identity, which a pass over known profiles skips.
 _IDENTITY_ONLY = ("ids", "previous_id")
 
@@ -550,12 +557,13 @@ def _pass_columns(columns: list[str], space: ir.Space) -> list[str]:
     flat = needed_flat_columns(space, set(columns))
     json_text = [c for c, need in (("properties", flat.needs_properties),
                                    ("context", flat.needs_context)) if need]  # fmt: skip
-    thin = [c for c in MESSAGE_COLUMNS if c not in _IDENTITY_ONLY]
+    # No messageIds: the passes are handed their processing order (`delta.ties`).
+    thin = [c for c in MESSAGE_COLUMNS if c not in _IDENTITY_ONLY and c != "message_id"]
     return [*thin, *json_text, *sorted(flat.columns)]
 
 
 def _pass_events(
-    events: pl.DataFrame, scanned: Events, scope: _Scope, space: ir.Space
+    events: pl.DataFrame, scanned: Events, scope: _Scope, space: ir.Space, ties: pl.DataFrame
 ) -> pl.DataFrame:
     """The columns the passes read of their messages, with profile_id, user_part, account_part
     (and the identifier columns as nulls: the engine selects them before it knows it may skip
@@ -575,7 +583,8 @@ def _pass_events(
     schema = scanned.collect_schema()
     skipped = (pl.lit(None, dtype=schema[c]).alias(c) for c in _IDENTITY_ONLY)
     tags = scope.candidates.select("profile_id", "user_part", "account_part")
-    return rows.with_columns(*skipped, *tags.get_columns())
+    order = pass_order(rows, ties).alias(_ORDER)
+    return rows.with_columns(*skipped, *tags.get_columns(), order)
 
 
 def _run_passes(
@@ -594,6 +603,8 @@ def _run_passes(
     results: dict[str, ComputeResult] = {}
     for part, part_space in (("user", user_space(space)), ("account", account_space(space))):
         part_events = pass_events.filter(f"{part}_part").drop("user_part", "account_part")
+        order = part_events[_ORDER]
+        part_events = part_events.drop(_ORDER)
         part_updates = updates.filter(pl.col("seq").is_in(part_events["seq"].implode()))
         results[part] = run_known(
             part_events,
@@ -605,6 +616,7 @@ def _run_passes(
             keep_json=keep_json,
             with_user_traits=part == "user",
             identities=anchors,
+            order=order,
         )
     return results
 
@@ -625,8 +637,10 @@ def _incremental(
     clock.lap("read")
     cur = current_messages(events, as_of, previous.messages)
     clock.lap("keys")
-    resolved = _resolve_touched(scanned, cur, previous, definitions.space)
+    fresh_rows = _scan_rows(scanned, cur.fresh, IDENTITY_COLUMNS)
+    resolved = _resolve_touched(scanned, cur, fresh_rows, previous, definitions.space)
     clock.lap("identity")
+    ties = _ties(scanned, cur, fresh_rows, previous)
     crossed = _crossed(resolved.frame, reads, t0, as_of, resolved.profiles.clear())
     clock.lap("bands")
     scope = _scope(resolved, cur.removed, previous.messages, crossed, reads.accounts)
@@ -643,7 +657,7 @@ def _incremental(
         pass_updates = pool.submit(
             lambda: trait_updates.filter(pl.col("seq").is_in(scope.candidates["seq"].implode()))
         )
-        pass_events = _pass_events(events, scanned, scope, space)
+        pass_events = _pass_events(events, scanned, scope, space, ties)
         known = _known(identities, resolved.identity.identities, scope.everyone, resolved.touched)
         anchors = _anchors(space, identities, resolved, scope)
         clock.lap("scope")
@@ -660,11 +674,21 @@ def _incremental(
         messages=resolved.frame.select(*MESSAGE_KEY, "profile_id", "group_id"),
         json_columns=json_columns,
         links=links.result(),
+        ties=next_ties(cur, ties),
     )
     clock.lap("state")
     stats = _refresh_stats(results, clock, resolved.profiles.len(), crossed[0].len(),
                            resolved.rows is None)  # fmt: skip
     return _refreshed(state, scope, pass_events.height, resolved.frame.height, stats)
+
+
+def _ties(scanned: Events, cur: Current, fresh_rows: pl.DataFrame, previous: EngineState
+           ) -> pl.DataFrame:  # fmt: skip
+    """seq, message_id of the current messages whose timestamp another shares."""
+    assert previous.ties is not None
+    appended = cur.removed.height == 0 and bool((fresh_rows["timestamp"] > previous.as_of).all())
+    return current_ties(cur, previous.ties, fresh_rows, appended=appended,
+                        read=lambda seqs: _scan_rows(scanned, seqs, ["seq", "message_id"]))  # fmt: skip
 
 
 def _anchors(

@@ -210,16 +210,15 @@ def _continued(
 ) -> Continued:
     ids = linker.ids
     renamed = pl.DataFrame(
-        {"old": seeds.profiles, "profile_id": [ids[linker.find(i)] for i in range(len(seeds.profiles))]},
-        schema={"old": pl.String, "profile_id": pl.String},
+        {"profile_id": seeds.profiles, "_new": [ids[linker.find(i)] for i in range(len(seeds.profiles))]},
+        schema={"profile_id": pl.String, "_new": pl.String},
     )  # fmt: skip
-    touched = renamed["old"]
+    touched = renamed["profile_id"]
 
     def relabel(old: pl.DataFrame) -> pl.DataFrame:
         keep = [c for c in old.columns if c != "profile_id"]
-        return old.join(renamed, left_on="profile_id", right_on="old", how="inner").select(
-            *keep, "profile_id"
-        )
+        joined = old.join(renamed, on="profile_id", how="inner", maintain_order="left")
+        return joined.select(*keep, pl.col("_new").alias("profile_id"))
 
     seeded = set(seeds.owner)
     added = [

@@ -42,6 +42,20 @@ class Current:
     frame: pl.DataFrame  # seq, source, line, type, event, timestamp, profile_id, group_id
     fresh: pl.Series  # seqs of messages the previous state did not hold
     removed: pl.DataFrame  # state rows whose message is gone
+    key: pl.Series  # each row's message key (`_message_keys`)
+    codes: dict[str, int]  # the source codes of those keys
+
+    def locate(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """`rows` (source, line, ...) with the seq of their message instead of its key; rows
+        whose message is not here are left out. For a few rows: one membership test over the
+        keys, no join of every message."""
+        known = rows.filter(pl.col("source").is_in(list(self.codes)))
+        code = known["source"].replace_strict(self.codes, return_dtype=pl.Int64)
+        keyed = known.drop(MESSAGE_KEY).with_columns(key=code * (1 << 32) + known["line"])
+        here = pl.DataFrame({"key": self.key, "seq": self.frame["seq"]}).filter(
+            pl.col("key").is_in(keyed["key"].implode())
+        )
+        return here.join(keyed, on="key", how="inner").drop("key").sort("seq")
 
 
 def _runs(source: pl.Series) -> tuple[list[str], np.ndarray]:
@@ -118,7 +132,8 @@ def current_messages(events: pl.DataFrame, as_of: datetime, old: pl.DataFrame) -
         kept = pl.zeros(old.height, dtype=pl.Boolean, eager=True).scatter(matched, True)
         removed = old.filter(~kept)
     fresh = frame["seq"].filter(old_rows.is_null())
-    return Current(frame.with_columns(old["profile_id"].gather(old_rows)), fresh, removed)
+    profiles = frame.with_columns(old["profile_id"].gather(old_rows))
+    return Current(profiles, fresh, removed, key, codes)
 
 
 def _old_rows(key: pl.Series, old_key: pl.Series) -> pl.Series:
