@@ -682,12 +682,12 @@ def _incremental(
     return _refreshed(state, scope, pass_events.height, resolved.frame.height, stats)
 
 
-def _ties(scanned: Events, cur: Current, fresh_rows: pl.DataFrame, previous: EngineState
-           ) -> pl.DataFrame:  # fmt: skip
+def _ties(
+    scanned: Events, cur: Current, fresh_rows: pl.DataFrame, previous: EngineState
+) -> pl.DataFrame:
     """seq, message_id of the current messages whose timestamp another shares."""
     assert previous.ties is not None
-    appended = cur.removed.height == 0 and bool((fresh_rows["timestamp"] > previous.as_of).all())
-    return current_ties(cur, previous.ties, fresh_rows, appended=appended,
+    return current_ties(cur, previous.ties, fresh_rows,
                         read=lambda seqs: _scan_rows(scanned, seqs, ["seq", "message_id"]))  # fmt: skip
 
 

@@ -4,8 +4,9 @@ SPEC's processing order is (timestamp, messageId, seq). Where a timestamp is a m
 the timestamp alone places it, so the engine passes of a refresh can be handed their order
 without reading any messageId (wide random text, about as costly to decode as every other
 column a refresh reads together) but those of tied messages. The state keeps those
-(`EngineState.ties`: source, line, message_id); a day of new messages adds the ties among
-themselves (each comes after every old one), and anything else finds them again.
+(`EngineState.ties`: source, line, message_id); a refresh adds the new messages' ties (among
+themselves, and with old messages of their timestamps: only late messages have any), reading
+the messageIds of those few old messages alone.
 """
 
 from __future__ import annotations
@@ -41,25 +42,33 @@ def current_ties(
     old: pl.DataFrame,
     fresh_rows: pl.DataFrame,
     read: Callable[[pl.Series], pl.DataFrame],
-    appended: bool,
 ) -> pl.DataFrame:
     """seq, message_id of every current message whose timestamp another shares.
 
     Args:
-        cur: the current messages, keyed.
+        cur: the current messages, keyed (profile_id null on new messages).
         old: the previous state's ties.
         fresh_rows: seq, timestamp, message_id of the new messages.
         read: `read(seqs)`: seq, message_id of those messages (read from the events).
-        appended: every new message comes after every old one and none is gone: the old
-            ties stay, and new messages tie only among themselves.
+
+    With no message gone, the old ties stay; a new message ties with other new ones or with
+    old messages of its timestamp (a late one), whose messageIds are read if the state does not
+    hold them: a few rows. A message gone could untie one: every tie is found again.
     """
-    if appended:
-        among = fresh_rows.filter(pl.col("seq").is_in(_tied(fresh_rows).implode()))
-        return pl.concat(
-            [cur.locate(old).select("seq", "message_id"), among.select("seq", "message_id")]
-        ).sort("seq")
-    tied = _tied(cur.frame.select("seq", "timestamp"))
-    return read(tied).select("seq", "message_id")
+    if cur.removed.height:
+        return read(_tied(cur.frame.select("seq", "timestamp"))).select("seq", "message_id")
+    stamps = fresh_rows["timestamp"].unique()
+    old_hit = cur.frame.filter(
+        pl.col("profile_id").is_not_null() & pl.col("timestamp").is_in(stamps.implode())
+    )
+    kept = cur.locate(old).select("seq", "message_id")
+    unread = old_hit["seq"].filter(~old_hit["seq"].is_in(kept["seq"].implode()))
+    late = read(unread).select("seq", "message_id") if unread.len() else kept.clear()
+    among = pl.col("timestamp").is_duplicated() | pl.col("timestamp").is_in(
+        old_hit["timestamp"].implode()
+    )
+    fresh = fresh_rows.filter(among).select("seq", "message_id")
+    return pl.concat([kept, late, fresh]).sort("seq")
 
 
 def next_ties(cur: Current, ties: pl.DataFrame) -> pl.DataFrame:
