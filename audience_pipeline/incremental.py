@@ -641,6 +641,7 @@ def _incremental(
     resolved = _resolve_touched(scanned, cur, fresh_rows, previous, definitions.space)
     clock.lap("identity")
     ties = _ties(scanned, cur, fresh_rows, previous)
+    clock.lap("ties")
     crossed = _crossed(resolved.frame, reads, t0, as_of, resolved.profiles.clear())
     clock.lap("bands")
     scope = _scope(resolved, cur.removed, previous.messages, crossed, reads.accounts)

@@ -1,8 +1,9 @@
 """The state a run leaves for the next incremental one, and how it is kept on disk.
 
-A run's `_state` folder holds `messages.parquet` (each message's key and profile), `links.parquet`
-(identifier value -> profile) and `meta.json`; the engine tables are the run's own (`tables_dir`
-`..`). The run's commit makes the folder the one the next run reads, so it is never half
+A run's `_state` folder holds `messages.parquet` (each message's key and profile),
+`links.parquet` (identifier value and type -> profile), `ties.parquet` (the messageIds of
+messages sharing a timestamp) and `meta.json`; the engine tables are the run's own
+(`tables_dir` `..`). The run's commit makes the folder the one the next run reads, so it is never half
 written for a reader.
 """
 
