@@ -119,8 +119,8 @@ def _seeds(
     ordered: list[list[Identifier]], identities: pl.DataFrame, frame: pl.DataFrame
 ) -> _Seeds:
     wanted = pl.DataFrame(
-        list({ident for idents in ordered for ident in idents}), schema=["id_type", "id_value"],
-        orient="row",
+        list({ident for idents in ordered for ident in idents}),
+        schema={"id_type": pl.String, "id_value": pl.String}, orient="row",
     )  # fmt: skip
     owned = identities.join(wanted, on=["id_type", "id_value"], how="semi")
     seeded = owned["profile_id"].unique()
@@ -188,7 +188,9 @@ def continue_identity(
     if rows.height == 0 or not bool((rows["timestamp"] > t0).all()):
         return None
     rows = _order(rows)
-    ordered = _identifiers(rows, links, space)
+    settled = _settled(rows, identities)
+    rest = rows.filter(~pl.col("seq").is_in(settled["seq"].implode()))
+    ordered = _identifiers(rest, links, space)
     if ordered is None:
         return None
     try:
@@ -196,12 +198,49 @@ def continue_identity(
         linker = _link(seeds, ordered, space)
     except _Unsure:
         return None
-    return _continued(rows, ordered, frame, identities, links, seeds, linker)
+    new = _New(rows, rest, ordered, settled)
+    return _continued(new, frame, identities, links, seeds, linker)
+
+
+def _settled(rows: pl.DataFrame, identities: pl.DataFrame) -> pl.DataFrame:
+    """seq, profile_id of the new messages that change nothing, whenever they come: not an
+    alias, and every identifier already linked to one and the same previous profile (the rule
+    then adds and merges nothing; the message joins that profile's final one). Most messages of
+    a day are; the others are linked one by one."""
+    pairs = (
+        rows.filter(pl.col("type") != "alias")
+        .select("seq", "ids")
+        .explode("ids")
+        .select(
+            "seq",
+            id_type=pl.col("ids").struct.field("id_type"),
+            id_value=pl.col("ids").struct.field("id_value"),
+        )
+    )
+    owners = pairs.join(identities, on=["id_type", "id_value"], how="left")
+    per = owners.group_by("seq").agg(
+        missing=pl.col("profile_id").null_count(),
+        owners=pl.col("profile_id").n_unique(),
+        profile_id=pl.col("profile_id").first(),
+    )
+    return per.filter((pl.col("missing") == 0) & (pl.col("owners") == 1)).select(
+        "seq", "profile_id"
+    )
+
+
+@dataclass
+class _New:
+    """The new messages: all of them in processing order, those linked one by one (`rest`,
+    with their identifiers) and those that change nothing (`settled`)."""
+
+    rows: pl.DataFrame
+    rest: pl.DataFrame
+    ordered: list[list[Identifier]]
+    settled: pl.DataFrame
 
 
 def _continued(
-    rows: pl.DataFrame,
-    ordered: list[list[Identifier]],
+    new: _New,
     frame: pl.DataFrame,
     identities: pl.DataFrame,
     links: pl.DataFrame,
@@ -209,10 +248,15 @@ def _continued(
     linker: _Linker,
 ) -> Continued:
     ids = linker.ids
+    final = [ids[linker.find(i)] for i in range(len(seeds.profiles))]
+    # The settled messages' profiles gained messages too; linked to nothing new, they keep
+    # their id unless a linked message merged them.
+    owners = new.settled["profile_id"].unique()
+    alone = owners.filter(~owners.is_in(seeds.profiles)).to_list()
     renamed = pl.DataFrame(
-        {"profile_id": seeds.profiles, "_new": [ids[linker.find(i)] for i in range(len(seeds.profiles))]},
+        {"profile_id": [*seeds.profiles, *alone], "_new": [*final, *alone]},
         schema={"profile_id": pl.String, "_new": pl.String},
-    )  # fmt: skip
+    )
     touched = renamed["profile_id"]
 
     def relabel(old: pl.DataFrame) -> pl.DataFrame:
@@ -231,10 +275,13 @@ def _continued(
             pl.DataFrame(added, schema=IDENTITIES_SCHEMA, orient="row"),
         ]
     ).sort(IDENTITIES_SCHEMA.names())
-    fresh = pl.DataFrame(
-        {"seq": rows["seq"], "profile_id": [ids[linker.find(linker.owner[m[0]])] for m in ordered]},
+    linked = pl.DataFrame(
+        {"seq": new.rest["seq"],
+         "profile_id": [ids[linker.find(linker.owner[m[0]])] for m in new.ordered]},
         schema=MESSAGE_PROFILES_SCHEMA,
-    )
+    )  # fmt: skip
+    fresh = pl.concat([linked, relabel(new.settled)]).sort("seq")
+    rows = new.rows
     old_messages = relabel(
         frame.select("seq", "profile_id").filter(pl.col("profile_id").is_in(touched.implode()))
     )
