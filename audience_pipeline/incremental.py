@@ -169,9 +169,13 @@ def full_compute(
         .select("seq", *MESSAGE_KEY, "type", "group_id", "ids", "previous_id")
     )
     profiles = result.message_profiles.lazy()
+    clock = _Clock()  # what the state costs a full run, beside the engine (`ms_<part>`)
     state_messages, links = pl.collect_all(
         [_message_state(messages, profiles), _links(messages, profiles)]
     )
+    clock.lap("state_messages_links")
+    ties = full_ties(events, as_of)
+    clock.lap("state_ties")
     state = EngineState(
         as_of=as_of,
         fingerprint=definitions_fingerprint(definitions),
@@ -179,7 +183,7 @@ def full_compute(
         messages=state_messages,
         json_columns={k: sorted(v) for k, v in result.json_columns.items()},
         links=links,
-        ties=full_ties(events, as_of),
+        ties=ties,
     )
     return Refresh(
         tables=result.tables(),
@@ -189,7 +193,7 @@ def full_compute(
         profiles_recomputed=result.user_traits.height,
         accounts_recomputed=result.account_traits.height,
         messages_recomputed=state_messages.height,
-        stats=result.stats,
+        stats={**result.stats, **clock.laps},
     )
 
 
