@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -359,7 +360,7 @@ class _Resolved:
     rows: pl.DataFrame | None  # IDENTITY_COLUMNS of the re-resolved messages (None: continued)
     identity: IdentityResult  # their resolution
     profiles: pl.Series  # the profiles they now form
-    links: pl.DataFrame | None = None  # the next links, when identity was continued
+    links: Callable[[], pl.DataFrame] | None = None  # the next links, when continued
 
 
 def _scan_rows(scanned: Events, seqs: pl.Series, columns: list[str]) -> pl.DataFrame:
@@ -740,7 +741,7 @@ def _refreshed(
 def _next_links(old: pl.DataFrame, resolved: _Resolved) -> pl.DataFrame:
     """The next state's identifier links: the touched profiles' replaced by the new ones'."""
     if resolved.links is not None:
-        return resolved.links
+        return resolved.links()
     assert resolved.rows is not None
     return pl.concat(
         [

@@ -20,6 +20,8 @@ the touched components again from their messages.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -50,7 +52,7 @@ class Continued:
     touched: pl.Series  # previous profiles that own an identifier of a new message
     identity: IdentityResult  # new and touched messages' profiles; the profiles' identifiers
     profiles: pl.Series  # the profiles those messages now form
-    links: pl.DataFrame  # the next state's identifier links
+    links: Callable[[], pl.DataFrame]  # the next state's identifier links
 
 
 def _order(rows: pl.DataFrame) -> pl.DataFrame:
@@ -297,7 +299,8 @@ def _continued(
         touched=touched,
         identity=identity,
         profiles=message_profiles["profile_id"].unique(),
-        links=_next_links(links, relabel, touched, rows, fresh),
+        # Built when asked: the caller cuts it beside the engine passes.
+        links=functools.partial(_next_links, links, relabel, touched, rows, fresh),
     )
 
 
