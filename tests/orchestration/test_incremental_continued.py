@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from audience_pipeline.delta.identity import _UNSURE, first_types
 from audience_pipeline.engine.source import scan_events
 from audience_pipeline.identity import resolve_sequential
 from audience_pipeline.incremental import TABLES, full_compute, load_state, refresh, save_state
@@ -215,3 +216,22 @@ def test_a_merge_of_two_days_keeps_the_older_profile(tmp_path: Path) -> None:
     assert got.tables["identities"]["profile_id"].unique().to_list() == (
         reference.identities["profile_id"].unique().to_list()
     )
+
+
+def test_first_types_are_told_only_when_certain() -> None:
+    """A value seen under one type is that type; seen only as previousIds, the fallback; seen
+    under two types (or under one and as a previousId, the fallback being another), unsure."""
+    links = pl.DataFrame(
+        {
+            "value": ["a", "a", "b", "c", "c", "d", "d", "e", "e"],
+            "id_type": ["anonymous_id", "anonymous_id", None, "user_id", "email",
+                        "anonymous_id", None, "user_id", None],
+            "profile_id": ["p1", "p2", "p1", "p1", "p2", "p3", "p3", "p4", "p4"],
+        }
+    )  # fmt: skip
+    got = first_types(links, pl.Series(["a", "b", "c", "d", "e", "never"]), "user_id")
+    assert got["a"] == "anonymous_id"
+    assert got["b"] == "user_id"
+    assert got["e"] == "user_id"
+    assert got["c"] == got["d"] == _UNSURE
+    assert "never" not in got
