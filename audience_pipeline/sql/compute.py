@@ -33,7 +33,12 @@ from audience_pipeline.sql.assemble import assemble_result
 from audience_pipeline.sql.compiler import SpaceSql, build_space_sql
 from audience_pipeline.sql.custom_traits import flattened
 from audience_pipeline.sql.dialects import DuckDB
-from audience_pipeline.sql.identity import resolve_identities_sql
+from audience_pipeline.sql.identity import (
+    IDENTITIES,
+    identities_frame,
+    identity_result,
+    resolve_identities_sql,
+)
 from audience_pipeline.sql.relations import Inputs, alias, bind_as_of, coalesce, col, eq
 from audience_pipeline.sql.sources import FrameSource, MessageSource, ParquetSource
 from audience_pipeline.sql.statements import create_as, select_all
@@ -141,24 +146,23 @@ def prepare_source(
 ) -> dict[str, object]:
     """Create the SQL backend's input tables (see `relations`) in DuckDB from `source`.
 
-    Returns the intermediate results the output tables need: ``identity``, ``user_latest``,
+    Returns the intermediate results the output tables need: ``identity`` (the identity stats;
+    `identity_result` reads the result from DuckDB at the end), ``user_latest``,
     ``account_latest`` (Polars frames), ``flat_columns`` (stored path columns), ``messages``
     and ``sql_traits``.
     """
     names = inputs or Inputs()
-    messages = source.identity_messages()
-    identity = resolve_identities_sql(con, messages, space_config)
-    n_messages = messages.height
-    del messages  # the identifier lists are the largest thing this process holds: free them
+    source.create_identity_input(con)
+    stats = resolve_identities_sql(con, space_config)
     paths = _path_columns(source)
     source.create_messages(con, paths)
-    con.register("_ap_profiles_of", identity.message_profiles.to_arrow())
-    con.register("_ap_identities", identity.identities.to_arrow())
-    con.register(names.identities, identity.identities.to_arrow())
+    con.execute(create_as(names.identities, select_all(IDENTITIES), view=True).sql("duckdb"))
     _entity_relations(con, names, paths)
-    accounts = con.sql(select_all(names.accounts).sql("duckdb")).pl()
-    sql = matched_sql_traits(sql_traits, identity.identities, accounts["account_id"].to_list(),
-                             space_config)  # fmt: skip
+    sql = None
+    if sql_traits:  # matched against every identifier: only then are they fetched here
+        accounts = con.sql(select_all(names.accounts).sql("duckdb")).pl()
+        sql = matched_sql_traits(sql_traits, identities_frame(con),
+                                 accounts["account_id"].to_list(), space_config)  # fmt: skip
     latest: dict[str, pl.DataFrame] = {}
     targets = {"user": names.user_traits, "account": names.account_traits}
     for kind, owner, owners in _OWNERS:
@@ -171,11 +175,11 @@ def prepare_source(
         latest[kind] = frame
         con.register(targets[kind], flattened(frame, owner).to_arrow())
     return {
-        "identity": identity,
+        "identity": stats,
         "user_latest": latest["user"],
         "account_latest": latest["account"],
         "flat_columns": set(paths),
-        "messages": n_messages,
+        "messages": stats["messages"],
         "sql_traits": sql,
     }
 
@@ -300,6 +304,7 @@ def _compute(
     profiles = con.sql('SELECT profile_id FROM "ap_profiles" ORDER BY profile_id').pl()
     accounts = con.sql('SELECT account_id FROM "ap_accounts" ORDER BY account_id').pl()
     members = con.sql('SELECT account_id, profile_id FROM "ap_account_members"').pl()
+    prepared["identity"] = identity_result(con, prepared["identity"])  # type: ignore[arg-type]
     result = assemble_result(prepared, frames, profiles, accounts, members, space_ir, as_of)
     lap("output tables")
     return result
