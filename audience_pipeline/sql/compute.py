@@ -31,7 +31,6 @@ from audience_pipeline.limits import memory_limit_bytes
 from audience_pipeline.spec.models import SpaceConfig
 from audience_pipeline.sql.assemble import assemble_result
 from audience_pipeline.sql.compiler import SpaceSql, build_space_sql
-from audience_pipeline.sql.custom_traits import flattened
 from audience_pipeline.sql.dialects import DuckDB
 from audience_pipeline.sql.identity import (
     IDENTITIES,
@@ -39,11 +38,11 @@ from audience_pipeline.sql.identity import (
     identity_result,
     resolve_identities_sql,
 )
+from audience_pipeline.sql.latest import create_latest, latest_frames
 from audience_pipeline.sql.relations import Inputs, alias, bind_as_of, coalesce, col, eq
 from audience_pipeline.sql.sources import FrameSource, MessageSource, ParquetSource
 from audience_pipeline.sql.statements import create_as, select_all
 from audience_pipeline.sql.steps import run_in_steps
-from audience_pipeline.sqltraits.columns import with_sql_rows
 from audience_pipeline.sqltraits.match import matched_sql_traits
 from audience_pipeline.sqltraits.run import SqlTraitResult
 from audience_pipeline.tables.result import KNOWN_TYPES, ComputeResult
@@ -60,16 +59,6 @@ __all__ = [
 ]
 
 # Fixed statements over our own tables (no definition or data text enters them).
-_LATEST = """
-SELECT owner, key, value, tagged FROM (
-  SELECT o.owner, u.key, u.value,
-    CASE WHEN starts_with(u.tagged, '"') THEN json_extract_string(u.tagged, '$')
-         ELSE 'o' || u.value END AS tagged,
-    ROW_NUMBER() OVER (PARTITION BY o.owner, u.key ORDER BY o.timestamp DESC,
-      (o.message_id IS NULL) DESC, o.message_id DESC, o.seq DESC) AS rn
-  FROM _ap_updates u JOIN _ap_owners o ON o.seq = u.seq
-) WHERE rn = 1
-"""
 _MSGS = (
     "CREATE OR REPLACE TEMP VIEW _ap_msgs AS SELECT m.*, p.profile_id FROM _ap_messages m "
     "JOIN _ap_profiles_of p ON p.seq = m.seq"
@@ -79,13 +68,6 @@ _GROUPS = (
     "group_id AS account_id, profile_id FROM _ap_msgs WHERE type = 'group' "
     "AND group_id IS NOT NULL"
 )
-# The owners of each level's trait updates: (kind, owner column, statement, trait relation).
-_OWNERS = (
-    ("user", "profile_id", "CREATE OR REPLACE TEMP TABLE _ap_owners AS "
-     "SELECT seq, timestamp, message_id, profile_id AS owner FROM _ap_msgs"),
-    ("account", "account_id", "CREATE OR REPLACE TEMP TABLE _ap_owners AS "
-     "SELECT seq, timestamp, message_id, account_id AS owner FROM _ap_groups"),
-)  # fmt: skip
 
 
 def _path_columns(source: MessageSource) -> list[str]:
@@ -146,10 +128,10 @@ def prepare_source(
 ) -> dict[str, object]:
     """Create the SQL backend's input tables (see `relations`) in DuckDB from `source`.
 
-    Returns the intermediate results the output tables need: ``identity`` (the identity stats;
-    `identity_result` reads the result from DuckDB at the end), ``user_latest``,
-    ``account_latest`` (Polars frames), ``flat_columns`` (stored path columns), ``messages``
-    and ``sql_traits``.
+    Returns the intermediate results the output tables need: ``identity`` (the identity stats),
+    ``flat_columns`` (stored path columns), ``messages`` and ``sql_traits``. The identity result
+    and the latest custom traits stay in DuckDB (`identity_result`, `latest_frames` read them
+    for the output tables: `fetch_prepared`).
     """
     names = inputs or Inputs()
     source.create_identity_input(con)
@@ -163,25 +145,22 @@ def prepare_source(
         accounts = con.sql(select_all(names.accounts).sql("duckdb")).pl()
         sql = matched_sql_traits(sql_traits, identities_frame(con),
                                  accounts["account_id"].to_list(), space_config)  # fmt: skip
-    latest: dict[str, pl.DataFrame] = {}
-    targets = {"user": names.user_traits, "account": names.account_traits}
-    for kind, owner, owners in _OWNERS:
-        source.create_updates(con, kind)
-        con.execute(owners)
-        frame = con.sql(_LATEST).pl().rename({"owner": owner})
-        frame = frame.cast({"value": pl.String, "tagged": pl.String})
-        if sql is not None:  # SQL traits read as custom traits holding one object each
-            frame = with_sql_rows(frame, sql.rows[kind], sql.keys[kind])
-        latest[kind] = frame
-        con.register(targets[kind], flattened(frame, owner).to_arrow())
+    create_latest(con, source, {"user": names.user_traits, "account": names.account_traits}, sql)
     return {
         "identity": stats,
-        "user_latest": latest["user"],
-        "account_latest": latest["account"],
         "flat_columns": set(paths),
         "messages": stats["messages"],
         "sql_traits": sql,
     }
+
+
+def fetch_prepared(con: duckdb.DuckDBPyConnection, prepared: dict[str, object]) -> None:
+    """What `prepare_source` left in DuckDB, read into `prepared` for `assemble_result`:
+    ``identity`` (the result), ``user_latest`` and ``account_latest``. Read last: the message
+    profiles are a row per message."""
+    latest = latest_frames(con)
+    prepared["user_latest"], prepared["account_latest"] = latest["user"], latest["account"]
+    prepared["identity"] = identity_result(con, prepared["identity"])  # type: ignore[arg-type]
 
 
 def prepare_inputs(
@@ -206,15 +185,24 @@ def run_space_sql(
     frames: dict[str, pl.DataFrame] = {}
 
     def execute(statement: exp.Expr) -> None:
+        started = time.perf_counter()
         con.execute(compiled.dialect.render(statement, pretty=False))
+        # Which step takes the time or the memory at scale (DEBUG logs of the module).
+        table = statement.find(exp.Table)
+        log.debug("duckdb step %s %s: %.1fs", statement.key, table.name if table else "",
+                  time.perf_counter() - started)  # fmt: skip
 
-    for level, frame in (("user", compiled.user_frame), ("account", compiled.account_frame)):
+    levels = {"user": compiled.user_frame, "account": compiled.account_frame}
+    for level, frame in levels.items():
         if frame is None:
             continue
         query = bind_as_of(compiled.level_query(level), literal)  # type: ignore[arg-type]
         # The account level reads the user frame as a table.
         run_in_steps(execute, query, frame)
-        frames[level] = con.sql(select_all(frame).sql("duckdb")).pl()
+    # Fetched once both levels ran: no frame is held while DuckDB works under its limit.
+    for level, frame in levels.items():
+        if frame is not None:
+            frames[level] = con.sql(select_all(frame).sql("duckdb")).pl()
     return frames
 
 
@@ -304,7 +292,7 @@ def _compute(
     profiles = con.sql('SELECT profile_id FROM "ap_profiles" ORDER BY profile_id').pl()
     accounts = con.sql('SELECT account_id FROM "ap_accounts" ORDER BY account_id').pl()
     members = con.sql('SELECT account_id, profile_id FROM "ap_account_members"').pl()
-    prepared["identity"] = identity_result(con, prepared["identity"])  # type: ignore[arg-type]
+    fetch_prepared(con, prepared)
     result = assemble_result(prepared, frames, profiles, accounts, members, space_ir, as_of)
     lap("output tables")
     return result

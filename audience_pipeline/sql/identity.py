@@ -189,8 +189,8 @@ def resolve_identities_sql(con: duckdb.DuckDBPyConnection, space: SpaceConfig) -
     if n_messages == 0:
         for statement in (*_EMPTY, *_DROP):
             con.execute(statement)
-        stats = ("profiles", "components", "sequential_components", "sequential_messages")
-        return {"messages": 0, **dict.fromkeys(stats, 0)}
+        names = ("profiles", "components", "sequential_components", "sequential_messages")
+        return {"messages": 0, **dict.fromkeys(names, 0)}
     rounds = _label_components(con)
     for statement in (_CREATE_BITTEN, _PIDS, _WHOLE_MESSAGES, _WHOLE_IDENTITIES):
         con.execute(statement)
@@ -214,9 +214,8 @@ def resolve_identities_sql(con: duckdb.DuckDBPyConnection, space: SpaceConfig) -
 def _fetched(con: duckdb.DuckDBPyConnection, query: str, schema: pl.Schema) -> pl.DataFrame:
     """A query's rows as a frame, converted batch by batch (never two whole copies at once)."""
     reader = con.sql(query).to_arrow_reader(1_000_000)
-    parts = [pl.from_arrow(batch) for batch in reader]
+    parts = [pl.DataFrame(batch) for batch in reader]
     frame = pl.concat(parts, rechunk=False) if parts else pl.DataFrame(schema=schema)
-    assert isinstance(frame, pl.DataFrame)
     return frame.cast(schema)
 
 
