@@ -27,9 +27,10 @@ import polars as pl
 from sqlglot import exp
 
 from audience_pipeline.ir import nodes as ir
-from audience_pipeline.limits import memory_limit_bytes
+from audience_pipeline.limits import memory_limit_bytes, parse_size
 from audience_pipeline.spec.models import SpaceConfig
 from audience_pipeline.sql.assemble import assemble_result
+from audience_pipeline.sql.buckets import bucket_count
 from audience_pipeline.sql.compiler import SpaceSql, build_space_sql
 from audience_pipeline.sql.dialects import DuckDB
 from audience_pipeline.sql.identity import (
@@ -41,7 +42,7 @@ from audience_pipeline.sql.identity import (
 from audience_pipeline.sql.latest import create_latest, latest_frames
 from audience_pipeline.sql.relations import Inputs, alias, bind_as_of, coalesce, col, eq
 from audience_pipeline.sql.sources import FrameSource, MessageSource, ParquetSource
-from audience_pipeline.sql.statements import create_as, select_all
+from audience_pipeline.sql.statements import create_as, relation, select_all
 from audience_pipeline.sql.steps import run_in_steps
 from audience_pipeline.sqltraits.match import matched_sql_traits
 from audience_pipeline.sqltraits.run import SqlTraitResult
@@ -178,11 +179,25 @@ def prepare_inputs(
 
 
 def run_space_sql(
-    con: duckdb.DuckDBPyConnection, compiled: SpaceSql, as_of: datetime
+    con: duckdb.DuckDBPyConnection,
+    compiled: SpaceSql,
+    as_of: datetime,
+    memory_limit_bytes: int | None = None,
 ) -> dict[str, pl.DataFrame]:
-    """Run both levels' SQL in DuckDB; returns the user and account frames."""
+    """Run both levels' SQL in DuckDB; returns the user and account frames.
+
+    `memory_limit_bytes`: DuckDB's limit; a step grouping a table by entity then runs in as
+    many entity buckets as the table's rows need under it (`sql.buckets`)."""
     literal = compiled.dialect.timestamp(as_of.isoformat())
     frames: dict[str, pl.DataFrame] = {}
+
+    def buckets(table: str) -> int:
+        assert memory_limit_bytes is not None
+        counted = exp.select(exp.func("COUNT", exp.Star())).from_(relation(table))
+        rows = con.sql(counted.sql("duckdb")).fetchall()[0][0]
+        count = bucket_count(int(rows), memory_limit_bytes)
+        log.debug("duckdb step over %s: %d rows, %d bucket(s)", table, rows, count)
+        return count
 
     def execute(statement: exp.Expr) -> None:
         started = time.perf_counter()
@@ -198,7 +213,7 @@ def run_space_sql(
             continue
         query = bind_as_of(compiled.level_query(level), literal)  # type: ignore[arg-type]
         # The account level reads the user frame as a table.
-        run_in_steps(execute, query, frame)
+        run_in_steps(execute, query, frame, buckets if memory_limit_bytes else None)
     # Fetched once both levels ran: no frame is held while DuckDB works under its limit.
     for level, frame in levels.items():
         if frame is not None:
@@ -282,12 +297,14 @@ def _compute(
     space_ir: ir.Space,
     as_of: datetime,
     sql_traits: list[SqlTraitResult] | None,
+    limit: str | None,
 ) -> ComputeResult:
+    """`limit`: DuckDB's memory limit (None: DuckDB's default, no bucketed steps)."""
     lap = _Laps()
     prepared = prepare_source(con, source, space_config, sql_traits=sql_traits)
     lap("identity and inputs")
     compiled = build_space_sql(space_ir, DuckDB(), flat_columns=prepared["flat_columns"])  # type: ignore[arg-type]
-    frames = run_space_sql(con, compiled, as_of)
+    frames = run_space_sql(con, compiled, as_of, parse_size(limit) if limit else None)
     lap("traits and audiences")
     profiles = con.sql('SELECT profile_id FROM "ap_profiles" ORDER BY profile_id').pl()
     accounts = con.sql('SELECT account_id FROM "ap_accounts" ORDER BY account_id').pl()
@@ -340,12 +357,16 @@ def compute_duckdb(
     started = time.perf_counter()
     source = FrameSource.cut(events, trait_updates, as_of)
     if bounded:
-        with spilling_connection(duckdb_memory_limit(memory_limit)) as con:
-            result = _compute(con, source, space_config, space_ir, as_of, sql_traits)
+        limit = duckdb_memory_limit(memory_limit)
+        with spilling_connection(limit) as con:
+            result = _compute(con, source, space_config, space_ir, as_of, sql_traits, limit)
     else:
-        con = duckdb.connect(config=_duckdb_config())
+        config = _duckdb_config()
+        con = duckdb.connect(config=config)
         try:
-            result = _compute(con, source, space_config, space_ir, as_of, sql_traits)
+            given = config.get("memory_limit")
+            result = _compute(con, source, space_config, space_ir, as_of, sql_traits,
+                              given if isinstance(given, str) else None)  # fmt: skip
         finally:
             con.close()
     log.info("duckdb compute in %.2fs", time.perf_counter() - started)
@@ -375,7 +396,8 @@ def compute_duckdb_normalized(
         msg = f"{folder}: no events.parquet and trait_updates.parquet"
         raise FileNotFoundError(msg)
     started = time.perf_counter()
-    with spilling_connection(duckdb_memory_limit(memory_limit)) as con:
-        result = _compute(con, source, space_config, space_ir, as_of, sql_traits)
+    limit = duckdb_memory_limit(memory_limit)
+    with spilling_connection(limit) as con:
+        result = _compute(con, source, space_config, space_ir, as_of, sql_traits, limit)
     log.info("duckdb compute (parquet) in %.2fs", time.perf_counter() - started)
     return result
