@@ -27,6 +27,7 @@ import polars as pl
 from sqlglot import exp
 
 from audience_pipeline.ir import nodes as ir
+from audience_pipeline.ir.naming import ENTITY, audience_column, computed_column
 from audience_pipeline.limits import memory_limit_bytes, parse_size
 from audience_pipeline.spec.models import SpaceConfig
 from audience_pipeline.sql.assemble import assemble_result
@@ -183,8 +184,10 @@ def run_space_sql(
     compiled: SpaceSql,
     as_of: datetime,
     memory_limit_bytes: int | None = None,
+    columns: dict[str, list[str]] | None = None,
 ) -> dict[str, pl.DataFrame]:
-    """Run both levels' SQL in DuckDB; returns the user and account frames.
+    """Run both levels' SQL in DuckDB; returns the user and account frames (`columns`: only
+    these columns of each level's frame; None: all).
 
     `memory_limit_bytes`: DuckDB's limit; a step grouping a table by entity then runs in as
     many entity buckets as the table's rows need under it (`sql.buckets`)."""
@@ -216,9 +219,22 @@ def run_space_sql(
         run_in_steps(execute, query, frame, buckets if memory_limit_bytes else None)
     # Fetched once both levels ran: no frame is held while DuckDB works under its limit.
     for level, frame in levels.items():
-        if frame is not None:
-            frames[level] = con.sql(select_all(frame).sql("duckdb")).pl()
+        if frame is None:
+            continue
+        query = select_all(frame)
+        if columns is not None:  # not the steps' own columns (masks, condition parts)
+            query = exp.select(*(exp.column(c, quoted=True) for c in columns[level]))
+            query = query.from_(relation(frame))
+        frames[level] = con.sql(query.sql("duckdb")).pl()
     return frames
+
+
+def output_columns(space_ir: ir.Space, level: str) -> list[str]:
+    """The columns of a level frame the output tables read (`sql.assemble`): the entity, each
+    computed trait and each audience of the level."""
+    traits = [computed_column(t.key) for t in space_ir.traits if t.level == level]
+    audiences = [audience_column(a.key) for a in space_ir.audiences if a.level == level]
+    return [ENTITY, *traits, *audiences]
 
 
 # The older, DuckDB-only setting; still honoured (`limits` holds the one every engine reads).
@@ -304,7 +320,8 @@ def _compute(
     prepared = prepare_source(con, source, space_config, sql_traits=sql_traits)
     lap("identity and inputs")
     compiled = build_space_sql(space_ir, DuckDB(), flat_columns=prepared["flat_columns"])  # type: ignore[arg-type]
-    frames = run_space_sql(con, compiled, as_of, parse_size(limit) if limit else None)
+    columns = {level: output_columns(space_ir, level) for level in ("user", "account")}
+    frames = run_space_sql(con, compiled, as_of, parse_size(limit) if limit else None, columns)
     lap("traits and audiences")
     profiles = con.sql('SELECT profile_id FROM "ap_profiles" ORDER BY profile_id').pl()
     accounts = con.sql('SELECT account_id FROM "ap_accounts" ORDER BY account_id').pl()
