@@ -36,8 +36,10 @@ from audience_pipeline.sql.compiler import SpaceSql, build_space_sql
 from audience_pipeline.sql.dialects import DuckDB
 from audience_pipeline.sql.identity import (
     IDENTITIES,
+    PROFILES_OF,
     identities_frame,
     identity_result,
+    message_profiles_frame,
     resolve_identities_sql,
 )
 from audience_pipeline.sql.latest import create_latest, latest_frames
@@ -158,8 +160,8 @@ def prepare_source(
 
 def fetch_prepared(con: duckdb.DuckDBPyConnection, prepared: dict[str, object]) -> None:
     """What `prepare_source` left in DuckDB, read into `prepared` for `assemble_result`:
-    ``identity`` (the result), ``user_latest`` and ``account_latest``. Read last: the message
-    profiles are a row per message."""
+    ``identity`` (the result, without the message profiles: `message_profiles_frame`),
+    ``user_latest`` and ``account_latest``."""
     latest = latest_frames(con)
     prepared["user_latest"], prepared["account_latest"] = latest["user"], latest["account"]
     prepared["identity"] = identity_result(con, prepared["identity"])  # type: ignore[arg-type]
@@ -226,6 +228,8 @@ def run_space_sql(
             query = exp.select(*(exp.column(c, quoted=True) for c in columns[level]))
             query = query.from_(relation(frame))
         frames[level] = con.sql(query.sql("duckdb")).pl()
+    for frame in reversed([f for f in levels.values() if f is not None]):
+        con.execute(exp.Drop(tables=[relation(frame)], kind="TABLE").sql("duckdb"))  # fetched
     return frames
 
 
@@ -327,9 +331,23 @@ def _compute(
     accounts = con.sql('SELECT account_id FROM "ap_accounts" ORDER BY account_id').pl()
     members = con.sql('SELECT account_id, profile_id FROM "ap_account_members"').pl()
     fetch_prepared(con, prepared)
+    _drop_all_but(con, PROFILES_OF)  # DuckDB's memory back for the sort of the message profiles
     result = assemble_result(prepared, frames, profiles, accounts, members, space_ir, as_of)
+    del frames, prepared, profiles, members
+    # Read last, once the level frames are gone: a row per message.
+    result.message_profiles = message_profiles_frame(con)
     lap("output tables")
     return result
+
+
+_TEMP_TABLES = "SELECT table_name FROM duckdb_tables() WHERE temporary"
+
+
+def _drop_all_but(con: duckdb.DuckDBPyConnection, kept: str) -> None:
+    """Drop every temporary table of the run but `kept` (all of them read already)."""
+    for (name,) in con.sql(_TEMP_TABLES).fetchall():
+        if name != kept:
+            con.execute(exp.Drop(tables=[relation(name)], kind="TABLE").sql("duckdb"))
 
 
 class _Laps:

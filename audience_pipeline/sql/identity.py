@@ -39,6 +39,7 @@ __all__ = [
     "PROFILES_OF",
     "identities_frame",
     "identity_result",
+    "message_profiles_frame",
     "resolve_identities_sql",
 ]
 
@@ -226,11 +227,15 @@ def identities_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 
 
 def identity_result(con: duckdb.DuckDBPyConnection, stats: dict[str, int]) -> IdentityResult:
-    """The result `identity.resolve_identities` returns, read from DuckDB's tables (fetch it
-    last: message_profiles holds a row per message)."""
-    profiles = _fetched(con, "SELECT * FROM _ap_profiles_of ORDER BY seq", MESSAGE_PROFILES_SCHEMA)
+    """The result `identity.resolve_identities` returns, read from DuckDB's tables, without
+    the message profiles (a row per message: `message_profiles_frame` reads them, last)."""
     return IdentityResult(
-        message_profiles=profiles,
+        message_profiles=pl.DataFrame(schema=MESSAGE_PROFILES_SCHEMA),
         identities=identities_frame(con),
         stats={k: v for k, v in stats.items() if k != "messages"},
     )
+
+
+def message_profiles_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """``_ap_profiles_of`` (seq, profile_id) sorted by seq."""
+    return _fetched(con, "SELECT * FROM _ap_profiles_of ORDER BY seq", MESSAGE_PROFILES_SCHEMA)

@@ -15,18 +15,19 @@ def memberships(frame: pl.DataFrame, audiences: list[ir.Audience], level: str,
     """audience_key, level, entity_id, as_of: one row per entity whose audience column holds."""
     schema = {"audience_key": pl.String, "level": pl.String, "entity_id": pl.String}
     if audiences:
-        # One unpivot of the boolean columns instead of one filter pass per audience.
-        columns = {audience_column(a.key): a.key for a in audiences}
-        result = (
-            frame.select(pl.col(ENTITY).cast(pl.String), *columns)
-            .unpivot(index=ENTITY, on=list(columns), variable_name="audience_key")
-            .filter(pl.col("value"))
+        # One filter per audience: only the member rows are ever built (an unpivot of every
+        # entity by every audience was 120M rows at 30M events, 2.4M profiles and 50 audiences).
+        parts = [
+            frame.lazy()
+            .filter(pl.col(audience_column(a.key)))
             .select(
-                pl.col("audience_key").replace_strict(columns, return_dtype=pl.String),
-                pl.lit(level).alias("level"),
-                pl.col(ENTITY).alias("entity_id"),
+                pl.lit(a.key, dtype=pl.String).alias("audience_key"),
+                pl.lit(level, dtype=pl.String).alias("level"),
+                pl.col(ENTITY).cast(pl.String).alias("entity_id"),
             )
-        )
+            for a in audiences
+        ]
+        result = pl.concat(parts).collect()
     else:
         result = pl.DataFrame(schema=schema)
     return result.with_columns(pl.lit(as_of).cast(pl.Datetime("us", "UTC")).alias("as_of")).sort(

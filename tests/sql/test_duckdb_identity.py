@@ -3,6 +3,8 @@ rule applied one message at a time (`identity.resolve_sequential`)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import duckdb
 import polars as pl
 import pytest
@@ -12,7 +14,11 @@ from hypothesis import strategies as st
 from audience_pipeline.identity import IdentityResult, resolve_sequential
 from audience_pipeline.identity.prepare import prepare
 from audience_pipeline.spec.models import SpaceConfig
-from audience_pipeline.sql.identity import identity_result, resolve_identities_sql
+from audience_pipeline.sql.identity import (
+    identity_result,
+    message_profiles_frame,
+    resolve_identities_sql,
+)
 from tests.unit.test_identity import SCHEMA, SPACE, frame, message_sets, msg
 from tests.unit.test_identity_encode import scattered
 
@@ -25,7 +31,8 @@ def sql_identity(messages: pl.DataFrame, space: SpaceConfig) -> IdentityResult:
         assert stats["messages"] == messages.height
         assert not [t for (t,) in con.sql("SHOW TABLES").fetchall() if t.startswith("_id_")
                     and t != "_id_input"]  # fmt: skip
-        return identity_result(con, stats)
+        result = identity_result(con, stats)
+        return replace(result, message_profiles=message_profiles_frame(con))
     finally:
         con.close()
 
