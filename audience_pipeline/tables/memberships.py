@@ -9,25 +9,32 @@ import polars as pl
 from audience_pipeline.ir import nodes as ir
 from audience_pipeline.ir.naming import ENTITY, audience_column
 
+UNPIVOT_ROWS = 250_000  # entities unpivoted at a time
+
 
 def memberships(frame: pl.DataFrame, audiences: list[ir.Audience], level: str,
                 as_of: datetime) -> pl.DataFrame:  # fmt: skip
     """audience_key, level, entity_id, as_of: one row per entity whose audience column holds."""
     schema = {"audience_key": pl.String, "level": pl.String, "entity_id": pl.String}
     if audiences:
-        # One filter per audience: only the member rows are ever built (an unpivot of every
-        # entity by every audience was 120M rows at 30M events, 2.4M profiles and 50 audiences).
-        parts = [
-            frame.lazy()
-            .filter(pl.col(audience_column(a.key)))
-            .select(
-                pl.lit(a.key, dtype=pl.String).alias("audience_key"),
-                pl.lit(level, dtype=pl.String).alias("level"),
-                pl.col(ENTITY).cast(pl.String).alias("entity_id"),
-            )
-            for a in audiences
-        ]
-        result = pl.concat(parts).collect()
+        # One unpivot of the boolean columns instead of one filter pass per audience, over
+        # slices of the entities: unpivoted whole, every (entity, audience) pair is a row
+        # before the filter (120M rows for 2.4M profiles and 50 audiences).
+        columns = {audience_column(a.key): a.key for a in audiences}
+        thin = frame.select(pl.col(ENTITY).cast(pl.String), *columns)
+        result = pl.concat(
+            [
+                thin.slice(start, UNPIVOT_ROWS)
+                .unpivot(index=ENTITY, on=list(columns), variable_name="audience_key")
+                .filter(pl.col("value"))
+                .select(
+                    pl.col("audience_key").replace_strict(columns, return_dtype=pl.String),
+                    pl.lit(level).alias("level"),
+                    pl.col(ENTITY).alias("entity_id"),
+                )
+                for start in range(0, max(1, thin.height), UNPIVOT_ROWS)
+            ]
+        )
     else:
         result = pl.DataFrame(schema=schema)
     return result.with_columns(pl.lit(as_of).cast(pl.Datetime("us", "UTC")).alias("as_of")).sort(
