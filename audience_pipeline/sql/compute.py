@@ -37,6 +37,7 @@ from audience_pipeline.sql.dialects import DuckDB
 from audience_pipeline.sql.identity import (
     IDENTITIES,
     PROFILES_OF,
+    fetched,
     identities_frame,
     identity_result,
     message_profiles_frame,
@@ -327,9 +328,14 @@ def _compute(
     columns = {level: output_columns(space_ir, level) for level in ("user", "account")}
     frames = run_space_sql(con, compiled, as_of, parse_size(limit) if limit else None, columns)
     lap("traits and audiences")
-    profiles = con.sql('SELECT profile_id FROM "ap_profiles" ORDER BY profile_id').pl()
-    accounts = con.sql('SELECT account_id FROM "ap_accounts" ORDER BY account_id').pl()
-    members = con.sql('SELECT account_id, profile_id FROM "ap_account_members"').pl()
+    if limit:  # the rest only reads tables back (streamed, sorts spill): DuckDB's memory back
+        con.execute(_set_memory_limit(parse_size(limit) // OUTPUT_SHARE_DIVISOR))
+    text = pl.Schema({"profile_id": pl.String})
+    profiles = fetched(con, 'SELECT profile_id FROM "ap_profiles" ORDER BY profile_id', text)
+    text = pl.Schema({"account_id": pl.String})
+    accounts = fetched(con, 'SELECT account_id FROM "ap_accounts" ORDER BY account_id', text)
+    text = pl.Schema({"account_id": pl.String, "profile_id": pl.String})
+    members = fetched(con, 'SELECT account_id, profile_id FROM "ap_account_members"', text)
     fetch_prepared(con, prepared)
     _drop_all_but(con, PROFILES_OF)  # DuckDB's memory back for the sort of the message profiles
     result = assemble_result(prepared, frames, profiles, accounts, members, space_ir, as_of)
@@ -341,6 +347,14 @@ def _compute(
 
 
 _TEMP_TABLES = "SELECT table_name FROM duckdb_tables() WHERE temporary"
+# DuckDB's limit while the output tables are read back is its share over this: at 30M events
+# the buffer pool it kept (3 GiB) sat beside the output frames and the peak passed 8 GiB.
+OUTPUT_SHARE_DIVISOR = 4
+
+
+def _set_memory_limit(limit_bytes: int) -> str:
+    """SET memory_limit to `limit_bytes` (a number we computed, in MiB)."""
+    return f"SET memory_limit = '{max(64, limit_bytes // 2**20)}MiB'"
 
 
 def _drop_all_but(con: duckdb.DuckDBPyConnection, kept: str) -> None:

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "IDENTITIES",
     "PROFILES_OF",
+    "fetched",
     "identities_frame",
     "identity_result",
     "message_profiles_frame",
@@ -212,7 +213,7 @@ def resolve_identities_sql(con: duckdb.DuckDBPyConnection, space: SpaceConfig) -
     return {"messages": n_messages, **stats}
 
 
-def _fetched(con: duckdb.DuckDBPyConnection, query: str, schema: pl.Schema) -> pl.DataFrame:
+def fetched(con: duckdb.DuckDBPyConnection, query: str, schema: pl.Schema) -> pl.DataFrame:
     """A query's rows as a frame, converted batch by batch (never two whole copies at once)."""
     reader = con.sql(query).to_arrow_reader(1_000_000)
     parts = [pl.DataFrame(batch) for batch in reader]
@@ -223,7 +224,7 @@ def _fetched(con: duckdb.DuckDBPyConnection, query: str, schema: pl.Schema) -> p
 def identities_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """``_ap_identities`` sorted by (profile_id, id_type, id_value)."""
     query = "SELECT * FROM _ap_identities ORDER BY profile_id, id_type, id_value"
-    return _fetched(con, query, IDENTITIES_SCHEMA)
+    return fetched(con, query, IDENTITIES_SCHEMA)
 
 
 def identity_result(con: duckdb.DuckDBPyConnection, stats: dict[str, int]) -> IdentityResult:
@@ -238,4 +239,4 @@ def identity_result(con: duckdb.DuckDBPyConnection, stats: dict[str, int]) -> Id
 
 def message_profiles_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """``_ap_profiles_of`` (seq, profile_id) sorted by seq."""
-    return _fetched(con, "SELECT * FROM _ap_profiles_of ORDER BY seq", MESSAGE_PROFILES_SCHEMA)
+    return fetched(con, "SELECT * FROM _ap_profiles_of ORDER BY seq", MESSAGE_PROFILES_SCHEMA)

@@ -15,6 +15,7 @@ import duckdb
 import polars as pl
 
 from audience_pipeline.sql.custom_traits import flattened
+from audience_pipeline.sql.identity import fetched
 from audience_pipeline.sql.sources import MessageSource
 from audience_pipeline.sql.statements import create_as, select_all
 from audience_pipeline.sqltraits.columns import with_sql_rows
@@ -59,9 +60,11 @@ LEVELS = (
 )  # fmt: skip
 
 
+_SCHEMA = pl.Schema({"owner": pl.String, "key": pl.String, "value": pl.String, "tagged": pl.String})
+
+
 def _latest(con: duckdb.DuckDBPyConnection, level: _Level) -> pl.DataFrame:
-    frame = con.sql(level.read).pl().rename({"owner": level.owner})
-    return frame.cast({"value": pl.String, "tagged": pl.String})
+    return fetched(con, level.read, _SCHEMA).rename({"owner": level.owner})
 
 
 def create_latest(
