@@ -12,8 +12,9 @@ so `peak_rss_mb` is that process's own peak (the largest over the runs); the flo
 process between them. Medians of --repeat runs, wall and CPU seconds (`compute_vs_floor_cpu`:
 on a shared machine wall time also counts the waiting). `--scale-from M` also times
 normalized-M (`scale_<N>_vs_<M>`); `--synthesize-from M` first makes normalized-N from N/M
-copies of normalized-M with new identifiers (no raw JSON needed); `--stages` prints the
-child's stage times. Prints one `name: value` a line.
+copies of normalized-M with new identifiers and timestamps shifted by the copy's index in
+microseconds (no raw JSON needed); `--data-suffix=-shifted` reads (or synthesizes)
+normalized-N-shifted instead; `--stages` prints the child's stage times. Prints one `name: value` a line.
 
 In the same run it also times the DuckDB engine on the same normalized events, each run in a
 child process that reads the Parquet itself (`benchmarks/duckdb_engine.py`: `duckdb_s`,
@@ -269,7 +270,8 @@ def users_only(space: ir.Space) -> ir.Space:
 def synthesize(source: Path, target: Path, copies: int) -> None:
     """Normalized events `copies` times the size of `source`'s: each copy's identifiers,
     message ids and groupIds get a suffix (new profiles and accounts, not more events of the
-    same ones) and its seqs an offset; timestamps, events and properties stay as they are.
+    same ones), its seqs an offset and its timestamps `copy` microseconds more (so that copies
+    do not tie in processing order); events and properties stay as they are.
     Written by Polars' streaming sink (a stand-in for ingesting 3x the raw JSON, which takes
     about an hour here at 30M events)."""
     from audience_pipeline.ingest.storage import EVENTS_FILE, QUARANTINE_FILE, TRAIT_UPDATES_FILE
@@ -290,7 +292,11 @@ def synthesize(source: Path, target: Path, copies: int) -> None:
         )  # fmt: skip
         shifted = events.with_columns(pl.col("seq") + copy * offset)
         if copy:
+            # Timestamps move by the copy's index in microseconds: unshifted, every message of
+            # a copy shared its timestamp with the first copy's, and identity's processing order
+            # read and ranked the messageIds of every message (real data rarely ties).
             shifted = shifted.with_columns(
+                pl.col("timestamp") + pl.duration(microseconds=copy),
                 ids.alias("ids"),
                 *(tagged(c, copy).alias(c) for c in ("message_id", "previous_id", "group_id")),
             )
@@ -299,7 +305,9 @@ def synthesize(source: Path, target: Path, copies: int) -> None:
     pl.concat(parts).sink_parquet(target / EVENTS_FILE, engine="streaming")
     pl.concat(update_parts).sink_parquet(target / TRAIT_UPDATES_FILE, engine="streaming")
     pl.read_parquet(source / QUARANTINE_FILE).write_parquet(target / QUARANTINE_FILE)
-    (target / ".complete").write_text(f"synthesized: {copies} copies of {source.name}")
+    (target / ".complete").write_text(
+        f"synthesized: {copies} copies of {source.name}, timestamps shifted by the copy (us)"
+    )
 
 
 def read_normalized_updates(normalized: Path) -> pl.DataFrame:
@@ -388,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time the normalized events of this size: scale_<N>_vs_<M>")  # fmt: skip
     parser.add_argument("--synthesize-from", type=int, default=None,
                         help="make normalized-<N> from copies of normalized-<M> (no raw JSON)")  # fmt: skip
+    parser.add_argument("--data-suffix", default="",
+                        help="read (or synthesize) normalized-<N><suffix>, e.g. -shifted")  # fmt: skip
     parser.add_argument("--ingest-child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--compute-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -398,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         return _compute_child(*args.compute_child)
 
     definitions, space = load_space_ir(args.definitions, AS_OF)
-    normalized = ROOT / "data" / f"normalized-{args.events}"
+    normalized = ROOT / "data" / f"normalized-{args.events}{args.data_suffix}"
     if args.ingest_out is not None:
         if not args.ingest_only:
             parser.error("--ingest-out: only with --ingest-only (compute reads normalized-<N>)")

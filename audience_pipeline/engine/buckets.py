@@ -57,9 +57,17 @@ def choose_buckets(events: int, messages: int, memory_limit: int | None) -> int:
     return max(1, min(MAX_BUCKETS, math.ceil(events * LEVEL_BYTES_PER_EVENT / share)))
 
 
-def profile_bucket(count: int) -> pl.Expr:
-    """The bucket of a profile (its dense integer code in `entity_id`)."""
-    return (pl.col(ENTITY) % count).cast(pl.Int32)
+def profile_bucket(count: int, profiles: int | None = None) -> pl.Expr:
+    """The bucket of a profile (its dense integer code in `entity_id`).
+
+    With `profiles` (codes are 0..profiles-1): contiguous ranges of codes, so the buckets' rows
+    in bucket order are already in code order (no sort of every entity's row at the end);
+    else code % count.
+    """
+    if profiles is None:
+        return (pl.col(ENTITY) % count).cast(pl.Int32)
+    size = max(1, -(-profiles // count))
+    return (pl.col(ENTITY) // size).cast(pl.Int32)
 
 
 def account_bucket(count: int) -> pl.Expr:
@@ -97,6 +105,8 @@ class BucketedEvents:
                 compression="lz4",
             )
             log.debug("spill %s: %.2fs", self.spill.name, time.perf_counter() - started)
+            # Read from the spill from now on: the plan's inputs (lookup arrays, frames) go.
+            self.plan = pl.LazyFrame(schema=self._schema)
 
     def frame(self, bucket: int) -> pl.DataFrame:
         if self.count == 1:
@@ -157,7 +167,9 @@ def evaluate_bucketed(
                                    funnels={}, rank_scores=False, **common)  # type: ignore[arg-type]  # fmt: skip
             raw.append(level.frame.select(ENTITY, *columns))
         ranked = pl.concat(raw).with_columns(score_from_raw(c).alias(c) for c in columns)
-    frames = []
+    frames = _Frames(
+        None if events.spill is None else events.spill.with_name(f"{events.spill.name}-rows")
+    )
     result: LevelResult | None = None
     for bucket in range(events.count):
         started = time.perf_counter()
@@ -166,11 +178,44 @@ def evaluate_bucketed(
         result = evaluate_level(events=bucket_events, entities=bucket_entities,
                                 custom=bucket_custom, traits=traits, conditions=conditions,
                                 funnels=funnels, overrides=given, **common)  # type: ignore[arg-type]  # fmt: skip
-        frames.append(result.frame)
+        del bucket_events
+        frames.add(result.frame.sort(ENTITY))
+        result = LevelResult(result.frame.clear(), result.traits)
         log.debug("bucket %d/%d: %.2fs", bucket + 1, events.count, time.perf_counter() - started)
     assert result is not None
-    frame = pl.concat(frames, how="vertical_relaxed").sort(ENTITY)
-    return LevelResult(frame, result.traits)
+    whole = frames.whole()
+    # Buckets of contiguous entity ranges come in order already (`profile_bucket`).
+    if not whole.get_column(ENTITY).is_sorted():
+        whole = whole.sort(ENTITY)
+    return LevelResult(whole, result.traits)
+
+
+class _Frames:
+    """Each bucket's per-entity rows: kept in memory, or, with a folder, written there as the
+    bucket ends and read back once every bucket is done (the rows of the buckets before do not
+    sit beside the next bucket's evaluation)."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self.frames: list[pl.DataFrame] = []
+        self.files: list[Path] = []
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def add(self, frame: pl.DataFrame) -> None:
+        if self.folder is None:
+            self.frames.append(frame)
+            return
+        path = self.folder / f"{len(self.files)}.ipc"
+        frame.write_ipc(path, compression="lz4")
+        self.files.append(path)
+
+    def whole(self) -> pl.DataFrame:
+        """Every bucket's rows (columns a bucket left all null take the others' types)."""
+        frames = self.frames or [pl.read_ipc(path) for path in self.files]
+        for path in self.files:
+            path.unlink()
+        return pl.concat(frames, how="vertical_relaxed")
 
 
 __all__ = [

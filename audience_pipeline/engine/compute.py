@@ -28,6 +28,7 @@ from audience_pipeline.engine.traitvalues import computed_column
 from audience_pipeline.identity import IdentityResult, resolve_identities
 from audience_pipeline.identity.prepare import processing_rank
 from audience_pipeline.ir import nodes as ir
+from audience_pipeline.ir.naming import audience_column
 from audience_pipeline.ir.walk import iter_conditions
 from audience_pipeline.message_types import EVENT_TYPES
 from audience_pipeline.progress import Laps
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 MESSAGE_COLUMNS = ("seq", "message_id", "type", "event", "timestamp", "group_id")
 IDENTITY_COLUMNS = ("seq", "message_id", "type", "timestamp", "ids", "previous_id")
 LEVELS = ("user", "account")
+CATEGORICAL_COLUMNS = ("type", "event", "group_id")
 
 
 def compute(
@@ -120,6 +122,7 @@ def _compute(
     # Only the columns some stage reads, cut before filtering: the filter copies what it keeps.
     flat = needed_flat_columns(space, set(events.collect_schema().names()))
     in_time = _in_time(events, as_of)
+    resolved = identity is None
     if identity is None:
         # A lazy input: identity reads its identifier columns in streaming passes, as integers.
         lazy = events.lazy() if in_time is None else events.lazy().filter(in_time)
@@ -128,19 +131,27 @@ def _compute(
     # messageIds only for a processing order the identity did not give (a caller's identity).
     thin = [c for c in MESSAGE_COLUMNS if c != "message_id" or identity.order is None]
     coded = _coded_messages(_messages_in_time(events, in_time, thin), identity)
+    # A caller's identity stays whole (the caller holds it); one resolved here keeps only what
+    # the output tables read through the levels (its per-message columns are the message frame's).
+    identity, message_profiles = _slim(identity) if resolved else (identity, None)
     owners = _owners(coded, identity, trait_updates, sql_traits, space_config, lap)
     n_messages = coded.messages.height
-    user_events = _user_events(events, coded, in_time, flat, space, bucketing)
-    spill = bucketing.spill if isinstance(events, pl.LazyFrame) else None
     anchors = _user_anchors(identity, sample_identities, space_config, coded.code_of())
     names = coded.names
-    del coded  # the event plan is all the levels read
+    thin_events = _thin_events(coded, space, lazy=isinstance(events, pl.LazyFrame))
+    # The message frame goes before the spill is written: the event plan is all the levels read.
+    del coded
+    user_events = _user_events(events, thin_events, in_time, flat, bucketing)
+    del thin_events
+    spill = bucketing.spill if isinstance(events, pl.LazyFrame) else None
     user_frame, account_frame = _levels(space, as_of, owners, user_events, flat, spill, anchors,
                                         lap)  # fmt: skip
     del user_events  # no later stage reads events
+    user_frame = _table_columns(user_frame, space, "user")
     tables = _Tables.of(user_frame, account_frame, owners, names, space, as_of)
     lap("memberships")
     tables.traits(owners, space, keep_json, with_user_traits)
+    tables.release()
     lap("native traits")
     stats = {
         "messages": n_messages,
@@ -156,10 +167,32 @@ def _compute(
         account_traits=tables.account_traits.sort("account_id"),
         memberships=tables.memberships,
         account_user_memberships=tables.account_users,
-        message_profiles=identity.message_profiles,
+        message_profiles=identity.message_profiles
+        if message_profiles is None
+        else message_profiles(),
         stats=stats,
         json_columns={"user_traits": tables.user_json, "account_traits": tables.account_json},
     )
+
+
+def _slim(identity: IdentityResult) -> tuple[IdentityResult, Callable[[], pl.DataFrame] | None]:
+    """`identity` without its per-message columns (message profiles, codes, order), and how to
+    build its message_profiles again from seqs and 4-byte profile codes (None: kept whole).
+
+    The profile id of every message as text was the largest thing a run held through its
+    levels (24 bytes a message); the output table is built from the codes at the end.
+    """
+    codes, names = identity.codes, identity.code_names
+    if codes is None or names is None or names.len() >= 2**32:
+        return identity, None
+    seqs = identity.message_profiles.get_column("seq")
+    small = codes.cast(pl.UInt32)
+
+    def message_profiles() -> pl.DataFrame:
+        return pl.DataFrame({"seq": seqs, "profile_id": names.gather(small)})
+
+    empty = identity.message_profiles.clear()
+    return replace(identity, message_profiles=empty, order=None, codes=None), message_profiles
 
 
 def _in_time(events: pl.DataFrame | pl.LazyFrame, as_of: datetime) -> pl.Expr | None:
@@ -181,9 +214,14 @@ def _messages_in_time(
     it keeps).
     """
     if isinstance(events, pl.LazyFrame):
-        lazy = events.select(columns)
-        lazy = lazy if in_time is None else lazy.filter(in_time)
-        return lazy.collect(engine="streaming")
+        lazy = events if in_time is None else events.filter(in_time)
+        # The few distinct message types, event names and groupIds as Categorical (4 bytes a
+        # message instead of a 16-byte string view each): read whole, they were most of this
+        # frame at 30M messages.
+        return lazy.select(
+            pl.col(c).cast(pl.Categorical) if c in CATEGORICAL_COLUMNS else pl.col(c)
+            for c in columns
+        ).collect(engine="streaming")
     messages = events.select(columns)
     return messages if in_time is None else messages.filter(in_time)
 
@@ -231,8 +269,11 @@ def _universe(identity: IdentityResult, coded: _Coded) -> pl.DataFrame:
         .join(coded.code_of(), left_on="profile_id", right_on="_id", how="inner", suffix="_code")
         .select(pl.col("profile_id_code").alias("profile_id"), "_known")
     )
-    # Every profile with a message holds at least one identifier, but be safe: union message owners.
-    owners = coded.messages.select("profile_id").unique()
+    # Every profile with a message holds at least one identifier, but be safe: union message owners
+    # (codes are dense, so one marker array finds them without a hash table over every message).
+    present = pl.zeros(coded.names.len(), dtype=pl.Boolean, eager=True)
+    present = present.scatter(coded.messages.get_column("profile_id"), True)
+    owners = present.arg_true().cast(pl.Int64).alias("profile_id").to_frame()
     return (
         owners.join(universe, on="profile_id", how="left")
         .with_columns(pl.col("_known").fill_null(False))
@@ -280,27 +321,92 @@ def _owners(
     return _Owners(universe, latest, sql, users, accounts)
 
 
+@dataclass(frozen=True)
+class _ThinEvents:
+    """What the user-event plan takes from the message frame.
+
+    `frame`: either the event messages' profile_id, timestamp, seq, `ORDER` and event (an Enum),
+    the thin side of a join on seq; or, `first_seq` set, profile_id and `ORDER` of every
+    message at row seq - first_seq (dense seqs of a scan: the scan's rows look their code up
+    by position, no join and no copy of the event rows).
+    """
+
+    frame: pl.DataFrame
+    first_seq: int | None
+    events: int
+    messages: int
+    names: list[str]  # the Enum's categories: every event name of the events and the space
+    aligned: bool
+    profiles: int  # profile codes are 0..profiles-1
+
+
+def _thin_events(coded: _Coded, space: ir.Space, *, lazy: bool) -> _ThinEvents:
+    messages = coded.messages
+    is_event = pl.col("type").is_in(EVENT_TYPES)
+    found = messages.select(pl.col("event").filter(is_event).drop_nulls().unique())
+    names = sorted(set(found.to_series().cast(pl.String).to_list()) | _event_names(space))
+    n_events = int(messages.select(is_event.sum()).item())
+    seqs = messages.get_column("seq")
+    if lazy and coded.aligned and _dense(seqs):
+        first = int(seqs.min())  # type: ignore[arg-type]
+        span = int(seqs.max()) - first + 1  # type: ignore[arg-type]
+        at = seqs - first
+        frame = pl.DataFrame({
+            "profile_id": pl.zeros(span, dtype=pl.Int64, eager=True)
+            .scatter(at, messages.get_column("profile_id")),
+            ORDER: pl.zeros(span, dtype=pl.Int64, eager=True).scatter(at, messages.get_column(ORDER)),
+        })  # fmt: skip
+        return _ThinEvents(frame, first, n_events, messages.height, names, coded.aligned,
+                           coded.names.len())  # fmt: skip
+    thin = messages.filter(is_event).select("profile_id", "timestamp", "seq", ORDER, "event")
+    # Event names as an Enum: the dozens of name masks compare small integers, not strings.
+    thin = thin.with_columns(pl.col("event").cast(pl.Enum(names)))
+    return _ThinEvents(thin, None, n_events, messages.height, names, coded.aligned,
+                       coded.names.len())  # fmt: skip
+
+
+def _dense(seqs: pl.Series) -> bool:
+    """Seqs that an array indexed by seq holds without much waste (a normalized run's line
+    counter)."""
+    if seqs.len() == 0:
+        return False
+    first, last = seqs.min(), seqs.max()
+    assert isinstance(first, int) and isinstance(last, int)
+    return last - first < 2 * seqs.len() + 1024
+
+
 def _user_events(
     events: pl.DataFrame | pl.LazyFrame,
-    coded: _Coded,
+    thin: _ThinEvents,
     in_time: pl.Expr | None,
     flat: EventColumns,
-    space: ir.Space,
     bucketing: _Buckets,
 ) -> BucketedEvents:
     """The user level's events in as many profile buckets as `bucketing` chooses."""
     is_event = pl.col("type").is_in(EVENT_TYPES)
-    thin = coded.messages.filter(is_event).select("profile_id", "timestamp", "seq", ORDER, "event")
-    # Event names as an Enum: the dozens of name masks compare small integers, not strings.
-    event_names = set(thin["event"].drop_nulls().unique().to_list()) | _event_names(space)
-    thin = thin.with_columns(pl.col("event").cast(pl.Enum(sorted(event_names))))
-    count = bucketing.choose(thin.height, coded.messages.height)
+    count = bucketing.choose(thin.events, thin.messages)
     # A lazy input is read again only for the events' wide columns, streamed into the spill.
     spill = bucketing.spill if isinstance(events, pl.LazyFrame) else None
     keep = is_event if in_time is None else in_time & is_event
     wide = [*_json_text(flat), *sorted(flat.columns)]
-    plan = _event_plan(events, thin, keep, wide, aligned=coded.aligned and spill is None)
-    return BucketedEvents(plan.rename({"profile_id": ENTITY}), count, profile_bucket(count),
+    if thin.first_seq is not None:
+        at = pl.col("seq") - thin.first_seq
+        plan = (
+            events.lazy()
+            .filter(keep)
+            .select(
+                pl.lit(thin.frame.get_column("profile_id")).gather(at).alias("profile_id"),
+                "timestamp",
+                "seq",
+                pl.lit(thin.frame.get_column(ORDER)).gather(at).alias(ORDER),
+                pl.col("event").cast(pl.Enum(thin.names)),
+                *wide,
+            )
+        )
+    else:
+        plan = _event_plan(events, thin.frame, keep, wide, aligned=thin.aligned and spill is None)
+    return BucketedEvents(plan.rename({"profile_id": ENTITY}), count,
+                          profile_bucket(count, thin.profiles),
                           spill / "users" if spill else None)  # fmt: skip
 
 
@@ -405,6 +511,11 @@ class _Tables:
         return cls(user_frame, account_frame, _with_ids(owners.latest.users, "profile_id", names),
                    memberships, _account_user_memberships(memberships, members))  # fmt: skip
 
+    def release(self) -> None:
+        """Let the level frames and latest traits go once the traits tables are built (the
+        result's sorts and message profiles come after)."""
+        self.user_frame = self.account_frame = self.user_latest = pl.DataFrame()
+
     def traits(
         self,
         owners: _Owners,
@@ -438,6 +549,14 @@ class _Tables:
         self.account_traits, more = expand_columns(self.account_traits, "account_id",
                                                    sql.rows["account"], sql.fields["account"])  # fmt: skip
         self.account_json = (self.account_json - set(sql.fields["account"])) | more
+
+
+def _table_columns(frame: pl.DataFrame, space: ir.Space, level: str) -> pl.DataFrame:
+    """The level frame's columns the output tables read (entity, computed traits, audiences):
+    the leaves' and custom traits' columns (most of a wide frame) go before the tables."""
+    keep = [ENTITY, *(computed_column(t.key) for t in space.traits if t.level == level),
+            *(audience_column(a.key) for a in space.audiences if a.level == level)]  # fmt: skip
+    return frame.select(list(dict.fromkeys(keep)))
 
 
 def _level_audiences(space: ir.Space) -> dict[str, list[ir.Audience]]:

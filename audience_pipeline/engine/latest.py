@@ -77,29 +77,44 @@ class Latest:
 def owners_latest(messages: pl.DataFrame, trait_updates: pl.DataFrame) -> Latest:
     """Latest user and account traits from `trait_updates`, and the accounts' members.
 
-    `messages`: seq, type, group_id, profile_id and the processing order (`ORDER`).
+    `messages`: seq, type, group_id, profile_id and the processing order (`ORDER`); type and
+    group_id may be Categorical (the engine's thin message columns).
     An account trait counts from a group call with a groupId only (the account it names).
     """
-    # One join gives every update its message's processing order, owner and account.
     is_group = (pl.col("type") == "group") & pl.col("group_id").is_not_null()
-    updates = trait_updates.select("seq", "kind", "key", "value", "tagged").join(
-        messages.select(
-            "seq", ORDER, "profile_id", pl.when(is_group).then(pl.col("group_id")).alias("_acct")
-        ),
-        on="seq",
-        how="inner",
+    groups = messages.filter(is_group).select(
+        "seq", ORDER, "profile_id", account_id=pl.col("group_id").cast(pl.String)
     )
-    user_latest = latest_traits(updates.filter(pl.col("kind") == "user"), "profile_id")
-    groups = messages.filter(is_group)
-    account_ids = groups.select(pl.col("group_id").alias("account_id")).unique().sort("account_id")
-    members = groups.select(pl.col("group_id").alias("account_id"), "profile_id").unique()
-    account_latest = latest_traits(
-        updates.filter((pl.col("kind") == "account") & pl.col("_acct").is_not_null()).rename(
-            {"_acct": "account_id"}
-        ),
-        "account_id",
-    )
+    # The updates are joined to their messages by row number alone: the value and tagged text
+    # of the one row each (owner, key) keeps are gathered after the group-by, so the join and
+    # the group-by carry integers and the short key, not every update's JSON text.
+    updates = trait_updates.select("seq", "kind", "key").with_row_index(_ROW)
+    users = updates.filter(pl.col("kind") == "user").select(_ROW, "seq", "key")
+    users = users.join(messages.select("seq", ORDER, "profile_id"), on="seq", how="inner")
+    user_latest = _latest_rows(users, "profile_id", trait_updates)
+    del users
+    accounts = updates.filter(pl.col("kind") == "account").select(_ROW, "seq", "key")
+    accounts = accounts.join(groups.select("seq", ORDER, "account_id"), on="seq", how="inner")
+    account_latest = _latest_rows(accounts, "account_id", trait_updates)
+    account_ids = groups.select("account_id").unique().sort("account_id")
+    members = groups.select("account_id", "profile_id").unique()
     return Latest(user_latest, account_latest, members, account_ids)
+
+
+_ROW = "_update_row"
+
+
+def _latest_rows(keyed: pl.DataFrame, owner: str, updates: pl.DataFrame) -> pl.DataFrame:
+    """`latest_traits` of the updates `keyed` names by row (`_ROW`, with key, `ORDER`, owner):
+    the same sort per (owner, key), over the row numbers instead of the texts."""
+    picked = keyed.group_by(owner, "key").agg(pl.col(_ROW).sort_by(ORDER).last())
+    rows = picked.get_column(_ROW)
+    return picked.select(
+        owner,
+        "key",
+        value=updates.get_column("value").gather(rows),
+        tagged=updates.get_column("tagged").gather(rows),
+    ).with_columns(flat_scalar(pl.col("tagged"), pl.col("value")).alias("tagged"))
 
 
 __all__ = ["Latest", "custom_wide", "flat_scalar", "latest_traits", "owners_latest"]

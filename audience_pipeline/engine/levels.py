@@ -138,7 +138,11 @@ def _user_audiences(
     detail: bool,
 ) -> pl.DataFrame:
     """The user frame with `_known`, the sample columns and one column per user audience."""
-    frame = users.frame.join(entities.frame, on=ENTITY, how="left")
+    # `_known` alone is joined and set beside the level's columns, which the new frame then
+    # shares with the level's result (a join of the whole frame copied every column).
+    known = users.frame.select(ENTITY).join(entities.frame, on=ENTITY, how="left",
+                                            maintain_order="left")  # fmt: skip
+    frame = users.frame.with_columns(known.drop(ENTITY))
     samples = leaves.of("user", ir.Sample)
     if samples:
         frame = with_sample_columns(frame, samples, anchors(samples), detail=detail)

@@ -35,9 +35,11 @@ def connected_components(n_nodes: int, edges: pl.DataFrame) -> pl.Series:
     Returns:
         An Int64 Series of length ``n_nodes``: the component label of each node.
     """
-    label = pl.int_range(0, n_nodes, dtype=pl.Int64, eager=True).alias("label")
+    # Int32 node ids where they fit: the edge list is one row per identifier occurrence.
+    dtype = pl.Int32 if n_nodes < 2**31 else pl.Int64
+    label = pl.int_range(0, n_nodes, dtype=dtype, eager=True).alias("label")
     current = (
-        edges.select(pl.col("a").cast(pl.Int64), pl.col("b").cast(pl.Int64))
+        edges.select(pl.col("a").cast(dtype), pl.col("b").cast(dtype))
         .filter(pl.col("a") != pl.col("b"))
         .unique()
     )
@@ -60,4 +62,4 @@ def connected_components(n_nodes: int, edges: pl.DataFrame) -> pl.Series:
             .unique()
         )
     log.debug("connected components: %d nodes, %d rounds", n_nodes, rounds)
-    return label
+    return label.cast(pl.Int64)

@@ -21,13 +21,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import polars as pl
+from polars.datatypes import IntegerType
 
 from audience_pipeline.identity.result import type_ranks
 from audience_pipeline.spec.models import SpaceConfig
 
 RANK = pl.Int64
 CODE = pl.UInt32
-TRANK = pl.Int64
+# Type ranks: a space has a handful of identifier types.
+TRANK = pl.Int16
+
+
+def occurrence_rank(messages: int) -> IntegerType:
+    """The integer type of a message's rank in the per-identifier tables: Int32 up to 2**31
+    messages (half the bytes of every occurrence, link and edge), Int64 past that."""
+    return pl.Int32() if messages < 2**31 else pl.Int64()
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,7 @@ class Coded:
     Attributes:
         messages: ``seq``, ``rank`` (processing order 0..M-1), sorted by ``seq``.
         occurrences: ``rank``, ``trank`` (type rank), ``vcode`` (value code): every identifier
-            of every message (a pair may repeat).
+            of every message (a pair may repeat); ranks as `occurrence_rank` types them.
         aliases: ``rank``, ``vcode``: the previousId of every alias call that has one.
         values: the distinct identifier values, sorted; ``values[vcode]`` is a code's text.
     """
@@ -108,17 +116,20 @@ def _unknown_types(messages: pl.LazyFrame, ranks: dict[str, int]) -> list[str]:
 
 
 def _rank_of(ordered: pl.DataFrame, seqs: pl.Series) -> pl.Series:
-    """The rank of each seq in `seqs` (every one a message's), `ordered` sorted by seq."""
+    """The rank of each seq in `seqs` (every one a message's), `ordered` sorted by seq; typed
+    by `occurrence_rank`."""
+    dtype = occurrence_rank(ordered.height)
     if ordered.height == 0:
-        return pl.Series("rank", [], dtype=RANK)
+        return pl.Series("rank", [], dtype=dtype)
     first, last = ordered["seq"].min(), ordered["seq"].max()
     assert isinstance(first, int) and isinstance(last, int)
+    ranks = ordered["rank"].cast(dtype)
     if first >= 0 and last < 4 * ordered.height + 1024:
         # Dense seqs (a normalized run's line counter): one array indexed by seq, no search.
-        by_seq = pl.repeat(None, last + 1, dtype=RANK, eager=True)
-        by_seq = by_seq.scatter(ordered["seq"], ordered["rank"])
+        by_seq = pl.repeat(None, last + 1, dtype=dtype, eager=True)
+        by_seq = by_seq.scatter(ordered["seq"], ranks)
         return by_seq.gather(seqs)
-    return ordered["rank"].gather(ordered["seq"].search_sorted(seqs))
+    return ranks.gather(ordered["seq"].search_sorted(seqs))
 
 
 def encode(messages: pl.LazyFrame, space: SpaceConfig) -> Coded:
@@ -166,4 +177,4 @@ def encode(messages: pl.LazyFrame, space: SpaceConfig) -> Coded:
     return Coded(ordered, occurrences, aliases, values["id_value"])
 
 
-__all__ = ["Coded", "encode"]
+__all__ = ["Coded", "encode", "occurrence_rank"]

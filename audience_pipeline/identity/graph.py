@@ -46,13 +46,17 @@ def _bitten_components(prepared: Prepared, label: pl.Series) -> pl.DataFrame:
 
 
 def _whole_components(
-    prepared: Prepared, messages: pl.DataFrame, nodes: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series]:
-    """Message profiles (with dense codes), identities and each code's profile id, of the
-    components that are one profile each."""
+    prepared: Prepared, messages: pl.DataFrame, nodes: pl.DataFrame, bitten: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Profiles (``comp``, ``profile_id``, ``code``: dense from 0) and identities of the
+    components that are one profile each (those not in `bitten`).
+
+    `messages`: ``rank``, ``first``, ``comp`` of every message; `nodes`: the whole components'.
+    """
     creators = (
         messages.group_by("comp")
         .agg(pl.col("first").get(pl.col("rank").arg_min()))
+        .join(bitten, on="comp", how="anti")
         .join(prepared.nodes.select(first="node", trank="trank", vcode="vcode"), on="first")
     )
     creators = prepared.named(creators)
@@ -62,9 +66,8 @@ def _whole_components(
         profile_id=pl.Series(profile_ids(keys), dtype=pl.String),
         code=pl.int_range(0, pl.len(), dtype=pl.Int64),
     )
-    message_profiles = messages.join(pids, on="comp").select("seq", "profile_id", "code")
     identities = prepared.named(nodes.join(pids, on="comp")).select(IDENTITIES_SCHEMA.names())
-    return message_profiles, identities, pids.get_column("profile_id")
+    return pids, identities
 
 
 def sequential_components(
@@ -100,7 +103,7 @@ def sequential_components(
             "first": [node_of[(t, v)] for _, t, v in outcome.identities],
             "profile_id": identities["profile_id"],
         },
-        schema={"first": pl.Int64, "profile_id": pl.String},
+        schema={"first": messages.schema["first"], "profile_id": pl.String},
     )
     message_profiles = messages.join(owners, on="first", how="left").select(
         MESSAGE_PROFILES_SCHEMA.names()
@@ -110,28 +113,31 @@ def sequential_components(
 
 @dataclass(frozen=True)
 class _Parts:
-    """Resolved so far: message profiles (seq, profile_id, code), identities, each code's
-    profile id, and the number of profiles."""
+    """Resolved so far: each message's profile code (by rank; null where not yet resolved),
+    identities, each code's profile id, and the number of profiles."""
 
-    profiles: pl.DataFrame
+    codes: pl.Series
     identities: pl.DataFrame
     names: pl.Series
     n: int
 
 
 def _with_sequential(
-    parts: _Parts, seq_mp: pl.DataFrame, seq_id: pl.DataFrame, seq_profiles: int
-) -> _Parts:
+    parts: _Parts, seq_msgs: pl.DataFrame, seq_mp: pl.DataFrame, seq_id: pl.DataFrame,
+    seq_profiles: int,
+) -> _Parts:  # fmt: skip
     """Add the profiles of the components resolved one message at a time, coded after the
-    whole components' profiles."""
+    whole components' profiles (`seq_msgs`: their messages' ``rank`` and ``seq``)."""
     seq_codes = (
         seq_mp.select("profile_id")
         .unique(maintain_order=True)
         .with_row_index("code", offset=parts.n)
         .with_columns(pl.col("code").cast(pl.Int64))
     )
+    coded = seq_mp.join(seq_codes, on="profile_id", how="left")
+    ranked = seq_msgs.select("rank", "seq").join(coded, on="seq", how="left")
     return _Parts(
-        pl.concat([parts.profiles, seq_mp.join(seq_codes, on="profile_id", how="left")]),
+        parts.codes.scatter(ranked["rank"], ranked["code"]),
         pl.concat([parts.identities, seq_id]),
         pl.concat([parts.names, seq_codes.get_column("profile_id")]),
         parts.n + seq_profiles,
@@ -174,28 +180,32 @@ def resolve_identities(messages: pl.DataFrame | pl.LazyFrame, space: SpaceConfig
     label = _component_labels(prepared)
     _step(clock, "components")
     bitten = _bitten_components(prepared, label)
+    # Per message (by rank) its component; every later step gathers by it instead of copying
+    # the message frame (no anti-join of every message, no sort of the result by seq).
     msgs = prepared.messages.with_columns(comp=label.gather(prepared.messages["first"]))
     nodes = prepared.nodes.with_columns(comp=label.gather(prepared.nodes["node"]))
-
-    whole_msgs = msgs.join(bitten, on="comp", how="anti")
     whole_nodes = nodes.join(bitten, on="comp", how="anti")
-    parts = _Parts(*_whole_components(prepared, whole_msgs, whole_nodes),
-                   whole_msgs["comp"].n_unique())  # fmt: skip
+    pids, identities = _whole_components(prepared, msgs, whole_nodes, bitten)
+    del whole_nodes, nodes
+    code_of_comp = pl.repeat(None, label.len(), dtype=pl.Int64, eager=True)
+    code_of_comp = code_of_comp.scatter(pids["comp"], pids["code"])
+    parts = _Parts(code_of_comp.gather(msgs["comp"]), identities, pids["profile_id"], pids.height)
+    del code_of_comp
     _step(clock, "whole components")
     seq_msgs = msgs.join(bitten, on="comp", how="semi")
     if seq_msgs.height:
-        parts = _with_sequential(parts, *sequential_components(prepared, seq_msgs, space))
+        parts = _with_sequential(parts, seq_msgs, *sequential_components(prepared, seq_msgs, space))
     _step(clock, "sequential components")
-    parts_mp, parts_id, names = parts.profiles, parts.identities, parts.names
     stats = {
         "profiles": parts.n,
         "components": label.n_unique(),
         "sequential_components": bitten.height,
         "sequential_messages": seq_msgs.height,
     }
+    del msgs, label
     log.info("identity: %d messages, %d profiles, %d components (%d sequential, %d messages) "
              "in %.2fs", prepared.messages.height, *stats.values(), clock.total)  # fmt: skip
-    return _identity_result(prepared, parts_mp.sort("seq"), parts_id, names, stats)
+    return _identity_result(prepared, parts, stats)
 
 
 def _component_labels(prepared: Prepared) -> pl.Series:
@@ -207,14 +217,22 @@ def _component_labels(prepared: Prepared) -> pl.Series:
     return connected_components(prepared.nodes.height, edges)
 
 
-def _identity_result(prepared: Prepared, message_profiles: pl.DataFrame,
-                     identities: pl.DataFrame, names: pl.Series | None,
-                     stats: dict[str, int]) -> IdentityResult:  # fmt: skip
+def _identity_result(prepared: Prepared, parts: _Parts, stats: dict[str, int]) -> IdentityResult:
+    """The result in seq order: messages are held by rank, so one arg sort of their seqs gives
+    each seq's rank (the processing order the engine reads) and every column is gathered by it."""
+    seqs = prepared.messages.get_column("seq")
+    by_seq = seqs.arg_sort()
+    codes = parts.codes.gather(by_seq)
+    message_profiles = pl.DataFrame(
+        {"seq": seqs.gather(by_seq), "profile_id": parts.names.gather(codes)},
+        schema=MESSAGE_PROFILES_SCHEMA,
+    )
     return IdentityResult(
-        message_profiles=message_profiles.select(MESSAGE_PROFILES_SCHEMA.names()),
-        identities=identities.sort(IDENTITIES_SCHEMA.names()),
+        message_profiles=message_profiles,
+        identities=parts.identities.sort(IDENTITIES_SCHEMA.names()),
         stats=stats,
-        order=prepared.messages.select("seq", "rank").sort("seq").get_column("rank"),
-        codes=message_profiles.get_column("code"),
-        code_names=names,
+        # Int64 as `processing_rank` gives it (the engine's order column either way).
+        order=by_seq.cast(pl.Int64).alias("rank"),
+        codes=codes.alias("code"),
+        code_names=parts.names,
     )

@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import polars as pl
+from polars.datatypes import IntegerType
 
-from audience_pipeline.identity.encode import Coded, encode
+from audience_pipeline.identity.encode import TRANK, Coded, encode, occurrence_rank
 from audience_pipeline.identity.result import alias_fallback_type, type_limits, type_ranks
 from audience_pipeline.spec.models import SpaceConfig
 
@@ -81,7 +82,7 @@ def processing_rank(messages: pl.DataFrame) -> pl.Series:
 
 def _alias_links(coded: Coded, fallback: int, n_types: int) -> pl.DataFrame:
     """``rank``, ``trank``, ``vcode`` of every alias's previousId, typed."""
-    aliases = coded.aliases.with_columns(trank=pl.lit(fallback, dtype=pl.Int64))
+    aliases = coded.aliases.with_columns(trank=pl.lit(fallback, dtype=TRANK))
     aliases = aliases.select("rank", "trank", "vcode")
     if aliases.height == 0:
         return aliases
@@ -89,29 +90,53 @@ def _alias_links(coded: Coded, fallback: int, n_types: int) -> pl.DataFrame:
         [coded.occurrences.join(aliases.select("vcode").unique(), on="vcode", how="semi"), aliases]
     )
     # One min over rank * n_types + trank gives the earliest holder and, within it, the
-    # highest-priority type the value had there.
-    earliest = held.group_by("vcode").agg(key=(pl.col("rank") * n_types + pl.col("trank")).min())
+    # highest-priority type the value had there (in Int64: ranks are narrower).
+    key = pl.col("rank").cast(pl.Int64) * n_types + pl.col("trank").cast(pl.Int64)
+    earliest = held.group_by("vcode").agg(key=key.min())
     return (
         aliases.join(earliest, on="vcode", how="left")
         .with_columns(
             trank=pl.when(pl.col("key") // n_types < pl.col("rank"))
             .then(pl.col("key") % n_types)
             .otherwise(pl.lit(fallback, dtype=pl.Int64))
+            .cast(TRANK)
         )
         .select("rank", "trank", "vcode")
     )
 
 
 def _numbered(keys: pl.Series, size: int) -> tuple[pl.Series, pl.Series]:
-    """Node of each key (dense, in key order) and the key of each node.
+    """Node of each key (dense, in key order; typed as `node_type` types them) and the key of
+    each node (Int64).
 
     Keys are below `size` (type rank * values + value code: a few per distinct value), so one
     array marks the keys present and its running count numbers them, without a sort or a hash
     table over every occurrence.
     """
     present = pl.zeros(size, dtype=pl.UInt8, eager=True).scatter(keys, 1)
-    node_of = (present.cum_sum() - 1).cast(pl.Int64)
+    node_of = (present.cum_sum() - 1).cast(node_type(size))
     return node_of.gather(keys), (present == 1).arg_true().cast(pl.Int64)
+
+
+def node_type(size: int) -> IntegerType:
+    """The integer type of node ids below `size`: Int32 where they fit (every link holds one)."""
+    return pl.Int32() if size < 2**31 else pl.Int64()
+
+
+FIRSTS_ROWS = 8_000_000  # messages whose first identifier one group-by finds
+
+
+def _firsts(links: pl.DataFrame, messages: int) -> pl.DataFrame:
+    """``rank``, ``first``: each message's smallest node, a range of ranks at a time (a
+    group-by over every link at once held a hash table of every message: most of identity's
+    peak at 30M messages)."""
+    if messages <= FIRSTS_ROWS:
+        return links.group_by("rank").agg(first=pl.col("node").min())
+    parts = []
+    for start in range(0, messages, FIRSTS_ROWS):
+        mine = pl.col("rank").is_between(start, start + FIRSTS_ROWS, closed="left")
+        parts.append(links.filter(mine).group_by("rank").agg(first=pl.col("node").min()))
+    return pl.concat(parts)
 
 
 def prepare_coded(coded: Coded, space: SpaceConfig) -> Prepared:
@@ -128,31 +153,39 @@ def prepare_coded(coded: Coded, space: SpaceConfig) -> Prepared:
     fallback = ranks[alias_fallback_type(space)]
     held = pl.concat([coded.occurrences, _alias_links(coded, fallback, len(ranks))])
     n_values = max(1, coded.values.len())
-    keys = held.select(key=pl.col("trank") * n_values + pl.col("vcode").cast(pl.Int64))["key"]
-    node, node_keys = _numbered(keys, len(ranks) * n_values)
+    size = len(ranks) * n_values
+    # Keys in 4 bytes where they fit: one per occurrence (tens of millions at 30M messages).
+    key_type = pl.UInt32 if size < 2**32 else pl.Int64
+    key = pl.col("trank").cast(key_type) * pl.lit(n_values, dtype=key_type)
+    keys = held.select(key=key + pl.col("vcode").cast(key_type))["key"]
+    node, node_keys = _numbered(keys, size)
     del keys
     # Not deduplicated: a repeated (message, identifier) only repeats a graph edge; the
     # sequential path dedupes the few messages it takes.
     links = pl.DataFrame({"rank": held["rank"], "node": node})
     del held, node
-    nodes = pl.DataFrame({"node": pl.int_range(0, node_keys.len(), dtype=pl.Int64, eager=True),
+    nodes = pl.DataFrame({"node": pl.int_range(0, node_keys.len(), dtype=node_type(size), eager=True),
                           "trank": node_keys // n_values,
                           "vcode": (node_keys % n_values).cast(pl.UInt32)})  # fmt: skip
-    firsts = links.group_by("rank").agg(first=pl.col("node").min())
+    firsts = _firsts(links, coded.messages.height)
     ordered = coded.messages
+    rank_type = occurrence_rank(ordered.height)
     if firsts.height != ordered.height:
-        missing = ordered.join(firsts, on="rank", how="anti")["seq"].head(5).to_list()
+        ranked = ordered.with_columns(pl.col("rank").cast(rank_type))
+        missing = ranked.join(firsts, on="rank", how="anti")["seq"].head(5).to_list()
         msg = f"messages without any identifier (seq {missing})"
         raise ValueError(msg)
     # rank is a permutation of 0..n-1, so scattering puts every row at its rank.
-    by_rank = pl.int_range(0, ordered.height, dtype=pl.Int64, eager=True)
     message_frame = pl.DataFrame(
         {
-            "rank": by_rank,
+            "rank": pl.int_range(0, ordered.height, dtype=rank_type, eager=True),
             "seq": ordered["seq"].clone().scatter(ordered["rank"], ordered["seq"]),
-            "first": by_rank.clone().scatter(firsts["rank"], firsts["first"]),
+            "first": pl.zeros(ordered.height, dtype=node_type(size), eager=True).scatter(
+                firsts["rank"], firsts["first"]
+            ),
         }
     )
+    del firsts
     limit_of = type_limits(space)
     limits = pl.DataFrame(
         {"trank": [ranks[t] for t in limit_of], "limit": list(limit_of.values())},
@@ -174,6 +207,9 @@ def prepare(messages: pl.DataFrame, space: SpaceConfig) -> Prepared:
         message without identifiers or an unknown type.
     """
     prepared = prepare_coded(encode(messages.select(COLUMNS).lazy(), space), space)
-    # Int64 codes: the SQL resolvers load these frames into tables of the usual integer types.
-    nodes = prepared.named(prepared.nodes).with_columns(pl.col("vcode").cast(pl.Int64))
-    return replace(prepared, nodes=nodes)
+    # Int64 ranks, nodes and codes: the SQL resolvers load these frames into tables of the
+    # usual integer types (`prepare_coded` narrows them where they fit).
+    wide = pl.all().exclude("id_type", "id_value").cast(pl.Int64)
+    nodes = prepared.named(prepared.nodes).with_columns(wide)
+    return replace(prepared, nodes=nodes, messages=prepared.messages.with_columns(wide),
+                   links=prepared.links.with_columns(wide))  # fmt: skip

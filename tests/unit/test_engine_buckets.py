@@ -67,6 +67,25 @@ def test_buckets_equal_one_bucket(drawn: tuple) -> None:
         _check_buckets(data.events, data.trait_updates, definitions, space, as_of, work)
 
 
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(scenario())
+def test_sparse_seqs_from_a_scan_equal_one_bucket(drawn: tuple) -> None:
+    # Seqs far apart: the scan's events are joined to their profiles on seq instead of looking
+    # them up in an array indexed by seq (the dense path the test above takes).
+    files, space_def, traits, audiences, as_of = drawn
+    case = Scenario(files, space_def, traits, audiences, as_of)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        events_dir, defs = write_scenario(case, root / "in")
+        definitions, space = load_space_ir(str(defs), as_of)
+        data = ingest(events_dir, definitions.space, workers=1)
+        spread = pl.col("seq") * 1_000_003 + 7
+        work = root / "work"
+        work.mkdir()
+        _check_buckets(data.events.with_columns(spread), data.trait_updates.with_columns(spread),
+                       definitions, space, as_of, work)  # fmt: skip
+
+
 AS_OF = datetime(2026, 3, 1, tzinfo=UTC)
 SQL_TRAITS = [
     {"key": "facts", "kind": "sql", "query":

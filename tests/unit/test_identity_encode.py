@@ -73,3 +73,24 @@ def test_ties_read_message_ids_only_where_timestamps_are_shared() -> None:
     ]  # fmt: skip
     messages = pl.DataFrame(rows, schema=SCHEMA)
     assert encode(messages.lazy(), SPACE).messages["rank"].to_list() == [2, 1, 0]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(message_sets())
+def test_first_identifiers_found_a_range_of_messages_at_a_time(
+    case: tuple[pl.DataFrame, SpaceConfig],
+) -> None:
+    # Past FIRSTS_ROWS messages the group-by of each message's first identifier runs over
+    # ranges of ranks; a tiny range here takes that path on small inputs.
+    from audience_pipeline.identity import prepare
+
+    messages, space = case
+    saved = prepare.FIRSTS_ROWS
+    prepare.FIRSTS_ROWS = 2
+    try:
+        fast = resolve_identities(messages.lazy(), space)
+    finally:
+        prepare.FIRSTS_ROWS = saved
+    slow = resolve_sequential(messages, space)
+    assert fast.message_profiles.equals(slow.message_profiles)
+    assert fast.identities.equals(slow.identities)
