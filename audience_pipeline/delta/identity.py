@@ -38,7 +38,7 @@ from audience_pipeline.identity.result import (
 )
 
 # The rule's own state (union-find over profiles in creation order): continued here, not copied.
-from audience_pipeline.identity.sequential import _Linker, message_identifiers
+from audience_pipeline.identity.sequential import Linker, message_identifiers
 from audience_pipeline.spec.models import SpaceConfig
 
 Identifier = tuple[str, str]
@@ -149,9 +149,9 @@ class _Unsure(Exception):
     """The continuation cannot be proven equal to resolving again."""
 
 
-def _link(seeds: _Seeds, ordered: list[list[Identifier]], space: SpaceConfig) -> _Linker:
+def _link(seeds: _Seeds, ordered: list[list[Identifier]], space: SpaceConfig) -> Linker:
     """The rule's state after the previous profiles, then the new messages in order."""
-    linker = _Linker(type_limits(space))
+    linker = Linker(type_limits(space))
     linker.parent = list(range(len(seeds.profiles)))
     linker.counts = [dict(c) for c in seeds.counts]
     linker.ids = list(seeds.profiles)
@@ -247,7 +247,7 @@ def _continued(
     identities: pl.DataFrame,
     links: pl.DataFrame,
     seeds: _Seeds,
-    linker: _Linker,
+    linker: Linker,
 ) -> Continued:
     ids = linker.ids
     final = [ids[linker.find(i)] for i in range(len(seeds.profiles))]

@@ -112,23 +112,6 @@ def to_message(table: str, row: dict[str, Any]) -> dict[str, Any]:
     return message
 
 
-def _sort_key(value: Any) -> tuple[int, str]:
-    if value is None:
-        return (1, "")
-    if isinstance(value, dt.datetime) and value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return (0, value.isoformat() if isinstance(value, dt.datetime) else str(value))
-
-
-def sort_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows in the reference's order: by timestamp, received_at, id (as text; nulls last),
-    stable (ties keep the table's order)."""
-    if not records:
-        return records
-    order = [c for c in ("timestamp", "received_at", "id") if c in records[0]]
-    return sorted(records, key=lambda r: tuple(_sort_key(r.get(c)) for c in order))
-
-
 # (tables done, tables, rows done, rows) while tables become message files.
 TableProgress = Callable[[int, int, int, int], None]
 

@@ -11,6 +11,7 @@ rows, sorted by the server when their sort columns allow, else whole (as before 
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -235,8 +236,6 @@ class Warehouse:
 
     def python_rows(self, table: str) -> Iterator[list[dict[str, Any]]]:
         """The table's rows as the reference reads them, in its order, a batch at a time."""
-        from audience_pipeline.ingest.segment_warehouse import sort_rows
-
         plan = self.plan(table)
         if plan is None and self.pg is not None:
             for columns, rows, in_order in self._pg_batches(table):
@@ -263,3 +262,20 @@ class Warehouse:
         )
         columns = [d[0] for d in result.description][1:]
         return {row[0]: dict(zip(columns, row[1:], strict=True)) for row in result.fetchall()}
+
+
+def _sort_key(value: Any) -> tuple[int, str]:
+    if value is None:
+        return (1, "")
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return (0, value.isoformat() if isinstance(value, dt.datetime) else str(value))
+
+
+def sort_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows in the reference's order: by timestamp, received_at, id (as text; nulls last),
+    stable (ties keep the table's order)."""
+    if not records:
+        return records
+    order = [c for c in ("timestamp", "received_at", "id") if c in records[0]]
+    return sorted(records, key=lambda r: tuple(_sort_key(r.get(c)) for c in order))
