@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -39,6 +40,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from audience_pipeline.delta.identity import continue_identity, typed_values
 from audience_pipeline.delta.keys import MESSAGE_KEY, Current, current_messages, in_time, rows_of
 from audience_pipeline.delta.known import run_known
 from audience_pipeline.delta.merge import NeedsFull, kept_rows, merge_tables, restamp
@@ -52,6 +54,7 @@ from audience_pipeline.delta.reads import (
     user_space,
 )
 from audience_pipeline.delta.state import TABLES, EngineState, load_state, save_state
+from audience_pipeline.delta.ties import current_ties, full_ties, next_ties, pass_order
 from audience_pipeline.engine.columns import needed_flat_columns
 from audience_pipeline.engine.compute import KNOWN_TYPES, MESSAGE_COLUMNS, ComputeResult, compute
 from audience_pipeline.engines import ComputeFn
@@ -167,9 +170,13 @@ def full_compute(
         .select("seq", *MESSAGE_KEY, "type", "group_id", "ids", "previous_id")
     )
     profiles = result.message_profiles.lazy()
+    clock = _Clock()  # what the state costs a full run, beside the engine (`ms_<part>`)
     state_messages, links = pl.collect_all(
         [_message_state(messages, profiles), _links(messages, profiles)]
     )
+    clock.lap("state_messages_links")
+    ties = full_ties(events, as_of)
+    clock.lap("state_ties")
     state = EngineState(
         as_of=as_of,
         fingerprint=definitions_fingerprint(definitions),
@@ -177,6 +184,7 @@ def full_compute(
         messages=state_messages,
         json_columns={k: sorted(v) for k, v in result.json_columns.items()},
         links=links,
+        ties=ties,
     )
     return Refresh(
         tables=result.tables(),
@@ -186,7 +194,7 @@ def full_compute(
         profiles_recomputed=result.user_traits.height,
         accounts_recomputed=result.account_traits.height,
         messages_recomputed=state_messages.height,
-        stats=result.stats,
+        stats={**result.stats, **clock.laps},
     )
 
 
@@ -204,17 +212,16 @@ def _message_state(messages: pl.LazyFrame, profiles: pl.LazyFrame) -> pl.LazyFra
 
 
 def _links(messages: pl.LazyFrame, profiles: pl.LazyFrame) -> pl.LazyFrame:
-    """value, profile_id: each identifier value a profile's messages hold (type ignored on
-    purpose: a superset of the identifier graph's edges; an alias's previousId included)."""
-    values = pl.concat(
-        [
-            messages.select(
-                "seq", value=pl.col("ids").list.eval(pl.element().struct.field("id_value"))
-            ).explode("value"),
-            messages.select("seq", value=pl.col("previous_id")),
-        ]
-    ).drop_nulls()
-    return values.join(profiles, on="seq", how="inner").select("value", "profile_id").unique()
+    """value, id_type, profile_id: each identifier value a profile's messages hold, with the
+    type it was given (null for an alias's previousId). A superset of the identifier graph's
+    edges (types ignored there); the types tell a later refresh the type a previousId was
+    first seen as (`delta.identity`)."""
+    values = typed_values(messages)
+    return (
+        values.join(profiles, on="seq", how="inner")
+        .select("value", "id_type", "profile_id")
+        .unique()
+    )
 
 
 def refresh(
@@ -264,8 +271,8 @@ def _full_reason(
 ) -> str | None:
     if previous is None:
         return "no previous state"
-    if previous.links is None:
-        return "state without identifier links (written by an older version)"
+    if previous.links is None or "id_type" not in previous.links.columns or previous.ties is None:
+        return "state without typed identifier links or ties (written by an older version)"
     if previous.fingerprint != definitions_fingerprint(definitions):
         return "definitions changed"
     if as_of < previous.as_of:
@@ -350,23 +357,55 @@ class _Resolved:
 
     frame: pl.DataFrame  # `_Current.frame` with the re-resolved messages' profile_id
     touched: pl.Series  # previous profiles whose component gained or lost a message
-    rows: pl.DataFrame  # IDENTITY_COLUMNS of the re-resolved messages
+    rows: pl.DataFrame | None  # IDENTITY_COLUMNS of the re-resolved messages (None: continued)
     identity: IdentityResult  # their resolution
     profiles: pl.Series  # the profiles they now form
+    links: Callable[[], pl.DataFrame] | None = None  # the next links, when continued
+
+
+def _scan_rows(scanned: Events, seqs: pl.Series, columns: list[str]) -> pl.DataFrame:
+    """These columns (seq first) of the messages with these seqs, in seq order. From a scan,
+    only the row groups holding them are decoded (seq is sorted: their statistics rule the
+    others out), so a day of new messages, stored together, costs a few row groups."""
+    if isinstance(scanned, pl.DataFrame):
+        return rows_of(scanned, seqs, columns)
+    wanted = seqs.unique()
+    rows = scanned.filter(pl.col("seq").is_in(wanted.implode())).select(columns).collect()
+    if rows.height != wanted.len() or not rows["seq"].is_sorted():
+        raise NeedsFull("the events scan is not in seq order")
+    return rows
 
 
 def _resolve_touched(
-    events: pl.DataFrame, cur: Current, links: pl.DataFrame, config: SpaceConfig
+    scanned: Events,
+    cur: Current,
+    fresh_rows: pl.DataFrame,
+    previous: EngineState,
+    config: SpaceConfig,
 ) -> _Resolved:
-    """Resolve again the new messages and every previous profile sharing an identifier value
-    with them (or having lost a message), as whole components."""
-    fresh_rows = rows_of(events, cur.fresh, ["ids", "previous_id"])
-    touched = _closure(links, _values(fresh_rows), cur.removed["profile_id"].unique())
+    """Identity after the new messages: continued from the previous profiles when it provably
+    equals resolving again (`delta.identity`); else the new messages and every previous
+    profile sharing an identifier value with them (or having lost a message) resolved again,
+    as whole components."""
+    assert previous.links is not None
+    identities = previous.tables["identities"]
+    if cur.removed.height == 0:
+        continued = continue_identity(fresh_rows, cur.frame, identities, previous.links, config,
+                                      previous.as_of)  # fmt: skip
+        if continued is not None:
+            return _Resolved(
+                frame=_replace_profiles(cur.frame, continued.identity.message_profiles),
+                touched=continued.touched,
+                rows=None,
+                identity=continued.identity,
+                profiles=continued.profiles,
+                links=continued.links,
+            )
+    touched = _closure(previous.links, _values(fresh_rows), cur.removed["profile_id"].unique())
     in_touched = pl.col("profile_id").is_in(touched.implode())
-    id_seqs = pl.concat(
-        [cur.fresh, cur.frame.select("seq", "profile_id").filter(in_touched)["seq"]]
-    )
-    rows = rows_of(events, id_seqs, IDENTITY_COLUMNS)
+    old_seqs = cur.frame.select("seq", "profile_id").filter(in_touched)["seq"]
+    old_rows = _scan_rows(scanned, old_seqs, IDENTITY_COLUMNS)
+    rows = pl.concat([fresh_rows, old_rows]).sort("seq")
     identity = resolve_identities(rows.select(IDENTITY_COLUMNS), config)
     resolved = identity.message_profiles
     return _Resolved(
@@ -497,11 +536,14 @@ def _unchanged(previous: EngineState, as_of: datetime) -> Refresh:
     return Refresh(tables, state, "incremental", "nothing changed", 0, 0, 0)
 
 
+_ORDER = "_processing_order"  # a pass message's place in SPEC's processing order
 # Read by the engine only to resolve identity, which a pass over known profiles skips.
 _IDENTITY_ONLY = ("ids", "previous_id")
 
 
-_THIN = ["seq", *MESSAGE_KEY, "type", "event", "timestamp", "group_id", *IDENTITY_COLUMNS]
+# Every message's thin columns; identifiers (and messageIds, wide random text) are read for
+# the messages that need them alone (`_identity_rows`, `_pass_events`).
+_THIN = ["seq", *MESSAGE_KEY, "type", "event", "timestamp", "group_id", "previous_id"]
 
 
 def _refresh_frame(events: Events) -> pl.DataFrame:
@@ -520,12 +562,13 @@ def _pass_columns(columns: list[str], space: ir.Space) -> list[str]:
     flat = needed_flat_columns(space, set(columns))
     json_text = [c for c, need in (("properties", flat.needs_properties),
                                    ("context", flat.needs_context)) if need]  # fmt: skip
-    thin = [c for c in MESSAGE_COLUMNS if c not in _IDENTITY_ONLY]
+    # No messageIds: the passes are handed their processing order (`delta.ties`).
+    thin = [c for c in MESSAGE_COLUMNS if c not in _IDENTITY_ONLY and c != "message_id"]
     return [*thin, *json_text, *sorted(flat.columns)]
 
 
 def _pass_events(
-    events: pl.DataFrame, scanned: Events, scope: _Scope, space: ir.Space
+    events: pl.DataFrame, scanned: Events, scope: _Scope, space: ir.Space, ties: pl.DataFrame
 ) -> pl.DataFrame:
     """The columns the passes read of their messages, with profile_id, user_part, account_part
     (and the identifier columns as nulls: the engine selects them before it knows it may skip
@@ -542,9 +585,11 @@ def _pass_events(
         if not read["seq"].equals(rows["seq"]):  # the scan is in seq order, each seq once
             raise NeedsFull("the events scan is not in seq order")
         rows = rows.hstack(read.drop("seq").get_columns()).select(columns)
-    skipped = (pl.lit(None, dtype=events.schema[c]).alias(c) for c in _IDENTITY_ONLY)
+    schema = scanned.collect_schema()
+    skipped = (pl.lit(None, dtype=schema[c]).alias(c) for c in _IDENTITY_ONLY)
     tags = scope.candidates.select("profile_id", "user_part", "account_part")
-    return rows.with_columns(*skipped, *tags.get_columns())
+    order = pass_order(rows, ties).alias(_ORDER)
+    return rows.with_columns(*skipped, *tags.get_columns(), order)
 
 
 def _run_passes(
@@ -563,6 +608,8 @@ def _run_passes(
     results: dict[str, ComputeResult] = {}
     for part, part_space in (("user", user_space(space)), ("account", account_space(space))):
         part_events = pass_events.filter(f"{part}_part").drop("user_part", "account_part")
+        order = part_events[_ORDER]
+        part_events = part_events.drop(_ORDER)
         part_updates = updates.filter(pl.col("seq").is_in(part_events["seq"].implode()))
         results[part] = run_known(
             part_events,
@@ -574,6 +621,7 @@ def _run_passes(
             keep_json=keep_json,
             with_user_traits=part == "user",
             identities=anchors,
+            order=order,
         )
     return results
 
@@ -594,8 +642,11 @@ def _incremental(
     clock.lap("read")
     cur = current_messages(events, as_of, previous.messages)
     clock.lap("keys")
-    resolved = _resolve_touched(events, cur, previous.links, definitions.space)
+    fresh_rows = _scan_rows(scanned, cur.fresh, IDENTITY_COLUMNS)
+    resolved = _resolve_touched(scanned, cur, fresh_rows, previous, definitions.space)
     clock.lap("identity")
+    ties = _ties(scanned, cur, fresh_rows, previous)
+    clock.lap("ties")
     crossed = _crossed(resolved.frame, reads, t0, as_of, resolved.profiles.clear())
     clock.lap("bands")
     scope = _scope(resolved, cur.removed, previous.messages, crossed, reads.accounts)
@@ -612,7 +663,7 @@ def _incremental(
         pass_updates = pool.submit(
             lambda: trait_updates.filter(pl.col("seq").is_in(scope.candidates["seq"].implode()))
         )
-        pass_events = _pass_events(events, scanned, scope, space)
+        pass_events = _pass_events(events, scanned, scope, space, ties)
         known = _known(identities, resolved.identity.identities, scope.everyone, resolved.touched)
         anchors = _anchors(space, identities, resolved, scope)
         clock.lap("scope")
@@ -629,10 +680,21 @@ def _incremental(
         messages=resolved.frame.select(*MESSAGE_KEY, "profile_id", "group_id"),
         json_columns=json_columns,
         links=links.result(),
+        ties=next_ties(cur, ties),
     )
     clock.lap("state")
-    stats = _refresh_stats(results, clock, resolved.profiles.len(), crossed[0].len())
+    stats = _refresh_stats(results, clock, resolved.profiles.len(), crossed[0].len(),
+                           resolved.rows is None)  # fmt: skip
     return _refreshed(state, scope, pass_events.height, resolved.frame.height, stats)
+
+
+def _ties(
+    scanned: Events, cur: Current, fresh_rows: pl.DataFrame, previous: EngineState
+) -> pl.DataFrame:
+    """seq, message_id of the current messages whose timestamp another shares."""
+    assert previous.ties is not None
+    return current_ties(cur, previous.ties, fresh_rows,
+                        read=lambda seqs: _scan_rows(scanned, seqs, ["seq", "message_id"]))  # fmt: skip
 
 
 def _anchors(
@@ -647,7 +709,11 @@ def _anchors(
 
 
 def _refresh_stats(
-    results: dict[str, ComputeResult], clock: _Clock, profiles_identity: int, profiles_crossed: int
+    results: dict[str, ComputeResult],
+    clock: _Clock,
+    profiles_identity: int,
+    profiles_crossed: int,
+    continued: bool,
 ) -> dict[str, Any]:
     """Each pass's own figures, the step seconds and the profiles the refresh touched."""
     return {
@@ -656,6 +722,7 @@ def _refresh_stats(
         **clock.laps,
         "profiles_identity": profiles_identity,
         "profiles_crossed": profiles_crossed,
+        "identity_continued": int(continued),
     }
 
 
@@ -673,6 +740,9 @@ def _refreshed(
 
 def _next_links(old: pl.DataFrame, resolved: _Resolved) -> pl.DataFrame:
     """The next state's identifier links: the touched profiles' replaced by the new ones'."""
+    if resolved.links is not None:
+        return resolved.links()
+    assert resolved.rows is not None
     return pl.concat(
         [
             old.filter(~pl.col("profile_id").is_in(resolved.touched.implode())),

@@ -104,6 +104,11 @@ def advance(completed: float, total: float | None, detail: str) -> bool:
     return bool(_drawing)
 
 
+def drawing() -> bool:
+    """Whether a listener draws `advance` events (a bar): frequent reports are then welcome."""
+    return bool(_drawing)
+
+
 @contextmanager
 def listening(listener: Listener, draws_progress: bool = False) -> Iterator[None]:
     """Call `listener` with every stage event while the block runs.
@@ -121,4 +126,4 @@ def listening(listener: Listener, draws_progress: bool = False) -> Iterator[None
             _drawing.remove(listener)
 
 
-__all__ = ["Laps", "Listener", "StageEvent", "Stages", "advance", "listening"]
+__all__ = ["Laps", "Listener", "StageEvent", "Stages", "advance", "drawing", "listening"]

@@ -67,6 +67,8 @@ from audience_pipeline.spec.loader import load_definitions  # noqa: E402
 from audience_pipeline.spec.models import SpaceConfig  # noqa: E402
 
 AS_OF = datetime(2026, 3, 1, tzinfo=UTC)
+# Bumped when the state's files change: kept inputs of an older state would refresh in full.
+STATE_FORMAT = 2
 
 
 def ensure_data(events: int, accounts: int, space: SpaceConfig) -> Path:
@@ -275,7 +277,7 @@ def main() -> None:
     space, issues = compile_space(definitions, AS_OF)
     assert not issues, issues
     lean = args.events >= 5_000_000 if args.lean is None else args.lean
-    folder = ROOT / "data" / f"incremental-fresh-{args.events}"
+    folder = ROOT / "data" / f"incremental-fresh-{args.events}-s{STATE_FORMAT}"
     if args.fresh and args.keep_fresh and (folder / "state" / "meta.json").exists():
         fresh_report(args, folder, lean)  # the inputs of an earlier --keep-fresh run
         return

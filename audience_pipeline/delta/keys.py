@@ -42,6 +42,20 @@ class Current:
     frame: pl.DataFrame  # seq, source, line, type, event, timestamp, profile_id, group_id
     fresh: pl.Series  # seqs of messages the previous state did not hold
     removed: pl.DataFrame  # state rows whose message is gone
+    key: pl.Series  # each row's message key (`_message_keys`)
+    codes: dict[str, int]  # the source codes of those keys
+
+    def locate(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """`rows` (source, line, ...) with the seq of their message instead of its key; rows
+        whose message is not here are left out. For a few rows: one membership test over the
+        keys, no join of every message."""
+        known = rows.filter(pl.col("source").is_in(list(self.codes)))
+        code = known["source"].replace_strict(self.codes, return_dtype=pl.Int64)
+        keyed = known.drop(MESSAGE_KEY).with_columns(key=code * (1 << 32) + known["line"])
+        here = pl.DataFrame({"key": self.key, "seq": self.frame["seq"]}).filter(
+            pl.col("key").is_in(keyed["key"].implode())
+        )
+        return here.join(keyed, on="key", how="inner").drop("key").sort("seq")
 
 
 def _runs(source: pl.Series) -> tuple[list[str], np.ndarray]:
@@ -58,7 +72,7 @@ def _message_keys(
     values, lengths = runs
     run_codes = np.array([codes[v] for v in values], dtype=np.int64)
     # Each run's code repeated over its rows.
-    return (pl.Series(np.repeat(run_codes << 32, lengths)) + line).alias("key")
+    return pl.Series("key", np.repeat(run_codes << 32, lengths) + line.to_numpy())
 
 
 def _int(value: object) -> int:
@@ -110,22 +124,36 @@ def current_messages(events: pl.DataFrame, as_of: datetime, old: pl.DataFrame) -
         key, old_key = key.set_sorted(), old_key.set_sorted()
     elif key.is_duplicated().any():
         raise unique
-    # Only the key is joined (row for row with `frame`); joining `frame` itself would copy
-    # every one of its columns again.
-    joined = key.to_frame().join(
-        old.select("profile_id").with_columns(old_key).with_row_index("_old"),
-        on="key",
-        how="left",
-        maintain_order="left",
-    )
-    matched = joined["_old"].drop_nulls()
+    old_rows = _old_rows(key, old_key)
+    matched = old_rows.drop_nulls()
     if matched.len() == old.height:
         removed = old.clear()
     else:
         kept = pl.zeros(old.height, dtype=pl.Boolean, eager=True).scatter(matched, True)
         removed = old.filter(~kept)
-    fresh = frame["seq"].filter(joined["_old"].is_null())
-    return Current(frame.with_columns(joined["profile_id"]), fresh, removed)
+    fresh = frame["seq"].filter(old_rows.is_null())
+    profiles = frame.with_columns(old["profile_id"].gather(old_rows))
+    return Current(profiles, fresh, removed, key, codes)
+
+
+def _old_rows(key: pl.Series, old_key: pl.Series) -> pl.Series:
+    """For each key, the row of `old_key` holding it (null: none), as UInt32.
+
+    Both sorted (the usual case): a binary search of every key in the old ones, in numpy
+    (about a tenth of a hash join's time at 10M keys). Otherwise a join of the keys alone
+    (row for row with `key`; joining the frame itself would copy every column again)."""
+    if key.flags["SORTED_ASC"] and old_key.flags["SORTED_ASC"]:
+        keys, olds = key.to_numpy(), old_key.to_numpy()
+        if olds.size == 0:
+            return pl.Series("_old", [None] * keys.size, dtype=pl.UInt32)
+        at = np.minimum(np.searchsorted(olds, keys), olds.size - 1)
+        hit = olds[at] == keys
+        rows = pl.Series("_old", at.astype(np.uint32))
+        return pl.select(pl.when(pl.Series(hit)).then(rows)).to_series().alias("_old")
+    joined = key.to_frame().join(
+        old_key.to_frame().with_row_index("_old"), on="key", how="left", maintain_order="left"
+    )
+    return joined["_old"]
 
 
 __all__ = ["MESSAGE_KEY", "Current", "current_messages", "in_time", "rows_of"]

@@ -37,6 +37,7 @@ def run_known(
     keep_json: Mapping[str, Collection[str]] | None = None,
     with_user_traits: bool = True,
     identities: pl.DataFrame | None = None,
+    order: pl.Series | None = None,
 ) -> ComputeResult:
     """`compute` over `messages` (event columns plus `profile_id`) with those profiles.
 
@@ -52,6 +53,8 @@ def run_known(
         with_user_traits: False leaves user_traits empty (`compute`'s argument).
         identities: profile_id, id_type, id_value of those profiles, when `sample` nodes need
             their anchors (the identity handed to `compute` only says known / not known).
+        order: each message's place in processing order (aligned with `messages`): the
+            engine then needs no messageIds (`delta.ties`).
 
     Returns:
         The engine's result (its identities and message_profiles are the ones handed in).
@@ -65,6 +68,7 @@ def run_known(
             id_value=pl.col("profile_id"),
         ),
         stats={"profiles": profiles.height},
+        order=order,
     )
     return compute(
         messages.drop("profile_id"),

@@ -1,8 +1,9 @@
 """The state a run leaves for the next incremental one, and how it is kept on disk.
 
-A run's `_state` folder holds `messages.parquet` (each message's key and profile), `links.parquet`
-(identifier value -> profile) and `meta.json`; the engine tables are the run's own (`tables_dir`
-`..`). The run's commit makes the folder the one the next run reads, so it is never half
+A run's `_state` folder holds `messages.parquet` (each message's key and profile),
+`links.parquet` (identifier value and type -> profile), `ties.parquet` (the messageIds of
+messages sharing a timestamp) and `meta.json`; the engine tables are the run's own
+(`tables_dir` `..`). The run's commit makes the folder the one the next run reads, so it is never half
 written for a reader.
 """
 
@@ -34,8 +35,11 @@ class EngineState:
         messages: source, line, profile_id, group_id of every message at or before as-of
             (group_id only on group calls).
         json_columns: per table, the trait columns stored as JSON text.
-        links: value, profile_id: every identifier value (any type, previousId included) a
-            message of the profile holds; None in states written before it existed.
+        links: value, id_type, profile_id: every identifier value a message of the profile
+            holds, with its type (null for an alias's previousId); None in states written
+            before it existed.
+        ties: source, line, message_id of the messages whose timestamp another shares (what
+            a refresh needs of messageIds, `delta.ties`); None in states written before it.
     """
 
     as_of: datetime
@@ -44,6 +48,7 @@ class EngineState:
     messages: pl.DataFrame
     json_columns: dict[str, list[str]] = field(default_factory=dict)
     links: pl.DataFrame | None = None
+    ties: pl.DataFrame | None = None
 
 
 def save_state(state: EngineState, directory: Path, *, tables_dir: str | None = None) -> None:
@@ -60,6 +65,8 @@ def save_state(state: EngineState, directory: Path, *, tables_dir: str | None = 
     frames = {"messages": state.messages}
     if state.links is not None:
         frames["links"] = state.links
+    if state.ties is not None:
+        frames["ties"] = state.ties
     if tables_dir is None:
         frames.update(state.tables)
     # Two files at a time: Polars releases the GIL while it encodes and writes.
@@ -89,8 +96,9 @@ def load_state(directory: Path) -> EngineState | None:
     tables_dir = directory / meta.get("tables_dir", ".")
     paths = {name: tables_dir / f"{name}.parquet" for name in TABLES}
     paths["messages"] = directory / "messages.parquet"
-    if (directory / "links.parquet").exists():
-        paths["links"] = directory / "links.parquet"
+    for optional in ("links", "ties"):
+        if (directory / f"{optional}.parquet").exists():
+            paths[optional] = directory / f"{optional}.parquet"
     # Two files at a time (the largest first): Polars releases the GIL while it reads.
     order = sorted(paths, key=lambda name: -paths[name].stat().st_size)
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -103,6 +111,7 @@ def load_state(directory: Path) -> EngineState | None:
         messages=frames["messages"],
         json_columns={k: list(v) for k, v in meta["json_columns"].items()},
         links=frames.get("links"),
+        ties=frames.get("ties"),
     )
 
 

@@ -42,7 +42,7 @@ class LinkOutcome:
     profiles: int
 
 
-class _Linker:
+class Linker:
     """Profiles as a union-find whose indices are creation order (smaller = created earlier)."""
 
     def __init__(self, limits: dict[str, int]) -> None:
@@ -112,7 +112,7 @@ def link_in_order(messages: Iterable[Sequence[Identifier]], limits: dict[str, in
     Returns:
         Each message's final profile (that of its first identifier) and every linked identifier.
     """
-    linker = _Linker(limits)
+    linker = Linker(limits)
     firsts: list[Identifier] = []
     for identifiers in messages:
         linker.link(identifiers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,9 @@ _BLOCK_BYTES = 1 << 24
 _GZIP_READ_BYTES = 1 << 16
 _PARQUET_BATCH_ROWS = 65_536
 _BOM = b"\xef\xbb\xbf"
+
+BytesRead = Callable[[int], None]
+"""Hears how far into a file reading got: bytes of the file on disk (compressed for .gz)."""
 
 
 class UnreadableFileError(Exception):
@@ -78,7 +81,7 @@ class DamagedFileError(Exception):
         self.rest = rest
 
 
-def _gunzip(stream: io.BufferedIOBase) -> Iterator[bytes]:
+def _gunzip(stream: io.BufferedIOBase, on_bytes: BytesRead | None = None) -> Iterator[bytes]:
     """Decompressed pieces of a gzip stream (several members allowed), as they come.
 
     Compressed input is fed in small reads, so a damaged stream gives every byte before the
@@ -87,6 +90,8 @@ def _gunzip(stream: io.BufferedIOBase) -> Iterator[bytes]:
     decompressor = zlib.decompressobj(31)
     started = False
     while data := stream.read(_GZIP_READ_BYTES):
+        if on_bytes is not None:
+            on_bytes(stream.tell())
         while data:
             started = True
             out = decompressor.decompress(data)
@@ -102,31 +107,44 @@ def _gunzip(stream: io.BufferedIOBase) -> Iterator[bytes]:
         raise EOFError(msg)
 
 
-def _pieces(path: Path) -> Iterator[bytes]:
+def _pieces(path: Path, on_bytes: BytesRead | None = None) -> Iterator[bytes]:
     with path.open("rb") as stream:
         if path.name.endswith(".gz"):
-            yield from _gunzip(stream)
+            yield from _gunzip(stream, on_bytes)
         else:
             while data := stream.read(_BLOCK_BYTES):
+                if on_bytes is not None:
+                    on_bytes(stream.tell())
                 yield data
 
 
-def line_blocks(path: Path, *, block_bytes: int = _BLOCK_BYTES) -> Iterator[list[bytes]]:
+def line_blocks(
+    path: Path, *, block_bytes: int | None = None, on_bytes: BytesRead | None = None
+) -> Iterator[list[bytes]]:
     """Lines of a JSON-lines file (gzip when named ``*.gz``) in blocks; blank lines included.
 
     Line terminators are removed; the i-th line over all blocks is line i + 1 of the file.
+    ``block_bytes``: about this many bytes of lines a block (default 16 MB). ``on_bytes`` hears
+    the file's bytes (compressed bytes for gzip) behind each block once the caller is done with
+    it (asks for the next), so progress counts what was processed, not what was read ahead.
 
     Raises:
         UnreadableFileError: the file (or its compression) is broken before its first line.
         DamagedFileError: it broke later; every whole line before the damage was handed out.
     """
+    block_bytes = _BLOCK_BYTES if block_bytes is None else block_bytes
     rest = b""
     pending: list[bytes] = []
     size = 0
     first = True
     handed = False
+    position = [0]  # the file's bytes behind what was read so far
+
+    def read(where: int) -> None:
+        position[0] = where
+
     try:
-        for data in _pieces(path):
+        for data in _pieces(path, read):
             if first:
                 first = False
                 if data.startswith(_BOM):
@@ -138,7 +156,10 @@ def line_blocks(path: Path, *, block_bytes: int = _BLOCK_BYTES) -> Iterator[list
                 pending, size = [], 0
                 rest = lines.pop()
                 handed = True
+                behind = position[0]
                 yield lines
+                if on_bytes is not None:
+                    on_bytes(behind)
     except Exception as exc:  # OSError, EOFError, zlib.error...: one file never fails the run
         lines = (rest + b"".join(pending)).split(b"\n")
         rest = lines.pop()
@@ -174,11 +195,11 @@ def _ns_to_us(table: pa.RecordBatch) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, names=table.schema.names)
 
 
-def parquet_rows(path: Path) -> Iterator[list[dict[str, Any]]]:
+def parquet_rows(path: Path, on_bytes: BytesRead | None = None) -> Iterator[list[dict[str, Any]]]:
     """Rows of a Parquet file as message dicts, in batches.
 
     Nested fields stored as JSON text are parsed, so a row looks like the same message read
-    from JSON lines.
+    from JSON lines. ``on_bytes`` hears the file's size times the share of rows read so far.
 
     Raises:
         UnreadableFileError: the file is not readable Parquet.
@@ -186,7 +207,11 @@ def parquet_rows(path: Path) -> Iterator[list[dict[str, Any]]]:
     try:
         parquet = pq.ParquetFile(path)
         batches = parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS)
+        total, done, size = parquet.metadata.num_rows, 0, path.stat().st_size
         for batch in batches:
+            done += batch.num_rows
+            if on_bytes is not None and total:
+                on_bytes(size * done // total)
             rows = _ns_to_us(batch).to_pylist()
             for row in rows:
                 for field in NESTED_FIELDS:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
+from audience_pipeline.ingest.files import BytesRead
 from audience_pipeline.ingest.flatten import part_columns
 from audience_pipeline.ingest.reader import TABLES, file_size, read_chunks
 from audience_pipeline.ingest.schema import EVENTS_SCHEMA
@@ -45,13 +46,18 @@ class FileParts:
 
 
 def write_parts(
-    path: Path, space: SpaceConfig, directory: Path, *, chunk_lines: int | None = None
+    path: Path,
+    space: SpaceConfig,
+    directory: Path,
+    *,
+    chunk_lines: int | None = None,
+    on_bytes: BytesRead | None = None,
 ) -> FileParts:
     """Read and normalize ``path`` into Parquet parts under ``directory`` (created, must be new).
 
     An unreadable file leaves one quarantine part with its one row (line 0), as
     :func:`audience_pipeline.ingest.reader.read_file` gives. ``chunk_lines``: rows per part
-    (default PART_LINES).
+    (default PART_LINES). ``on_bytes`` hears the bytes read so far (progress within the file).
     """
     source = str(path)
     directory.mkdir(parents=True)
@@ -66,7 +72,9 @@ def write_parts(
         frame.write_parquet(part, compression="lz4", statistics=False)
         parts[table].append(part)
 
-    lines, blank, unreadable = read_chunks(path, space, source, chunk_lines or PART_LINES, sink)
+    lines, blank, unreadable = read_chunks(
+        path, space, source, chunk_lines or PART_LINES, sink, on_bytes=on_bytes
+    )
     if unreadable is not None:
         shutil.rmtree(directory)
         directory.mkdir()

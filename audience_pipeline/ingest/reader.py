@@ -16,6 +16,7 @@ import polars as pl
 
 from audience_pipeline.ingest.fast import FastReader, block_frame
 from audience_pipeline.ingest.files import (
+    BytesRead,
     DamagedFileError,
     UnreadableFileError,
     is_parquet,
@@ -200,13 +201,15 @@ def _line_reason(normalizer: Normalizer, text: bytes, seq: int, line: int, cols:
         cols.quarantine(_line_text(text), line, reason)
 
 
-def _read_lines(path: Path, normalizer: Normalizer, chunks: _Chunks) -> int:
+def _read_lines(
+    path: Path, normalizer: Normalizer, chunks: _Chunks, on_bytes: BytesRead | None = None
+) -> int:
     seq = 0
     line = 0
     loads = orjson.loads
     add = normalizer.add
     try:
-        for block in line_blocks(path):
+        for block in line_blocks(path, on_bytes=on_bytes):
             cols = chunks.cols
             for text in block:
                 line += 1
@@ -239,7 +242,11 @@ def _quarantine_damage(cols: Columns, exc: DamagedFileError, line: int) -> None:
 
 
 def _read_lines_fast(
-    path: Path, space: SpaceConfig, normalizer: Normalizer, chunks: _Chunks
+    path: Path,
+    space: SpaceConfig,
+    normalizer: Normalizer,
+    chunks: _Chunks,
+    on_bytes: BytesRead | None = None,
 ) -> int:
     """The vectorized reader (:mod:`.fast`); lines it leaves go through the normalizer."""
     reader = FastReader(space, chunks.source)
@@ -249,31 +256,39 @@ def _read_lines_fast(
         return Block(events, empty_frame(TRAIT_UPDATES_COLUMNS), events.get_column("seq"))
 
     try:
-        return _read_blocks(path, read, normalizer, chunks)
+        return _read_blocks(path, read, normalizer, chunks, on_bytes)
     finally:
         reader.close()
 
 
 def _read_lines_native(
-    path: Path, space: SpaceConfig, normalizer: Normalizer, chunks: _Chunks
+    path: Path,
+    space: SpaceConfig,
+    normalizer: Normalizer,
+    chunks: _Chunks,
+    on_bytes: BytesRead | None = None,
 ) -> int:
     """The native reader (:mod:`.native`); lines it leaves go through the normalizer."""
     reader = NativeReader(space, chunks.source, normalizer)
     try:
-        return _read_blocks(path, reader.read, normalizer, chunks)
+        return _read_blocks(path, reader.read, normalizer, chunks, on_bytes)
     finally:
         reader.close()
 
 
 def _read_blocks(
-    path: Path, read: Callable[[pl.DataFrame], Block], normalizer: Normalizer, chunks: _Chunks
+    path: Path,
+    read: Callable[[pl.DataFrame], Block],
+    normalizer: Normalizer,
+    chunks: _Chunks,
+    on_bytes: BytesRead | None = None,
 ) -> int:
     """Blocks of lines through a columnar reader (`read`); the lines it does not take, the
     per-line normalizer decides (kept or quarantined), so every line is accounted for."""
     seq = 0
     line = 0
     try:
-        for block in line_blocks(path, block_bytes=BLOCK_BYTES):
+        for block in line_blocks(path, block_bytes=BLOCK_BYTES, on_bytes=on_bytes):
             frame = block_frame(block, first_line=line + 1, first_seq=seq)
             line += len(block)
             seq += frame.height
@@ -292,9 +307,11 @@ def _read_blocks(
     return seq
 
 
-def _read_parquet(path: Path, normalizer: Normalizer, chunks: _Chunks) -> int:
+def _read_parquet(
+    path: Path, normalizer: Normalizer, chunks: _Chunks, on_bytes: BytesRead | None = None
+) -> int:
     line = 0
-    for rows in parquet_rows(path):
+    for rows in parquet_rows(path, on_bytes):
         for row in rows:
             reason = _normalize(normalizer, row, line, line + 1, chunks.cols)
             if reason is not None:
@@ -313,8 +330,12 @@ def read_chunks(
     *,
     fast: bool | None = None,
     reader: str | None = None,
+    on_bytes: BytesRead | None = None,
 ) -> tuple[int, int, pl.DataFrame | None]:
     """Read and normalize one file, handing its rows to ``sink`` a chunk at a time.
+
+    ``on_bytes`` hears how many of the file's bytes were read so far, as reading goes (for
+    progress within a large file).
 
     Returns:
         The file's non-blank lines (Parquet rows), i.e. the seq numbers it used; its blank
@@ -333,13 +354,13 @@ def read_chunks(
     gc.disable()
     try:
         if is_parquet(path):
-            lines = _read_parquet(path, normalizer, chunks)
+            lines = _read_parquet(path, normalizer, chunks, on_bytes)
         elif which == "native":
-            lines = _read_lines_native(path, space, normalizer, chunks)
+            lines = _read_lines_native(path, space, normalizer, chunks, on_bytes)
         elif which == "vectorized":
-            lines = _read_lines_fast(path, space, normalizer, chunks)
+            lines = _read_lines_fast(path, space, normalizer, chunks, on_bytes)
         else:
-            lines = _read_lines(path, normalizer, chunks)
+            lines = _read_lines(path, normalizer, chunks, on_bytes)
     except (UnreadableFileError, OSError) as exc:
         logger.warning("unreadable input file %s: %s", source, exc)
         quarantine = pl.DataFrame(

@@ -11,11 +11,14 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue
 import tempfile
+import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any
 
 from audience_pipeline.ingest.assemble import assemble
 from audience_pipeline.ingest.files import discover
@@ -31,6 +34,10 @@ logger = logging.getLogger(__name__)
 # Below this much input, starting worker processes (about a second) costs more than it saves.
 PARALLEL_MIN_BYTES = 16 << 20
 MAX_WORKERS = 2
+# A reader process tells the main one how far into its file it is at most this often.
+WORKER_REPORT_SECONDS = 0.2
+
+_reports: Any = None  # in a reader process: the queue of (file index, bytes read)
 
 
 def _read_in_process(
@@ -38,9 +45,70 @@ def _read_in_process(
 ) -> list[FileParts]:
     done = []
     for index, path in enumerate(files):
-        done.append(write_parts(path, space, work / f"{index:05d}"))
+
+        def read(position: int, index: int = index) -> None:
+            tracker.file_progress(index, position)
+
+        done.append(write_parts(path, space, work / f"{index:05d}", on_bytes=read))
         tracker.file_done(index)
     return done
+
+
+def _start_reader(reports: Any) -> None:
+    """A reader process's start: where to send its progress."""
+    global _reports  # noqa: PLW0603  (one queue per process, set once at its start)
+    _reports = reports
+    reports.cancel_join_thread()  # progress news left unread must not keep a worker alive
+
+
+def _write_parts_reporting(path: Path, space: SpaceConfig, folder: Path, index: int) -> FileParts:
+    """`write_parts` in a reader process, sending bytes read to the main process now and then."""
+    last = 0.0
+
+    def read(position: int) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        if now - last >= WORKER_REPORT_SECONDS and _reports is not None:
+            last = now
+            _reports.put((index, position))
+
+    return write_parts(path, space, folder, on_bytes=read)
+
+
+def _drain(reports: Any, tracker: Tracker) -> None:
+    while True:
+        try:
+            index, position = reports.get_nowait()
+        except queue.Empty:
+            return
+        tracker.file_progress(index, position)
+
+
+def _read_in_pool(
+    files: list[Path], space: SpaceConfig, folders: list[Path], workers: int, tracker: Tracker
+) -> list[FileParts]:
+    # spawn, not fork: a forked child of a process that already runs polars threads can deadlock.
+    # An executor (unlike multiprocessing.Pool) reports a dead worker instead of waiting forever.
+    context = multiprocessing.get_context("spawn")
+    reports = context.Queue()
+    try:
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_start_reader, initargs=(reports,)
+        ) as pool:
+            futures = {
+                pool.submit(_write_parts_reporting, path, space, folder, index): index
+                for index, (path, folder) in enumerate(zip(files, folders, strict=True))
+            }
+            pending: set[Future[FileParts]] = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                _drain(reports, tracker)
+                for future in sorted(done, key=lambda f: futures[f]):
+                    future.result()  # a failed worker fails here, as pool.map did
+                    tracker.file_done(futures[future])
+            return [future.result() for future in futures]
+    finally:
+        reports.close()
 
 
 def _read_all(
@@ -52,25 +120,14 @@ def _read_all(
     workers = min(workers, len(files), os.cpu_count() or 1)
     if workers <= 1:
         return _read_in_process(files, space, work / "serial", tracker)
-    # spawn, not fork: a forked child of a process that already runs polars threads can deadlock.
-    # An executor (unlike multiprocessing.Pool) reports a dead worker instead of waiting forever.
-    context = multiprocessing.get_context("spawn")
     folders = [work / "pool" / f"{index:05d}" for index in range(len(files))]
     try:
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = {
-                pool.submit(write_parts, path, space, folder): index
-                for index, (path, folder) in enumerate(zip(files, folders, strict=True))
-            }
-            for future in as_completed(futures):
-                future.result()  # a failed worker fails here, as pool.map did
-                tracker.file_done(futures[future])
-            return [future.result() for future in futures]
+        return _read_in_pool(files, space, folders, workers, tracker)
     except BrokenProcessPool as exc:
         # e.g. a script without an `if __name__ == "__main__":` guard: spawned workers cannot
         # start. Reading in process is slower but gives the same result.
         logger.warning("ingest worker processes failed (%s); reading in process", exc)
-        tracker.files_done = tracker.bytes_done = 0
+        tracker.reset()
         return _read_in_process(files, space, work / "serial", tracker)
 
 

@@ -27,18 +27,27 @@ import polars as pl
 from sqlglot import exp
 
 from audience_pipeline.ir import nodes as ir
-from audience_pipeline.limits import memory_limit_bytes
+from audience_pipeline.ir.naming import ENTITY, audience_column, computed_column
+from audience_pipeline.limits import memory_limit_bytes, parse_size
 from audience_pipeline.spec.models import SpaceConfig
 from audience_pipeline.sql.assemble import assemble_result
+from audience_pipeline.sql.buckets import bucket_count
 from audience_pipeline.sql.compiler import SpaceSql, build_space_sql
-from audience_pipeline.sql.custom_traits import flattened
 from audience_pipeline.sql.dialects import DuckDB
-from audience_pipeline.sql.identity import resolve_identities_sql
+from audience_pipeline.sql.identity import (
+    IDENTITIES,
+    PROFILES_OF,
+    fetched,
+    identities_frame,
+    identity_result,
+    message_profiles_frame,
+    resolve_identities_sql,
+)
+from audience_pipeline.sql.latest import create_latest, latest_frames
 from audience_pipeline.sql.relations import Inputs, alias, bind_as_of, coalesce, col, eq
 from audience_pipeline.sql.sources import FrameSource, MessageSource, ParquetSource
-from audience_pipeline.sql.statements import create_as, select_all
+from audience_pipeline.sql.statements import create_as, relation, select_all
 from audience_pipeline.sql.steps import run_in_steps
-from audience_pipeline.sqltraits.columns import with_sql_rows
 from audience_pipeline.sqltraits.match import matched_sql_traits
 from audience_pipeline.sqltraits.run import SqlTraitResult
 from audience_pipeline.tables.result import KNOWN_TYPES, ComputeResult
@@ -55,16 +64,6 @@ __all__ = [
 ]
 
 # Fixed statements over our own tables (no definition or data text enters them).
-_LATEST = """
-SELECT owner, key, value, tagged FROM (
-  SELECT o.owner, u.key, u.value,
-    CASE WHEN starts_with(u.tagged, '"') THEN json_extract_string(u.tagged, '$')
-         ELSE 'o' || u.value END AS tagged,
-    ROW_NUMBER() OVER (PARTITION BY o.owner, u.key ORDER BY o.timestamp DESC,
-      (o.message_id IS NULL) DESC, o.message_id DESC, o.seq DESC) AS rn
-  FROM _ap_updates u JOIN _ap_owners o ON o.seq = u.seq
-) WHERE rn = 1
-"""
 _MSGS = (
     "CREATE OR REPLACE TEMP VIEW _ap_msgs AS SELECT m.*, p.profile_id FROM _ap_messages m "
     "JOIN _ap_profiles_of p ON p.seq = m.seq"
@@ -74,13 +73,6 @@ _GROUPS = (
     "group_id AS account_id, profile_id FROM _ap_msgs WHERE type = 'group' "
     "AND group_id IS NOT NULL"
 )
-# The owners of each level's trait updates: (kind, owner column, statement, trait relation).
-_OWNERS = (
-    ("user", "profile_id", "CREATE OR REPLACE TEMP TABLE _ap_owners AS "
-     "SELECT seq, timestamp, message_id, profile_id AS owner FROM _ap_msgs"),
-    ("account", "account_id", "CREATE OR REPLACE TEMP TABLE _ap_owners AS "
-     "SELECT seq, timestamp, message_id, account_id AS owner FROM _ap_groups"),
-)  # fmt: skip
 
 
 def _path_columns(source: MessageSource) -> list[str]:
@@ -141,43 +133,39 @@ def prepare_source(
 ) -> dict[str, object]:
     """Create the SQL backend's input tables (see `relations`) in DuckDB from `source`.
 
-    Returns the intermediate results the output tables need: ``identity``, ``user_latest``,
-    ``account_latest`` (Polars frames), ``flat_columns`` (stored path columns), ``messages``
-    and ``sql_traits``.
+    Returns the intermediate results the output tables need: ``identity`` (the identity stats),
+    ``flat_columns`` (stored path columns), ``messages`` and ``sql_traits``. The identity result
+    and the latest custom traits stay in DuckDB (`identity_result`, `latest_frames` read them
+    for the output tables: `fetch_prepared`).
     """
     names = inputs or Inputs()
-    messages = source.identity_messages()
-    identity = resolve_identities_sql(con, messages, space_config)
-    n_messages = messages.height
-    del messages  # the identifier lists are the largest thing this process holds: free them
+    source.create_identity_input(con)
+    stats = resolve_identities_sql(con, space_config)
     paths = _path_columns(source)
     source.create_messages(con, paths)
-    con.register("_ap_profiles_of", identity.message_profiles.to_arrow())
-    con.register("_ap_identities", identity.identities.to_arrow())
-    con.register(names.identities, identity.identities.to_arrow())
+    con.execute(create_as(names.identities, select_all(IDENTITIES), view=True).sql("duckdb"))
     _entity_relations(con, names, paths)
-    accounts = con.sql(select_all(names.accounts).sql("duckdb")).pl()
-    sql = matched_sql_traits(sql_traits, identity.identities, accounts["account_id"].to_list(),
-                             space_config)  # fmt: skip
-    latest: dict[str, pl.DataFrame] = {}
-    targets = {"user": names.user_traits, "account": names.account_traits}
-    for kind, owner, owners in _OWNERS:
-        source.create_updates(con, kind)
-        con.execute(owners)
-        frame = con.sql(_LATEST).pl().rename({"owner": owner})
-        frame = frame.cast({"value": pl.String, "tagged": pl.String})
-        if sql is not None:  # SQL traits read as custom traits holding one object each
-            frame = with_sql_rows(frame, sql.rows[kind], sql.keys[kind])
-        latest[kind] = frame
-        con.register(targets[kind], flattened(frame, owner).to_arrow())
+    sql = None
+    if sql_traits:  # matched against every identifier: only then are they fetched here
+        accounts = con.sql(select_all(names.accounts).sql("duckdb")).pl()
+        sql = matched_sql_traits(sql_traits, identities_frame(con),
+                                 accounts["account_id"].to_list(), space_config)  # fmt: skip
+    create_latest(con, source, {"user": names.user_traits, "account": names.account_traits}, sql)
     return {
-        "identity": identity,
-        "user_latest": latest["user"],
-        "account_latest": latest["account"],
+        "identity": stats,
         "flat_columns": set(paths),
-        "messages": n_messages,
+        "messages": stats["messages"],
         "sql_traits": sql,
     }
+
+
+def fetch_prepared(con: duckdb.DuckDBPyConnection, prepared: dict[str, object]) -> None:
+    """What `prepare_source` left in DuckDB, read into `prepared` for `assemble_result`:
+    ``identity`` (the result, without the message profiles: `message_profiles_frame`),
+    ``user_latest`` and ``account_latest``."""
+    latest = latest_frames(con)
+    prepared["user_latest"], prepared["account_latest"] = latest["user"], latest["account"]
+    prepared["identity"] = identity_result(con, prepared["identity"])  # type: ignore[arg-type]
 
 
 def prepare_inputs(
@@ -195,23 +183,63 @@ def prepare_inputs(
 
 
 def run_space_sql(
-    con: duckdb.DuckDBPyConnection, compiled: SpaceSql, as_of: datetime
+    con: duckdb.DuckDBPyConnection,
+    compiled: SpaceSql,
+    as_of: datetime,
+    memory_limit_bytes: int | None = None,
+    columns: dict[str, list[str]] | None = None,
 ) -> dict[str, pl.DataFrame]:
-    """Run both levels' SQL in DuckDB; returns the user and account frames."""
+    """Run both levels' SQL in DuckDB; returns the user and account frames (`columns`: only
+    these columns of each level's frame; None: all).
+
+    `memory_limit_bytes`: DuckDB's limit; a step grouping a table by entity then runs in as
+    many entity buckets as the table's rows need under it (`sql.buckets`)."""
     literal = compiled.dialect.timestamp(as_of.isoformat())
     frames: dict[str, pl.DataFrame] = {}
 
-    def execute(statement: exp.Expr) -> None:
-        con.execute(compiled.dialect.render(statement, pretty=False))
+    def buckets(table: str) -> int:
+        assert memory_limit_bytes is not None
+        counted = exp.select(exp.func("COUNT", exp.Star())).from_(relation(table))
+        rows = con.sql(counted.sql("duckdb")).fetchall()[0][0]
+        count = bucket_count(int(rows), memory_limit_bytes)
+        log.debug("duckdb step over %s: %d rows, %d bucket(s)", table, rows, count)
+        return count
 
-    for level, frame in (("user", compiled.user_frame), ("account", compiled.account_frame)):
+    def execute(statement: exp.Expr) -> None:
+        started = time.perf_counter()
+        con.execute(compiled.dialect.render(statement, pretty=False))
+        # Which step takes the time or the memory at scale (DEBUG logs of the module).
+        table = statement.find(exp.Table)
+        log.debug("duckdb step %s %s: %.1fs", statement.key, table.name if table else "",
+                  time.perf_counter() - started)  # fmt: skip
+
+    levels = {"user": compiled.user_frame, "account": compiled.account_frame}
+    for level, frame in levels.items():
         if frame is None:
             continue
         query = bind_as_of(compiled.level_query(level), literal)  # type: ignore[arg-type]
         # The account level reads the user frame as a table.
-        run_in_steps(execute, query, frame)
-        frames[level] = con.sql(select_all(frame).sql("duckdb")).pl()
+        run_in_steps(execute, query, frame, buckets if memory_limit_bytes else None)
+    # Fetched once both levels ran: no frame is held while DuckDB works under its limit.
+    for level, frame in levels.items():
+        if frame is None:
+            continue
+        query = select_all(frame)
+        if columns is not None:  # not the steps' own columns (masks, condition parts)
+            query = exp.select(*(exp.column(c, quoted=True) for c in columns[level]))
+            query = query.from_(relation(frame))
+        frames[level] = con.sql(query.sql("duckdb")).pl()
+    for frame in reversed([f for f in levels.values() if f is not None]):
+        con.execute(exp.Drop(tables=[relation(frame)], kind="TABLE").sql("duckdb"))  # fetched
     return frames
+
+
+def output_columns(space_ir: ir.Space, level: str) -> list[str]:
+    """The columns of a level frame the output tables read (`sql.assemble`): the entity, each
+    computed trait and each audience of the level."""
+    traits = [computed_column(t.key) for t in space_ir.traits if t.level == level]
+    audiences = [audience_column(a.key) for a in space_ir.audiences if a.level == level]
+    return [ENTITY, *traits, *audiences]
 
 
 # The older, DuckDB-only setting; still honoured (`limits` holds the one every engine reads).
@@ -290,19 +318,50 @@ def _compute(
     space_ir: ir.Space,
     as_of: datetime,
     sql_traits: list[SqlTraitResult] | None,
+    limit: str | None,
 ) -> ComputeResult:
+    """`limit`: DuckDB's memory limit (None: DuckDB's default, no bucketed steps)."""
     lap = _Laps()
     prepared = prepare_source(con, source, space_config, sql_traits=sql_traits)
     lap("identity and inputs")
     compiled = build_space_sql(space_ir, DuckDB(), flat_columns=prepared["flat_columns"])  # type: ignore[arg-type]
-    frames = run_space_sql(con, compiled, as_of)
+    columns = {level: output_columns(space_ir, level) for level in ("user", "account")}
+    frames = run_space_sql(con, compiled, as_of, parse_size(limit) if limit else None, columns)
     lap("traits and audiences")
-    profiles = con.sql('SELECT profile_id FROM "ap_profiles" ORDER BY profile_id').pl()
-    accounts = con.sql('SELECT account_id FROM "ap_accounts" ORDER BY account_id').pl()
-    members = con.sql('SELECT account_id, profile_id FROM "ap_account_members"').pl()
+    if limit:  # the rest only reads tables back (streamed, sorts spill): DuckDB's memory back
+        con.execute(_set_memory_limit(parse_size(limit) // OUTPUT_SHARE_DIVISOR))
+    text = pl.Schema({"profile_id": pl.String})
+    profiles = fetched(con, 'SELECT profile_id FROM "ap_profiles" ORDER BY profile_id', text)
+    text = pl.Schema({"account_id": pl.String})
+    accounts = fetched(con, 'SELECT account_id FROM "ap_accounts" ORDER BY account_id', text)
+    text = pl.Schema({"account_id": pl.String, "profile_id": pl.String})
+    members = fetched(con, 'SELECT account_id, profile_id FROM "ap_account_members"', text)
+    fetch_prepared(con, prepared)
+    _drop_all_but(con, PROFILES_OF)  # DuckDB's memory back for the sort of the message profiles
     result = assemble_result(prepared, frames, profiles, accounts, members, space_ir, as_of)
+    del frames, prepared, profiles, members
+    # Read last, once the level frames are gone: a row per message.
+    result.message_profiles = message_profiles_frame(con)
     lap("output tables")
     return result
+
+
+_TEMP_TABLES = "SELECT table_name FROM duckdb_tables() WHERE temporary"
+# DuckDB's limit while the output tables are read back is its share over this: at 30M events
+# the buffer pool it kept (3 GiB) sat beside the output frames and the peak passed 8 GiB.
+OUTPUT_SHARE_DIVISOR = 4
+
+
+def _set_memory_limit(limit_bytes: int) -> str:
+    """SET memory_limit to `limit_bytes` (a number we computed, in MiB)."""
+    return f"SET memory_limit = '{max(64, limit_bytes // 2**20)}MiB'"
+
+
+def _drop_all_but(con: duckdb.DuckDBPyConnection, kept: str) -> None:
+    """Drop every temporary table of the run but `kept` (all of them read already)."""
+    for (name,) in con.sql(_TEMP_TABLES).fetchall():
+        if name != kept:
+            con.execute(exp.Drop(tables=[relation(name)], kind="TABLE").sql("duckdb"))
 
 
 class _Laps:
@@ -347,12 +406,16 @@ def compute_duckdb(
     started = time.perf_counter()
     source = FrameSource.cut(events, trait_updates, as_of)
     if bounded:
-        with spilling_connection(duckdb_memory_limit(memory_limit)) as con:
-            result = _compute(con, source, space_config, space_ir, as_of, sql_traits)
+        limit = duckdb_memory_limit(memory_limit)
+        with spilling_connection(limit) as con:
+            result = _compute(con, source, space_config, space_ir, as_of, sql_traits, limit)
     else:
-        con = duckdb.connect(config=_duckdb_config())
+        config = _duckdb_config()
+        con = duckdb.connect(config=config)
         try:
-            result = _compute(con, source, space_config, space_ir, as_of, sql_traits)
+            given = config.get("memory_limit")
+            result = _compute(con, source, space_config, space_ir, as_of, sql_traits,
+                              given if isinstance(given, str) else None)  # fmt: skip
         finally:
             con.close()
     log.info("duckdb compute in %.2fs", time.perf_counter() - started)
@@ -382,7 +445,8 @@ def compute_duckdb_normalized(
         msg = f"{folder}: no events.parquet and trait_updates.parquet"
         raise FileNotFoundError(msg)
     started = time.perf_counter()
-    with spilling_connection(duckdb_memory_limit(memory_limit)) as con:
-        result = _compute(con, source, space_config, space_ir, as_of, sql_traits)
+    limit = duckdb_memory_limit(memory_limit)
+    with spilling_connection(limit) as con:
+        result = _compute(con, source, space_config, space_ir, as_of, sql_traits, limit)
     log.info("duckdb compute (parquet) in %.2fs", time.perf_counter() - started)
     return result

@@ -3,8 +3,8 @@ the normalized Parquet files themselves (a run's `_normalized/` folder), scanned
 the messages never sit in the process as frames and DuckDB can spill under its memory limit.
 
 Both give the same relations: ``_ap_messages`` (messages cut at as-of: the base columns and the
-stored path columns asked for) and ``_ap_updates`` (one kind's trait updates), and the identity
-input as a Polars frame (the columns identity resolution reads, cut at as-of).
+stored path columns asked for), ``_ap_updates`` (one kind's trait updates) and ``_id_input`` (the
+columns identity resolution reads, cut at as-of).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import duckdb
 import polars as pl
 from sqlglot import exp
 
+from audience_pipeline.sql.identity_graph import INPUT as IDENTITY_INPUT
 from audience_pipeline.sql.statements import create_as, read_parquet
 from audience_pipeline.warehouse.layout import NORMALIZED_INPUTS
 
@@ -39,7 +40,7 @@ def is_path_column(name: str) -> bool:
 class MessageSource(Protocol):
     """The normalized messages and trait updates of one run, as of one moment."""
 
-    def identity_messages(self) -> pl.DataFrame: ...
+    def create_identity_input(self, con: duckdb.DuckDBPyConnection) -> None: ...
 
     def path_columns(self) -> list[str]: ...
 
@@ -59,8 +60,8 @@ class FrameSource:
     def cut(cls, events: pl.DataFrame, trait_updates: pl.DataFrame, as_of: datetime) -> FrameSource:
         return cls(events.filter(pl.col("timestamp") <= as_of), trait_updates)
 
-    def identity_messages(self) -> pl.DataFrame:
-        return self.messages.select(IDENTITY_COLUMNS)
+    def create_identity_input(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.register(IDENTITY_INPUT, self.messages.select(IDENTITY_COLUMNS).to_arrow())
 
     def path_columns(self) -> list[str]:
         return [c for c in self.messages.columns if is_path_column(c)]
@@ -92,27 +93,26 @@ class ParquetSource:
             return cls(events, updates, as_of)
         return None
 
-    def identity_messages(self) -> pl.DataFrame:
-        # Only the identifier columns are read: the JSON text never enters this process.
-        return (
-            pl.scan_parquet(self.events)
-            .filter(pl.col("timestamp") <= self.as_of)
-            .select(IDENTITY_COLUMNS)
-            .collect()
+    def create_identity_input(self, con: duckdb.DuckDBPyConnection) -> None:
+        # DuckDB reads the identifier columns itself: no message enters this process.
+        query = exp.select(*IDENTITY_COLUMNS).from_(read_parquet(str(self.events)))
+        query = query.where(exp.column("timestamp") <= self._cut())
+        con.execute(create_as(IDENTITY_INPUT, query, view=True).sql("duckdb"))
+
+    def _cut(self) -> exp.Expr:
+        """The as-of as a TIMESTAMPTZ literal."""
+        return exp.Cast(
+            this=exp.Literal.string(self.as_of.isoformat()), to=exp.DataType.build("TIMESTAMPTZ")
         )
 
     def path_columns(self) -> list[str]:
         return [c for c in pl.read_parquet_schema(self.events) if is_path_column(c)]
 
     def create_messages(self, con: duckdb.DuckDBPyConnection, paths: Sequence[str]) -> None:
-        cut = exp.Cast(
-            this=exp.Literal.string(self.as_of.isoformat()),
-            to=exp.DataType.build("TIMESTAMPTZ"),
-        )
         query = (
             exp.select(*BASE_COLUMNS, *(exp.column(c, quoted=True) for c in paths))
             .from_(read_parquet(str(self.events)))
-            .where(exp.column("timestamp") <= cut)
+            .where(exp.column("timestamp") <= self._cut())
         )
         con.execute(create_as(MESSAGES, query, view=True).sql("duckdb"))
 

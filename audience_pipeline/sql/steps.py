@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from sqlglot import exp
 
+from audience_pipeline.sql.buckets import create_in_buckets, split_source
 from audience_pipeline.sql.statements import create_as, relation
 
 STEP_PREFIX = "_step_"
@@ -107,11 +108,24 @@ class _Chain:
         return len(self.steps)
 
 
-def run_in_steps(execute: Callable[[exp.Expr], None], query: exp.Expr, target: str) -> None:
-    """CREATE TEMPORARY TABLE "target" AS `query`, in steps (see the module)."""
+def run_in_steps(
+    execute: Callable[[exp.Expr], None],
+    query: exp.Expr,
+    target: str,
+    buckets: Callable[[str], int] | None = None,
+) -> None:
+    """CREATE TEMPORARY TABLE "target" AS `query`, in steps (see the module).
+
+    `buckets`: how many entity-hash buckets a step grouping a table by entity runs in, given the
+    table's name (`sql.buckets`); None: every step at once."""
     steps, final, last_read = chain_steps(query)
     for index, (name, body) in enumerate(steps):
-        execute(create_as(name, body))
+        source = split_source(body) if buckets is not None else None
+        count = buckets(source) if buckets is not None and source is not None else 1
+        if count > 1:
+            create_in_buckets(execute, name, body, count)  # type: ignore[arg-type]
+        else:
+            execute(create_as(name, body))
         for done in sorted(n for n, last in last_read.items() if last == index):
             execute(_drop(done))
     execute(create_as(target, final))
