@@ -266,17 +266,7 @@ def _continued(
         joined = old.join(renamed, on="profile_id", how="inner", maintain_order="left")
         return joined.select(*keep, pl.col("_new").alias("profile_id"))
 
-    seeded = set(seeds.owner)
-    added = [
-        (ids[linker.find(p)], t, v) for (t, v), p in linker.owner.items() if (t, v) not in seeded
-    ]
-    old_rows = identities.filter(pl.col("profile_id").is_in(touched.implode()))
-    new_identities = pl.concat(
-        [
-            relabel(old_rows).select(IDENTITIES_SCHEMA.names()),
-            pl.DataFrame(added, schema=IDENTITIES_SCHEMA, orient="row"),
-        ]
-    ).sort(IDENTITIES_SCHEMA.names())
+    new_identities = _new_identities(identities, touched, relabel, seeds, linker)
     linked = pl.DataFrame(
         {"seq": new.rest["seq"],
          "profile_id": [ids[linker.find(linker.owner[m[0]])] for m in new.ordered]},
@@ -302,6 +292,29 @@ def _continued(
         # Built when asked: the caller cuts it beside the engine passes.
         links=functools.partial(_next_links, links, relabel, touched, rows, fresh),
     )
+
+
+def _new_identities(
+    identities: pl.DataFrame,
+    touched: pl.Series,
+    relabel: Callable[[pl.DataFrame], pl.DataFrame],
+    seeds: _Seeds,
+    linker: Linker,
+) -> pl.DataFrame:
+    """The touched profiles' identities under their new ids, with the identifiers first seen
+    in the new messages."""
+    ids = linker.ids
+    seeded = set(seeds.owner)
+    added = [
+        (ids[linker.find(p)], t, v) for (t, v), p in linker.owner.items() if (t, v) not in seeded
+    ]
+    old_rows = identities.filter(pl.col("profile_id").is_in(touched.implode()))
+    return pl.concat(
+        [
+            relabel(old_rows).select(IDENTITIES_SCHEMA.names()),
+            pl.DataFrame(added, schema=IDENTITIES_SCHEMA, orient="row"),
+        ]
+    ).sort(IDENTITIES_SCHEMA.names())
 
 
 def _next_links(

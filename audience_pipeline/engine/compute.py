@@ -153,6 +153,18 @@ def _compute(
     tables.traits(owners, space, keep_json, with_user_traits)
     tables.release()
     lap("native traits")
+    return _result(as_of, identity, message_profiles, owners, tables, n_messages)
+
+
+def _result(
+    as_of: datetime,
+    identity: IdentityResult,
+    message_profiles: Callable[[], pl.DataFrame] | None,
+    owners: _Owners,
+    tables: _Tables,
+    n_messages: int,
+) -> ComputeResult:
+    """The run's output tables, sorted as they are written, and its counts."""
     stats = {
         "messages": n_messages,
         "profiles": owners.universe.height,
