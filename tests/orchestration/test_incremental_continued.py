@@ -18,7 +18,6 @@ from typing import Any
 
 import orjson
 import polars as pl
-import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
@@ -28,8 +27,8 @@ from audience_pipeline.engine.source import scan_events
 from audience_pipeline.identity import resolve_sequential
 from audience_pipeline.incremental import TABLES, full_compute, load_state, refresh, save_state
 from audience_pipeline.ingest import ingest, write_normalized
-from audience_pipeline.spec.loader import load_definitions
 from audience_pipeline.spec.models import Definitions
+from tests.support.definitions import write_definitions
 
 D0 = datetime(2026, 2, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -78,19 +77,7 @@ USERS, EMAILS, ANONS = ["u1", "u2", "u3"], ["e1@x", "e2@x", "e3@x"], ["a1", "a2"
 
 
 def _definitions(root: Path) -> Definitions:
-    (root / "traits").mkdir(parents=True)
-    (root / "audiences").mkdir()
-    (root / "space.yaml").write_text(yaml.safe_dump(SPACE))
-    for trait in TRAITS:
-        (root / "traits" / f"{trait['key']}.yaml").write_text(
-            yaml.safe_dump({"name": trait["key"], **trait})
-        )
-    for audience in AUDIENCES:
-        raw = {"name": audience["key"], "created_at": "2026-01-01T00:00:00Z", **audience}
-        (root / "audiences" / f"{audience['key']}.yaml").write_text(yaml.safe_dump(raw))
-    definitions, issues = load_definitions(str(root))
-    assert not issues, issues
-    return definitions
+    return write_definitions(root, SPACE, TRAITS, AUDIENCES)
 
 
 @st.composite

@@ -16,14 +16,13 @@ from typing import Any
 import orjson
 import polars as pl
 import pytest
-import yaml
 from polars.testing import assert_frame_equal
 
 from audience_pipeline.engine.source import scan_events
 from audience_pipeline.incremental import TABLES, full_compute, load_state, refresh, save_state
 from audience_pipeline.ingest import ingest, write_normalized
-from audience_pipeline.spec.loader import load_definitions
 from audience_pipeline.spec.models import Definitions
+from tests.support.definitions import write_definitions
 
 D1 = datetime(2026, 2, 10, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -124,19 +123,7 @@ FILES: dict[int, list[dict[str, Any]]] = {
 
 
 def _definitions(root: Path) -> Definitions:
-    (root / "traits").mkdir(parents=True)
-    (root / "audiences").mkdir()
-    (root / "space.yaml").write_text(yaml.safe_dump(SPACE))
-    for trait in TRAITS:
-        (root / "traits" / f"{trait['key']}.yaml").write_text(
-            yaml.safe_dump({"name": trait["key"], **trait})
-        )
-    for audience in AUDIENCES:
-        raw = {"name": audience["key"], "created_at": "2026-01-01T00:00:00Z", **audience}
-        (root / "audiences" / f"{audience['key']}.yaml").write_text(yaml.safe_dump(raw))
-    definitions, issues = load_definitions(str(root))
-    assert not issues, issues
-    return definitions
+    return write_definitions(root, SPACE, TRAITS, AUDIENCES)
 
 
 def _land(events: Path, day: int) -> None:
