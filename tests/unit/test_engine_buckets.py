@@ -55,16 +55,7 @@ def _check_buckets(events: pl.DataFrame, updates: pl.DataFrame, definitions, spa
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(scenario())
 def test_buckets_equal_one_bucket(drawn: tuple) -> None:
-    files, space_def, traits, audiences, as_of = drawn
-    case = Scenario(files, space_def, traits, audiences, as_of)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        events_dir, defs = write_scenario(case, root / "in")
-        definitions, space = load_space_ir(str(defs), as_of)
-        data = ingest(events_dir, definitions.space, workers=1)
-        work = root / "work"
-        work.mkdir()
-        _check_buckets(data.events, data.trait_updates, definitions, space, as_of, work)
+    _drawn_buckets(drawn, spread=None)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
@@ -72,6 +63,11 @@ def test_buckets_equal_one_bucket(drawn: tuple) -> None:
 def test_sparse_seqs_from_a_scan_equal_one_bucket(drawn: tuple) -> None:
     # Seqs far apart: the scan's events are joined to their profiles on seq instead of looking
     # them up in an array indexed by seq (the dense path the test above takes).
+    _drawn_buckets(drawn, spread=pl.col("seq") * 1_000_003 + 7)
+
+
+def _drawn_buckets(drawn: tuple, spread: pl.Expr | None) -> None:
+    """Ingest a drawn scenario (seqs rewritten by `spread`) and check every bucket count."""
     files, space_def, traits, audiences, as_of = drawn
     case = Scenario(files, space_def, traits, audiences, as_of)
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,11 +75,12 @@ def test_sparse_seqs_from_a_scan_equal_one_bucket(drawn: tuple) -> None:
         events_dir, defs = write_scenario(case, root / "in")
         definitions, space = load_space_ir(str(defs), as_of)
         data = ingest(events_dir, definitions.space, workers=1)
-        spread = pl.col("seq") * 1_000_003 + 7
+        events, updates = data.events, data.trait_updates
+        if spread is not None:
+            events, updates = events.with_columns(spread), updates.with_columns(spread)
         work = root / "work"
         work.mkdir()
-        _check_buckets(data.events.with_columns(spread), data.trait_updates.with_columns(spread),
-                       definitions, space, as_of, work)  # fmt: skip
+        _check_buckets(events, updates, definitions, space, as_of, work)
 
 
 AS_OF = datetime(2026, 3, 1, tzinfo=UTC)
